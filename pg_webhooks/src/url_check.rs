@@ -1,0 +1,98 @@
+//! Which URLs a webhook may post to. Address checks (loopback, private ranges) happen in the
+//! relay on the address actually connected to; here only the form is checked.
+
+use crate::sql_error::SqlError;
+use pgrx::PgSqlErrorCode;
+
+const MAX_URL_LENGTH: usize = 2048;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum UrlError {
+    #[error("invalid webhook URL \"{url}\": {reason}")]
+    Invalid { url: String, reason: String },
+}
+
+impl SqlError for UrlError {
+    fn sqlstate(&self) -> PgSqlErrorCode {
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+    }
+}
+
+fn invalid(url: &str, reason: impl Into<String>) -> UrlError {
+    let shown: String = url.chars().take(200).collect();
+    UrlError::Invalid { url: shown, reason: reason.into() }
+}
+
+/// An absolute http(s) URL with a host, without credentials or a fragment; returned normalised.
+pub fn check_webhook_url(url: &str) -> Result<String, UrlError> {
+    if url.len() > MAX_URL_LENGTH {
+        return Err(invalid(url, format!("longer than {MAX_URL_LENGTH} bytes")));
+    }
+    let parsed = url::Url::parse(url.trim()).map_err(|error| invalid(url, error.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(url, "the scheme must be http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(url, "it has no host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(url, "credentials in the URL are not allowed"));
+    }
+    if parsed.fragment().is_some() {
+        return Err(invalid(url, "a fragment (#...) is never sent and is not allowed"));
+    }
+    Ok(parsed.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_https_with_path_and_query() {
+        assert_eq!(
+            check_webhook_url("https://example.com/dir/hook.php?a=1").as_deref(),
+            Ok("https://example.com/dir/hook.php?a=1")
+        );
+    }
+
+    #[test]
+    fn normalises_scheme_and_host_case() {
+        assert_eq!(check_webhook_url("HTTP://Example.COM").as_deref(), Ok("http://example.com/"));
+    }
+
+    #[test]
+    fn refuses_other_schemes() {
+        let error = check_webhook_url("ftp://example.com/").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid webhook URL \"ftp://example.com/\": the scheme must be http or https"
+        );
+    }
+
+    #[test]
+    fn refuses_relative_urls() {
+        assert!(check_webhook_url("/hook.php").is_err());
+    }
+
+    #[test]
+    fn refuses_a_url_without_host() {
+        assert!(check_webhook_url("http:///hook").is_err());
+    }
+
+    #[test]
+    fn refuses_credentials() {
+        assert!(check_webhook_url("https://user:pw@example.com/").is_err());
+    }
+
+    #[test]
+    fn refuses_fragments() {
+        assert!(check_webhook_url("https://example.com/#x").is_err());
+    }
+
+    #[test]
+    fn refuses_very_long_urls() {
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LENGTH));
+        assert!(check_webhook_url(&long).is_err());
+    }
+}

@@ -1,0 +1,54 @@
+# Start and stop a throwaway PostgreSQL 15 cluster on a private port and socket directory.
+# Sourced by the demo, the test and the benchmark scripts.
+#
+#   cluster_start DIR PORT   initdb (if needed) + start; exports PGHOST PGPORT PGUSER PGDATABASE
+#   cluster_stop DIR         stop it (fast mode)
+#
+# PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user.
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+as_cluster_owner() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+cluster_start() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres:postgres "$dir"
+        chmod 700 "$dir"
+    fi
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        as_cluster_owner "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust \
+            --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 || {
+            cat "$dir/initdb.log" >&2
+            return 1
+        }
+        cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+max_connections = 200
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = on
+log_min_messages = warning
+CONF
+    fi
+    as_cluster_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null || {
+        tail -20 "$dir/postgres.log" >&2
+        return 1
+    }
+    export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+}
+
+cluster_stop() {
+    local dir=$1
+    [ -f "$dir/data/postmaster.pid" ] || return 0
+    as_cluster_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}

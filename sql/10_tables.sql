@@ -1,0 +1,154 @@
+-- pg_webhooks: tables.
+--
+-- The shape, in one paragraph: writers' triggers append to `events` (and do nothing else). The
+-- relay fans events out into one `deliveries` row per matching webhook, claims due deliveries
+-- with FOR UPDATE SKIP LOCKED as committed leases, sends them, and records every attempt in
+-- `attempts`. `events`, `deliveries` and `attempts` are partitioned by day, so retention drops
+-- whole partitions and never runs a mass DELETE.
+
+-- Settings: one row. Defaults are documented in README.md ("Defaults").
+CREATE TABLE webhooks.settings (
+    singleton         boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    -- how long events and their delivery history are kept; partitions older than this are
+    -- dropped once nothing in them is still waiting to be delivered
+    retention         interval NOT NULL DEFAULT '7 days' CHECK (retention >= '1 day'),
+    -- how long events are buffered for an inactive webhook, for activate(replay_events => true)
+    replay_window     interval NOT NULL DEFAULT '5 days' CHECK (replay_window >= '0'),
+    -- how many daily partitions exist ahead of today
+    partitions_ahead  integer  NOT NULL DEFAULT 3 CHECK (partitions_ahead BETWEEN 1 AND 60)
+);
+INSERT INTO webhooks.settings DEFAULT VALUES;
+
+CREATE SEQUENCE webhooks.webhooks_id_seq;
+
+CREATE TABLE webhooks.webhooks (
+    id                      bigint PRIMARY KEY DEFAULT nextval('webhooks.webhooks_id_seq'),
+    app                     text NOT NULL,
+    event                   text NOT NULL,      -- an event name, 'prefix.*' or '*'
+    url                     text NOT NULL,
+    secret                  text NOT NULL,      -- whsec_<base64>; never shown by list()/get()
+    previous_secret         text,               -- still signed with until previous_secret_until
+    previous_secret_until   timestamptz,
+    status                  text NOT NULL DEFAULT 'active'
+                            CHECK (status IN ('active', 'inactive', 'disabled')),
+    status_reason           text,
+    status_changed_at       timestamptz NOT NULL DEFAULT now(),
+    description             text,
+    max_in_flight           integer CHECK (max_in_flight > 0),          -- NULL: relay default
+    rate_limit_per_second   double precision CHECK (rate_limit_per_second > 0),
+    consecutive_failures    integer NOT NULL DEFAULT 0,
+    failing_since           timestamptz,
+    last_success_at         timestamptz,
+    created_at              timestamptz NOT NULL DEFAULT now(),
+    updated_at              timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX webhooks_app_event_idx ON webhooks.webhooks (app, event);
+
+COMMENT ON COLUMN webhooks.webhooks.status IS
+    'active: delivers; inactive: switched off by an admin; disabled: switched off by the system '
+    '(410 Gone or repeated failures). Events for inactive and disabled webhooks are held for '
+    'settings.replay_window.';
+
+-- Tables whose row changes become events.
+CREATE TABLE webhooks.tracked (
+    source       regclass PRIMARY KEY,
+    entity       text NOT NULL,
+    key_columns  text[] NOT NULL,
+    tracked_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- The outbox. `xid` orders fan-out by commit visibility (see relay.sql, fan_out): a sequence
+-- alone cannot, because ids are handed out before commit.
+CREATE SEQUENCE webhooks.events_id_seq;
+
+CREATE TABLE webhooks.events (
+    id          bigint NOT NULL DEFAULT nextval('webhooks.events_id_seq'),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    event       text NOT NULL,
+    source      regclass,        -- NULL for events from emit()
+    origin      text,            -- pg_webhooks.origin or application_name of the writer
+    payload     jsonb NOT NULL
+) PARTITION BY RANGE (created_at);
+CREATE INDEX events_id_idx ON webhooks.events (id);
+CREATE INDEX events_xid_idx ON webhooks.events (xid, id);
+
+CREATE SEQUENCE webhooks.deliveries_id_seq;
+
+-- One row per (event, webhook). state:
+--   held       the webhook was inactive when the event arrived; waits for activate()
+--   pending    due at due_at
+--   leased     claimed by a relay until due_at (then claimable again: at-least-once)
+--   delivered  a 2xx was received
+--   failed     parked: retries exhausted, 410 Gone, or refused by policy; redeliver() revives it
+--   dropped    held, then discarded by activate(replay_events => false) or deletion of the webhook
+CREATE TABLE webhooks.deliveries (
+    id                bigint NOT NULL DEFAULT nextval('webhooks.deliveries_id_seq'),
+    event_id          bigint NOT NULL,
+    event_created_at  timestamptz NOT NULL,
+    webhook_id        bigint NOT NULL,
+    state             text NOT NULL
+                      CHECK (state IN ('held', 'pending', 'leased', 'delivered', 'failed', 'dropped')),
+    due_at            timestamptz,
+    attempts          integer NOT NULL DEFAULT 0,
+    leased_by         text,
+    last_status       integer,
+    last_error        text,
+    updated_at        timestamptz NOT NULL DEFAULT now()
+) PARTITION BY RANGE (event_created_at);
+CREATE INDEX deliveries_id_idx ON webhooks.deliveries (id);
+CREATE INDEX deliveries_event_idx ON webhooks.deliveries (event_id);
+CREATE INDEX deliveries_due_idx ON webhooks.deliveries (webhook_id, due_at, event_id)
+    WHERE state IN ('pending', 'leased');
+CREATE INDEX deliveries_held_idx ON webhooks.deliveries (webhook_id, event_id)
+    WHERE state = 'held';
+
+-- Every delivery attempt, kept as long as events are.
+CREATE TABLE webhooks.attempts (
+    delivery_id   bigint NOT NULL,
+    event_id      bigint NOT NULL,
+    webhook_id    bigint NOT NULL,
+    attempt       integer NOT NULL,
+    started_at    timestamptz NOT NULL,
+    duration_ms   integer NOT NULL,
+    outcome       text NOT NULL,     -- delivered, retry, failed, gone
+    status        integer,           -- HTTP status, NULL when no response arrived
+    error         text,              -- error class: timeout, connect, refused_address, ...
+    response      text               -- first bytes of the response body
+) PARTITION BY RANGE (started_at);
+CREATE INDEX attempts_delivery_idx ON webhooks.attempts (delivery_id);
+CREATE INDEX attempts_webhook_idx ON webhooks.attempts (webhook_id, started_at);
+
+-- Fan-out progress. Events whose transaction is visible in done_upto have been turned into
+-- deliveries. A batch in progress covers the transactions visible in batch_upto but not in
+-- done_upto, walked in (xid, id) order; after_xid/after_id is how far that walk got.
+CREATE TABLE webhooks.fan_out_state (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    done_upto   pg_snapshot NOT NULL,
+    batch_upto  pg_snapshot,
+    after_xid   xid8 NOT NULL DEFAULT '0',
+    after_id    bigint NOT NULL DEFAULT 0
+);
+INSERT INTO webhooks.fan_out_state (done_upto) VALUES (pg_current_snapshot());
+
+-- Relays that are waiting for a NOTIFY. Writers send one only while a relay is listed here as
+-- idle: a NOTIFY serialises commits (NOTES.md section 2), so a busy relay is never notified.
+CREATE TABLE webhooks.relays (
+    name        text PRIMARY KEY,
+    idle        boolean NOT NULL,
+    seen_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX relays_idle_idx ON webhooks.relays (idle) WHERE idle;
+
+-- Default partitions: nothing is ever refused for want of a partition. maintain() keeps daily
+-- partitions ahead of time so these stay empty.
+CREATE TABLE webhooks.events_default PARTITION OF webhooks.events DEFAULT;
+CREATE TABLE webhooks.deliveries_default PARTITION OF webhooks.deliveries DEFAULT;
+CREATE TABLE webhooks.attempts_default PARTITION OF webhooks.attempts DEFAULT;
+
+-- pg_dump keeps the registry, the tracking and the settings (and the id sequences, so restored
+-- webhooks keep their ids). Events and deliveries are operational data and are not dumped.
+SELECT pg_catalog.pg_extension_config_dump('webhooks.settings', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.webhooks', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.webhooks_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.tracked', '');

@@ -1,0 +1,285 @@
+-- pg_webhooks: the webhook registry, as application code and admins see it.
+--
+-- Errors (SQLSTATE):
+--   22004 null_value_not_allowed   an argument is NULL
+--   22023 invalid_parameter_value  an argument is empty or malformed (URL, event name, secret...)
+--   P0002 no_data_found            no webhook (or delivery) has this id
+-- Every function checks all its input before it writes, so a refused call changes nothing.
+
+-- Raise 22004/22023 unless the text argument has a value.
+CREATE FUNCTION webhooks._require(arg_name text, value text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: % must not be null', arg_name
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF btrim(value) = '' THEN
+        RAISE EXCEPTION 'pg_webhooks: % must not be empty', arg_name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN value;
+END $$;
+
+-- Raise 22004 when a non-text argument is NULL.
+CREATE FUNCTION webhooks._require_value(arg_name text, is_null boolean) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF is_null THEN
+        RAISE EXCEPTION 'pg_webhooks: % must not be null', arg_name
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+END $$;
+
+-- Event names are dot-separated lower-case words: 'profile.created', 'email.opened'.
+CREATE FUNCTION webhooks._check_event_name(arg_name text, name text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._require(arg_name, name);
+    IF length(name) > 200 OR name !~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$' THEN
+        RAISE EXCEPTION 'pg_webhooks: invalid % "%"', arg_name, left(name, 200)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use dot-separated lower-case words, like profile.updated.';
+    END IF;
+    RETURN name;
+END $$;
+
+-- What a webhook subscribes to: an event name, 'prefix.*' or '*'.
+CREATE FUNCTION webhooks._check_event_pattern(pattern text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._require('event', pattern);
+    IF pattern = '*' THEN
+        RETURN pattern;
+    END IF;
+    IF length(pattern) > 200
+       OR pattern !~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?$' THEN
+        RAISE EXCEPTION 'pg_webhooks: invalid event "%"', left(pattern, 200)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use an event name like profile.updated, a prefix like profile.*, or *.';
+    END IF;
+    RETURN pattern;
+END $$;
+
+-- Does a webhook's event pattern cover this event? Inlined into fan-out.
+CREATE FUNCTION webhooks._event_matches(pattern text, event text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT pattern = event
+        OR pattern = '*'
+        OR (right(pattern, 2) = '.*' AND left(event, length(pattern) - 1) = left(pattern, -1))
+$$;
+
+-- The webhook as list()/get() show it: everything but the secrets.
+CREATE VIEW webhooks.webhook_info AS
+SELECT id, app, event, url,
+       status, status = 'active' AS active, status_reason, status_changed_at,
+       description, max_in_flight, rate_limit_per_second,
+       consecutive_failures, failing_since, last_success_at,
+       previous_secret_until > now() AS rotating_secret,
+       created_at, updated_at
+FROM webhooks.webhooks;
+
+-- Lock a webhook row for a change, or raise P0002.
+CREATE FUNCTION webhooks._lock_webhook(webhook_id bigint) RETURNS webhooks.webhooks
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    found_row webhooks.webhooks;
+BEGIN
+    PERFORM webhooks._require_value('id', webhook_id IS NULL);
+    SELECT * INTO found_row FROM webhooks.webhooks w WHERE w.id = webhook_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: webhook % does not exist', webhook_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN found_row;
+END $$;
+
+CREATE FUNCTION webhooks.create(
+    app text,
+    event text,
+    url text,
+    description text DEFAULT NULL,
+    max_in_flight integer DEFAULT NULL,
+    rate_limit_per_second double precision DEFAULT NULL,
+    secret text DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    PERFORM webhooks._require('app', app);
+    PERFORM webhooks._check_event_pattern(event);
+    IF max_in_flight IS NOT NULL AND max_in_flight < 1 THEN
+        RAISE EXCEPTION 'pg_webhooks: max_in_flight must be at least 1, not %', max_in_flight
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF rate_limit_per_second IS NOT NULL AND NOT rate_limit_per_second > 0 THEN
+        RAISE EXCEPTION 'pg_webhooks: rate_limit_per_second must be above 0, not %',
+            rate_limit_per_second
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO webhooks.webhooks
+        (app, event, url, secret, description, max_in_flight, rate_limit_per_second)
+    VALUES (
+        app, event, webhooks._check_url(webhooks._require('url', url)),
+        CASE WHEN secret IS NULL THEN webhooks._new_secret() ELSE webhooks._check_secret(secret) END,
+        description, max_in_flight, rate_limit_per_second)
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END $$;
+
+CREATE FUNCTION webhooks.list(app text DEFAULT NULL, event text DEFAULT NULL)
+RETURNS SETOF webhooks.webhook_info
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM webhooks.webhook_info w
+    WHERE (list.app IS NULL OR w.app = list.app)
+      AND (list.event IS NULL OR w.event = list.event)
+    ORDER BY w.id
+$$;
+
+CREATE FUNCTION webhooks.get(id bigint) RETURNS webhooks.webhook_info
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    info webhooks.webhook_info;
+BEGIN
+    PERFORM webhooks._require_value('id', get.id IS NULL);
+    SELECT * INTO info FROM webhooks.webhook_info w WHERE w.id = get.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: webhook % does not exist', get.id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN info;
+END $$;
+
+CREATE FUNCTION webhooks.secret(id bigint) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    current_secret text;
+BEGIN
+    PERFORM webhooks._require_value('id', secret.id IS NULL);
+    SELECT w.secret INTO current_secret FROM webhooks.webhooks w WHERE w.id = secret.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: webhook % does not exist', secret.id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN current_secret;
+END $$;
+
+-- Switch a webhook on. Events that arrived while it was off were held; replay_events decides
+-- whether they are delivered now (oldest first) or dropped. Returns how many are replayed.
+CREATE FUNCTION webhooks.activate(id bigint, replay_events boolean DEFAULT false) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    window_start timestamptz;
+    replayed bigint := 0;
+BEGIN
+    PERFORM webhooks._require_value('replay_events', replay_events IS NULL);
+    hook := webhooks._lock_webhook(activate.id);
+    IF hook.status = 'active' THEN
+        RETURN 0;
+    END IF;
+    SELECT now() - s.replay_window INTO window_start FROM webhooks.settings s;
+    UPDATE webhooks.deliveries d
+    SET state = 'dropped', due_at = NULL, updated_at = now()
+    WHERE d.webhook_id = hook.id AND d.state = 'held'
+      AND (NOT replay_events OR d.event_created_at < window_start);
+    IF replay_events THEN
+        UPDATE webhooks.deliveries d
+        SET state = 'pending', due_at = now(), updated_at = now()
+        WHERE d.webhook_id = hook.id AND d.state = 'held';
+        GET DIAGNOSTICS replayed = ROW_COUNT;
+    END IF;
+    UPDATE webhooks.webhooks w
+    SET status = 'active', status_reason = NULL, status_changed_at = now(),
+        consecutive_failures = 0, failing_since = NULL, updated_at = now()
+    WHERE w.id = hook.id;
+    RETURN replayed;
+END $$;
+
+-- Switch a webhook off by hand. Queued deliveries are held (see activate).
+CREATE FUNCTION webhooks.deactivate(id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+BEGIN
+    hook := webhooks._lock_webhook(deactivate.id);
+    IF hook.status <> 'active' THEN
+        RETURN;
+    END IF;
+    PERFORM webhooks._switch_off(hook.id, 'inactive', 'deactivated by ' || session_user);
+END $$;
+
+-- Stop a webhook: status, reason, and its queued deliveries become held.
+CREATE FUNCTION webhooks._switch_off(webhook_id bigint, new_status text, reason text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE webhooks.webhooks w
+    SET status = new_status, status_reason = reason, status_changed_at = now(), updated_at = now()
+    WHERE w.id = webhook_id;
+    UPDATE webhooks.deliveries d
+    SET state = 'held', due_at = NULL, leased_by = NULL, updated_at = now()
+    WHERE d.webhook_id = _switch_off.webhook_id AND d.state = 'pending';
+$$;
+
+-- Delete a webhook. Its queued and held deliveries go with it at once (a relay holding a lease
+-- on one finds it gone and does not send); the attempt log keeps its rows until retention.
+CREATE FUNCTION webhooks.delete(id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+BEGIN
+    hook := webhooks._lock_webhook(delete.id);
+    DELETE FROM webhooks.deliveries d
+    WHERE d.webhook_id = hook.id AND d.state IN ('held', 'pending', 'leased');
+    DELETE FROM webhooks.webhooks w WHERE w.id = hook.id;
+END $$;
+
+-- Replace the signing secret. During the overlap requests carry signatures with both the new
+-- and the old secret, so receivers can switch without losing a request. Returns the new secret.
+CREATE FUNCTION webhooks.rotate_secret(
+    id bigint,
+    overlap interval DEFAULT '24 hours',
+    new_secret text DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    replacement text;
+BEGIN
+    PERFORM webhooks._require_value('overlap', overlap IS NULL);
+    IF overlap < '0' THEN
+        RAISE EXCEPTION 'pg_webhooks: overlap must not be negative, not %', overlap
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    replacement := CASE WHEN new_secret IS NULL THEN webhooks._new_secret()
+                        ELSE webhooks._check_secret(new_secret) END;
+    hook := webhooks._lock_webhook(rotate_secret.id);
+    UPDATE webhooks.webhooks w
+    SET previous_secret = CASE WHEN overlap > '0' THEN w.secret END,
+        previous_secret_until = CASE WHEN overlap > '0' THEN now() + overlap END,
+        secret = replacement,
+        updated_at = now()
+    WHERE w.id = hook.id;
+    RETURN replacement;
+END $$;
+
+COMMENT ON FUNCTION webhooks.create(text, text, text, text, integer, double precision, text) IS
+'Subscribe a URL to an event (an event name, ''prefix.*'' or ''*''); app is a free label to '
+'filter on. Generates a whsec_ signing secret unless one is given. Returns the webhook id.';
+COMMENT ON FUNCTION webhooks.list(text, text) IS
+'Webhooks, optionally filtered by app and by event, with their status; secrets are not shown.';
+COMMENT ON FUNCTION webhooks.get(bigint) IS
+'One webhook with its status; raises no_data_found (P0002) for an unknown id.';
+COMMENT ON FUNCTION webhooks.secret(bigint) IS
+'The current signing secret of a webhook (whsec_...), for configuring the receiver.';
+COMMENT ON FUNCTION webhooks.activate(bigint, boolean) IS
+'Switch a webhook on. With replay_events the events held while it was off (within '
+'settings.replay_window) are delivered, oldest first; without, they are dropped. Returns the '
+'number of events replayed.';
+COMMENT ON FUNCTION webhooks.deactivate(bigint) IS
+'Switch a webhook off. Events keep being recorded for it and are held for activate().';
+COMMENT ON FUNCTION webhooks.delete(bigint) IS
+'Delete a webhook and its queued deliveries; its attempt log stays until retention removes it.';
+COMMENT ON FUNCTION webhooks.rotate_secret(bigint, interval, text) IS
+'Replace the signing secret; during overlap both secrets sign each request. Returns the new '
+'secret.';

@@ -1,0 +1,223 @@
+-- pg_webhooks: turning row changes and application calls into events.
+--
+-- track() puts three triggers on a table:
+--   INSERT, DELETE: one AFTER ... FOR EACH STATEMENT trigger each, reading the transition table,
+--                   so a 100-row INSERT costs one INSERT ... SELECT into the outbox.
+--   UPDATE:         a FOR EACH ROW trigger, because old and new images must be paired per row and
+--                   transition tables do not pair them; plus a statement trigger for the wake-up.
+-- The trigger functions are SECURITY DEFINER: a role that may only write its own table still
+-- produces events without any grant on the webhooks schema.
+
+-- Who caused this change: SET pg_webhooks.origin = '...' wins over application_name.
+CREATE FUNCTION webhooks._origin() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nullif(current_setting('pg_webhooks.origin', true), ''),
+                    nullif(current_setting('application_name', true), ''))
+$$;
+
+-- Wake an idle relay. Only when some relay has said it is idle: a NOTIFY takes a cluster-wide
+-- lock at commit and stops commits from grouping, so a busy relay (which polls) is not notified.
+CREATE FUNCTION webhooks._wake_relay() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM webhooks.relays WHERE idle) THEN
+        PERFORM pg_notify('webhooks_wakeup', '');
+    END IF;
+END $$;
+
+CREATE FUNCTION webhooks._capture_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO webhooks.events (event, source, origin, payload)
+    SELECT TG_ARGV[0] || '.created', TG_RELID, webhooks._origin(),
+           jsonb_build_object('new', to_jsonb(n))
+    FROM new_rows n;
+    PERFORM webhooks._wake_relay();
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION webhooks._capture_delete() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO webhooks.events (event, source, origin, payload)
+    SELECT TG_ARGV[0] || '.deleted', TG_RELID, webhooks._origin(),
+           jsonb_build_object('old', to_jsonb(o))
+    FROM old_rows o;
+    PERFORM webhooks._wake_relay();
+    RETURN NULL;
+END $$;
+
+-- An update that changes nothing emits nothing. Values are compared as jsonb, which works for
+-- every column type (a row comparison would fail on json or point columns).
+CREATE FUNCTION webhooks._capture_update() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    old_row jsonb := to_jsonb(OLD);
+    new_row jsonb := to_jsonb(NEW);
+BEGIN
+    IF old_row = new_row THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO webhooks.events (event, source, origin, payload)
+    VALUES (TG_ARGV[0] || '.updated', TG_RELID, webhooks._origin(),
+            jsonb_build_object(
+                'old', old_row,
+                'new', new_row,
+                'changed', (SELECT jsonb_agg(n.key ORDER BY n.key)
+                            FROM jsonb_each(new_row) n
+                            WHERE old_row -> n.key IS DISTINCT FROM n.value)));
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION webhooks._capture_wake() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._wake_relay();
+    RETURN NULL;
+END $$;
+
+-- Remember a tracked table. SECURITY DEFINER: the caller creates the triggers with its own
+-- rights (track() is SECURITY INVOKER), but has no rights on webhooks.tracked.
+CREATE FUNCTION webhooks._remember_tracked(source regclass, entity text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO webhooks.tracked (source, entity, key_columns)
+    SELECT _remember_tracked.source, _remember_tracked.entity,
+           coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
+                     FROM pg_index i
+                     CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                     WHERE i.indrelid = _remember_tracked.source AND i.indisprimary),
+                    '{}')
+$$;
+
+CREATE FUNCTION webhooks._forget_tracked(source regclass) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM webhooks.tracked t WHERE t.source = _forget_tracked.source
+$$;
+
+CREATE FUNCTION webhooks._is_tracked(source regclass) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM webhooks.tracked t WHERE t.source = _is_tracked.source)
+$$;
+
+-- Refuse anything but an ordinary or partitioned table (views, partitions, temp tables...).
+CREATE FUNCTION webhooks._check_trackable(source regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel pg_class;
+    parent regclass;
+BEGIN
+    SELECT * INTO rel FROM pg_class c WHERE c.oid = source;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'pg_webhooks: "%" is a %, not a table; only tables can be tracked', source,
+            CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                             WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence'
+                             WHEN 'i' THEN 'index' ELSE 'relation of kind ' || rel.relkind END
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'pg_webhooks: "%" is a temporary table and cannot be tracked', source
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF rel.relispartition THEN
+        SELECT i.inhparent::regclass INTO parent FROM pg_inherits i WHERE i.inhrelid = source;
+        RAISE EXCEPTION 'pg_webhooks: "%" is a partition of "%"; track "%" instead',
+            source, parent, parent
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF rel.relnamespace = 'webhooks'::regnamespace THEN
+        RAISE EXCEPTION 'pg_webhooks: "%" belongs to pg_webhooks itself and cannot be tracked',
+            source
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+END $$;
+
+CREATE FUNCTION webhooks.track(source regclass, entity text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    entity_name text;
+BEGIN
+    PERFORM webhooks._require_value('source', source IS NULL);
+    entity_name := webhooks._check_event_name(
+        'entity', coalesce(entity, (SELECT c.relname::text FROM pg_class c WHERE c.oid = source)));
+    PERFORM webhooks._check_trackable(source);
+    IF webhooks._is_tracked(source) THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" is already tracked', source
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Call webhooks.untrack() first to change its entity name.';
+    END IF;
+    EXECUTE format(
+        'CREATE TRIGGER webhooks_capture_insert AFTER INSERT ON %s '
+        'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT '
+        'EXECUTE FUNCTION webhooks._capture_insert(%L)', source, entity_name);
+    EXECUTE format(
+        'CREATE TRIGGER webhooks_capture_update AFTER UPDATE ON %s '
+        'FOR EACH ROW EXECUTE FUNCTION webhooks._capture_update(%L)', source, entity_name);
+    EXECUTE format(
+        'CREATE TRIGGER webhooks_capture_update_wake AFTER UPDATE ON %s '
+        'FOR EACH STATEMENT EXECUTE FUNCTION webhooks._capture_wake()', source);
+    EXECUTE format(
+        'CREATE TRIGGER webhooks_capture_delete AFTER DELETE ON %s '
+        'REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT '
+        'EXECUTE FUNCTION webhooks._capture_delete(%L)', source, entity_name);
+    PERFORM webhooks._remember_tracked(source, entity_name);
+END $$;
+
+CREATE FUNCTION webhooks.untrack(source regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._require_value('source', source IS NULL);
+    IF NOT webhooks._is_tracked(source) THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" is not tracked', source
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_insert ON %s', source);
+    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_update ON %s', source);
+    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_update_wake ON %s', source);
+    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_delete ON %s', source);
+    PERFORM webhooks._forget_tracked(source);
+END $$;
+
+-- A dropped table is no longer tracked.
+CREATE FUNCTION webhooks._forget_dropped_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM webhooks.tracked t
+    USING pg_event_trigger_dropped_objects() d
+    WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND t.source = d.objid;
+END $$;
+
+CREATE EVENT TRIGGER webhooks_forget_dropped_tables ON sql_drop
+    EXECUTE FUNCTION webhooks._forget_dropped_tables();
+
+CREATE VIEW webhooks.tracked_tables AS
+SELECT source, entity, key_columns, tracked_at FROM webhooks.tracked;
+
+-- An application event: anything that is not a row change (an email was opened, a contact got a
+-- tag...). Written in the caller's transaction; returns the event id.
+CREATE FUNCTION webhooks.emit(event text, payload jsonb, origin text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    event_id bigint;
+BEGIN
+    PERFORM webhooks._check_event_name('event', event);
+    PERFORM webhooks._require_value('payload', payload IS NULL);
+    IF jsonb_typeof(payload) <> 'object' THEN
+        RAISE EXCEPTION 'pg_webhooks: payload must be a JSON object, not %', jsonb_typeof(payload)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO webhooks.events (event, origin, payload)
+    VALUES (emit.event, coalesce(emit.origin, webhooks._origin()), emit.payload)
+    RETURNING id INTO event_id;
+    PERFORM webhooks._wake_relay();
+    RETURN event_id;
+END $$;
+
+COMMENT ON FUNCTION webhooks.track(regclass, text) IS
+'Emit <entity>.created, <entity>.updated and <entity>.deleted events for the row changes of a '
+'table (entity defaults to the table name). The caller needs the TRIGGER privilege on it.';
+COMMENT ON FUNCTION webhooks.untrack(regclass) IS
+'Stop emitting events for a table''s row changes.';
+COMMENT ON FUNCTION webhooks.emit(text, jsonb, text) IS
+'Record an application event (payload: a JSON object) in the current transaction; returns its '
+'id. origin defaults to pg_webhooks.origin or application_name.';

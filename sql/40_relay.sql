@@ -1,0 +1,264 @@
+-- pg_webhooks: the functions the relay calls (role webhooks_relay).
+--
+-- An event's way: events --fan_out--> deliveries(pending) --claim--> leased --ack--> delivered,
+-- pending again (retry), or failed (parked). A lease is committed, so no transaction stays open
+-- across an HTTP request; a lease that runs out is claimable again (at-least-once delivery).
+
+-- Turn committed events into one delivery per matching webhook.
+--
+-- Why snapshots: event ids come from a sequence before commit, so "id > last seen" would skip an
+-- event whose transaction commits after a later one. Instead a batch covers exactly the
+-- transactions visible in a new snapshot but not in the last finished one; a large batch is
+-- walked in (xid, id) order over several calls. Only one relay fans out at a time (SKIP LOCKED);
+-- the others go straight on to claiming.
+CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    state webhooks.fan_out_state;
+    taken integer;
+    last_xid xid8;
+    last_id bigint;
+BEGIN
+    SELECT * INTO state FROM webhooks.fan_out_state FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    IF state.batch_upto IS NULL THEN
+        state.batch_upto := pg_current_snapshot();
+        state.after_xid := '0';
+        state.after_id := 0;
+    END IF;
+
+    WITH batch AS MATERIALIZED (
+        SELECT e.id, e.created_at, e.xid, e.event
+        FROM webhooks.events e
+        WHERE e.xid >= pg_snapshot_xmin(state.done_upto)
+          AND e.xid < pg_snapshot_xmax(state.batch_upto)
+          AND (e.xid, e.id) > (state.after_xid, state.after_id)
+          AND pg_visible_in_snapshot(e.xid, state.batch_upto)
+          AND NOT pg_visible_in_snapshot(e.xid, state.done_upto)
+        ORDER BY e.xid, e.id
+        LIMIT max_events
+    ), fanned AS (
+        INSERT INTO webhooks.deliveries (event_id, event_created_at, webhook_id, state, due_at)
+        SELECT b.id, b.created_at, w.id,
+               CASE WHEN w.status = 'active' THEN 'pending' ELSE 'held' END,
+               CASE WHEN w.status = 'active' THEN now() END
+        FROM batch b
+        JOIN webhooks.webhooks w ON webhooks._event_matches(w.event, b.event)
+        ORDER BY b.xid, b.id, w.id
+    )
+    SELECT count(*)::integer,
+           (array_agg(b.xid ORDER BY b.xid DESC, b.id DESC))[1],
+           (array_agg(b.id ORDER BY b.xid DESC, b.id DESC))[1]
+    INTO taken, last_xid, last_id
+    FROM batch b;
+
+    IF taken < max_events THEN
+        UPDATE webhooks.fan_out_state
+        SET done_upto = state.batch_upto, batch_upto = NULL, after_xid = '0', after_id = 0;
+    ELSE
+        UPDATE webhooks.fan_out_state
+        SET batch_upto = state.batch_upto, after_xid = last_xid, after_id = last_id;
+    END IF;
+    RETURN taken;
+END $$;
+
+-- The secrets a request is signed with: the current one, and the previous one during a rotation.
+CREATE FUNCTION webhooks._signing_secrets(hook webhooks.webhooks) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN hook.previous_secret_until > now()
+                THEN ARRAY[hook.secret, hook.previous_secret]
+                ELSE ARRAY[hook.secret] END
+$$;
+
+-- The `data` of a request body. Row events get the table, the entity and the primary key added.
+CREATE FUNCTION webhooks._event_data(e webhooks.events) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN e.source IS NULL THEN e.payload
+           ELSE e.payload || jsonb_build_object(
+               'table', e.source::text,
+               'entity', t.entity,
+               'key', (SELECT jsonb_object_agg(k.col, coalesce(e.payload -> 'new', e.payload -> 'old') -> k.col)
+                       FROM unnest(t.key_columns) AS k(col)))
+           END
+    FROM (SELECT 1) one
+    LEFT JOIN webhooks.tracked t ON t.source = e.source
+$$;
+
+-- Fan out, then lease up to max_deliveries due deliveries: oldest first, at most per_webhook
+-- from one webhook and none from skip_webhooks (those the relay already has enough of in
+-- flight), so one slow endpoint cannot take every slot.
+CREATE FUNCTION webhooks.claim(
+    relay text,
+    max_deliveries integer,
+    per_webhook integer,
+    skip_webhooks bigint[],
+    lease interval
+) RETURNS TABLE (
+    delivery_id bigint, attempt integer, webhook_id bigint, url text, secrets text[],
+    event_id bigint, event text, occurred_at timestamptz, data jsonb,
+    max_in_flight integer, rate_limit_per_second double precision
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks.fan_out();
+    RETURN QUERY
+    WITH candidates AS (
+        SELECT c.id, c.event_created_at
+        FROM webhooks.webhooks w
+        CROSS JOIN LATERAL (
+            SELECT d.id, d.event_created_at, d.due_at, d.event_id
+            FROM webhooks.deliveries d
+            WHERE d.webhook_id = w.id
+              AND d.state IN ('pending', 'leased')
+              AND d.due_at <= now()
+            ORDER BY d.due_at, d.event_id
+            LIMIT per_webhook
+            FOR UPDATE SKIP LOCKED
+        ) c
+        WHERE w.status = 'active' AND w.id <> ALL (coalesce(skip_webhooks, '{}'))
+        ORDER BY c.due_at, c.event_id
+        LIMIT max_deliveries
+    ), leased AS (
+        UPDATE webhooks.deliveries d
+        SET state = 'leased', due_at = now() + lease, attempts = d.attempts + 1,
+            leased_by = relay, updated_at = now()
+        FROM candidates c
+        WHERE d.id = c.id AND d.event_created_at = c.event_created_at
+        RETURNING d.id, d.attempts, d.webhook_id, d.event_id, d.event_created_at
+    )
+    SELECT l.id, l.attempts, w.id, w.url, webhooks._signing_secrets(w),
+           e.id, e.event, e.created_at, webhooks._event_data(e),
+           w.max_in_flight, w.rate_limit_per_second
+    FROM leased l
+    JOIN webhooks.webhooks w ON w.id = l.webhook_id
+    JOIN webhooks.events e ON e.id = l.event_id AND e.created_at = l.event_created_at
+    ORDER BY e.created_at, e.id;
+END $$;
+
+-- Record the outcomes of a batch of attempts (see relay/README.md for the JSON shape). An
+-- outcome for a lease that ran out and was claimed again is ignored: the newer lease wins.
+CREATE FUNCTION webhooks.ack(relay text, results jsonb) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    applied integer;
+    gone_webhooks bigint[];
+BEGIN
+    WITH outcome AS (
+        SELECT * FROM jsonb_to_recordset(results) AS r(
+            delivery_id bigint, attempt integer, outcome text, retry_at timestamptz,
+            status integer, error text, response text, started_at timestamptz,
+            duration_ms integer)
+        WHERE r.outcome IN ('delivered', 'retry', 'failed', 'gone', 'released')
+    ), updated AS (
+        UPDATE webhooks.deliveries d
+        SET state = CASE
+                WHEN o.outcome = 'delivered' THEN 'delivered'
+                WHEN o.outcome IN ('failed', 'gone') THEN 'failed'
+                WHEN w.status <> 'active' THEN 'held'
+                ELSE 'pending' END,
+            due_at = CASE
+                WHEN o.outcome IN ('delivered', 'failed', 'gone') OR w.status <> 'active' THEN NULL
+                WHEN o.outcome = 'retry' THEN coalesce(o.retry_at, now())
+                ELSE now() END,
+            attempts = CASE WHEN o.outcome = 'released' THEN d.attempts - 1 ELSE d.attempts END,
+            leased_by = NULL,
+            last_status = CASE WHEN o.outcome = 'released' THEN d.last_status ELSE o.status END,
+            last_error = CASE WHEN o.outcome = 'released' THEN d.last_error ELSE o.error END,
+            updated_at = now()
+        FROM outcome o, webhooks.webhooks w
+        WHERE d.id = o.delivery_id AND d.state = 'leased' AND d.attempts = o.attempt
+          AND w.id = d.webhook_id
+        RETURNING d.id AS delivery_id, d.event_id, d.webhook_id, o.attempt, o.outcome,
+                  o.status, o.error, o.response, coalesce(o.started_at, now()) AS started_at,
+                  coalesce(o.duration_ms, 0) AS duration_ms
+    ), logged AS (
+        INSERT INTO webhooks.attempts
+            (delivery_id, event_id, webhook_id, attempt, started_at, duration_ms, outcome,
+             status, error, response)
+        SELECT u.delivery_id, u.event_id, u.webhook_id, u.attempt, u.started_at, u.duration_ms,
+               u.outcome, u.status, u.error, left(u.response, 4096)
+        FROM updated u
+        WHERE u.outcome <> 'released'
+    ), health AS (
+        UPDATE webhooks.webhooks w
+        SET consecutive_failures = CASE WHEN s.succeeded THEN 0
+                                        ELSE w.consecutive_failures + s.failures END,
+            failing_since = CASE WHEN s.succeeded THEN NULL
+                                 ELSE coalesce(w.failing_since, s.first_failure) END,
+            last_success_at = CASE WHEN s.succeeded THEN now() ELSE w.last_success_at END
+        FROM (SELECT u.webhook_id,
+                     bool_or(u.outcome = 'delivered') AS succeeded,
+                     count(*) FILTER (WHERE u.outcome <> 'delivered') AS failures,
+                     min(u.started_at) FILTER (WHERE u.outcome <> 'delivered') AS first_failure
+              FROM updated u
+              WHERE u.outcome <> 'released'
+              GROUP BY u.webhook_id) s
+        WHERE w.id = s.webhook_id
+    )
+    SELECT count(*)::integer,
+           array_agg(DISTINCT u.webhook_id) FILTER (WHERE u.outcome = 'gone')
+    INTO applied, gone_webhooks
+    FROM updated u;
+
+    -- 410 Gone: the receiver wants no more; switch the webhook off at once.
+    PERFORM webhooks._switch_off(w.id, 'disabled', 'receiver answered 410 Gone')
+    FROM webhooks.webhooks w
+    WHERE w.id = ANY (gone_webhooks) AND w.status = 'active';
+    RETURN applied;
+END $$;
+
+-- A relay that says it is idle asks writers to NOTIFY it; a busy one polls instead. Called again
+-- on each idle timeout as a heartbeat, so maintain() can forget relays that died.
+CREATE FUNCTION webhooks.relay_idle(relay text, idle boolean) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO webhooks.relays (name, idle, seen_at) VALUES (relay, idle, now())
+    ON CONFLICT (name) DO UPDATE SET idle = excluded.idle, seen_at = excluded.seen_at
+$$;
+
+CREATE FUNCTION webhooks.relay_leave(relay text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM webhooks.relays r WHERE r.name = relay
+$$;
+
+CREATE FUNCTION webhooks.queue_depth() RETURNS TABLE (queued bigint, held bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (SELECT count(*) FROM webhooks.deliveries d WHERE d.state IN ('pending', 'leased')),
+           (SELECT count(*) FROM webhooks.deliveries d WHERE d.state = 'held')
+$$;
+
+-- Deliver a delivery again (a parked failure, or a delivered one on request).
+CREATE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._require_value('delivery_id', delivery_id IS NULL);
+    UPDATE webhooks.deliveries d
+    SET state = CASE WHEN w.status = 'active' THEN 'pending' ELSE 'held' END,
+        due_at = CASE WHEN w.status = 'active' THEN now() END,
+        updated_at = now()
+    FROM webhooks.webhooks w
+    WHERE d.id = redeliver.delivery_id AND w.id = d.webhook_id
+      AND d.state IN ('failed', 'delivered', 'dropped');
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM webhooks.deliveries d WHERE d.id = redeliver.delivery_id) THEN
+            RETURN;  -- already queued or in flight
+        END IF;
+        RAISE EXCEPTION 'pg_webhooks: delivery % does not exist', redeliver.delivery_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+END $$;
+
+COMMENT ON FUNCTION webhooks.claim(text, integer, integer, bigint[], interval) IS
+'Relay API: fan out new events, then lease due deliveries. See sql/40_relay.sql.';
+COMMENT ON FUNCTION webhooks.ack(text, jsonb) IS
+'Relay API: record a batch of attempt outcomes. See relay/README.md for the JSON shape.';
+COMMENT ON FUNCTION webhooks.relay_idle(text, boolean) IS
+'Relay API: mark a relay idle (writers then NOTIFY webhooks_wakeup) or busy (they do not).';
+COMMENT ON FUNCTION webhooks.relay_leave(text) IS 'Relay API: a relay shuts down.';
+COMMENT ON FUNCTION webhooks.queue_depth() IS
+'Deliveries waiting (pending or leased) and held for inactive webhooks.';
+COMMENT ON FUNCTION webhooks.redeliver(bigint) IS
+'Queue a delivery again: a parked failure, or a delivered one. Held if the webhook is off.';
+COMMENT ON FUNCTION webhooks.fan_out(integer) IS
+'Turn up to max_events committed events into deliveries; claim() calls it.';

@@ -1,0 +1,140 @@
+-- pg_webhooks: partitions and retention.
+--
+-- events, deliveries and attempts are partitioned by UTC day. maintain() (the relay calls it
+-- every minute; cron or an operator may too) creates the partitions for the coming days and drops
+-- whole days older than settings.retention. A day is kept, whatever its age, while it still holds
+-- an event not yet fanned out, a delivery waiting or in flight, or a held delivery younger than
+-- settings.replay_window: retention never loses a committed event. No mass DELETE ever runs.
+
+CREATE FUNCTION webhooks._partition_name(parent text, day date) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT parent || '_p' || to_char(day, 'YYYYMMDD')
+$$;
+
+-- The UTC day a partition covers, from its name; NULL for the default partitions.
+CREATE FUNCTION webhooks._partition_day(partition_name text) RETURNS date
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_date(substring(partition_name FROM '_p([0-9]{8})$'), 'YYYYMMDD')
+$$;
+
+CREATE FUNCTION webhooks._utc_midnight(day date) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT day::timestamp AT TIME ZONE 'UTC'
+$$;
+
+-- Partitions are members of the extension, so pg_dump leaves them (operational data) out.
+CREATE FUNCTION webhooks._create_partition(parent text, day date) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    name text := webhooks._partition_name(parent, day);
+BEGIN
+    IF to_regclass(format('webhooks.%I', name)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('CREATE TABLE webhooks.%I PARTITION OF webhooks.%I FOR VALUES FROM (%L) TO (%L)',
+                   name, parent, webhooks._utc_midnight(day), webhooks._utc_midnight(day + 1));
+    IF NOT EXISTS (SELECT 1 FROM pg_depend d
+                   WHERE d.classid = 'pg_class'::regclass
+                     AND d.objid = format('webhooks.%I', name)::regclass
+                     AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION pg_webhooks ADD TABLE webhooks.%I', name);
+    END IF;
+    RETURN true;
+END $$;
+
+CREATE FUNCTION webhooks._drop_partition(parent text, day date) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    name text := webhooks._partition_name(parent, day);
+BEGIN
+    IF to_regclass(format('webhooks.%I', name)) IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('ALTER EXTENSION pg_webhooks DROP TABLE webhooks.%I', name);
+    EXECUTE format('DROP TABLE webhooks.%I', name);
+END $$;
+
+-- Is anything in this day still owed to a receiver?
+CREATE FUNCTION webhooks._day_has_open_work(day date) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    events_part text := webhooks._partition_name('events', day);
+    deliveries_part text := webhooks._partition_name('deliveries', day);
+    open_work boolean := false;
+    fanned pg_snapshot;
+BEGIN
+    SELECT coalesce(s.batch_upto, s.done_upto) INTO fanned FROM webhooks.fan_out_state s;
+    IF to_regclass(format('webhooks.%I', events_part)) IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM webhooks.%I WHERE xid >= $1)', events_part)
+            INTO open_work USING pg_snapshot_xmin(fanned);
+    END IF;
+    IF NOT open_work AND to_regclass(format('webhooks.%I', deliveries_part)) IS NOT NULL THEN
+        EXECUTE format(
+            'SELECT EXISTS (SELECT 1 FROM webhooks.%I d WHERE d.state IN (''pending'', ''leased'')'
+            ' OR (d.state = ''held'' AND d.event_created_at >= now() - $1))', deliveries_part)
+            INTO open_work USING (SELECT s.replay_window FROM webhooks.settings s);
+    END IF;
+    RETURN open_work;
+END $$;
+
+CREATE FUNCTION webhooks.maintain() RETURNS TABLE (action text, object text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    conf webhooks.settings;
+    today date := (now() AT TIME ZONE 'UTC')::date;
+    day date;
+    parent text;
+BEGIN
+    -- one maintainer at a time; the others have nothing to add
+    IF NOT pg_try_advisory_xact_lock(hashtext('pg_webhooks.maintain')) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO conf FROM webhooks.settings;
+
+    FOR day IN SELECT today + g FROM generate_series(-1, conf.partitions_ahead) g LOOP
+        FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'attempts'] LOOP
+            BEGIN
+                IF webhooks._create_partition(parent, day) THEN
+                    action := 'created'; object := webhooks._partition_name(parent, day);
+                    RETURN NEXT;
+                END IF;
+            EXCEPTION WHEN check_violation THEN
+                -- rows for this day already sit in the default partition
+                action := 'skipped (rows in default partition)';
+                object := webhooks._partition_name(parent, day);
+                RETURN NEXT;
+            END;
+        END LOOP;
+    END LOOP;
+
+    FOR day IN
+        SELECT DISTINCT webhooks._partition_day(c.relname)
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent IN ('webhooks.events'::regclass, 'webhooks.deliveries'::regclass,
+                              'webhooks.attempts'::regclass)
+          AND webhooks._partition_day(c.relname) IS NOT NULL
+          AND webhooks._utc_midnight(webhooks._partition_day(c.relname) + 1)
+              < now() - conf.retention
+        ORDER BY 1
+    LOOP
+        IF webhooks._day_has_open_work(day) THEN
+            action := 'kept (open work)'; object := webhooks._partition_name('events', day);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        FOREACH parent IN ARRAY ARRAY['attempts', 'deliveries', 'events'] LOOP
+            PERFORM webhooks._drop_partition(parent, day);
+        END LOOP;
+        action := 'dropped'; object := to_char(day, 'YYYY-MM-DD');
+        RETURN NEXT;
+    END LOOP;
+
+    -- relays that stopped heartbeating (crashed) no longer ask writers for NOTIFY
+    DELETE FROM webhooks.relays r WHERE r.seen_at < now() - interval '10 minutes';
+END $$;
+
+COMMENT ON FUNCTION webhooks.maintain() IS
+'Create the daily partitions ahead of time and drop days older than settings.retention that '
+'hold no open work. The relay runs it every minute.';
+
+SELECT webhooks.maintain();

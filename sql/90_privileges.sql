@@ -1,0 +1,68 @@
+-- pg_webhooks: who may do what.
+--
+--   webhooks_admin  manages webhooks and tracking, reads delivery history and secrets (through
+--                   webhooks.secret()). Grant it to the roles that administer webhooks.
+--   webhooks_relay  what the relay needs: claim, ack, maintenance. Grant it to the relay's login.
+--   everyone else   nothing. Writers of tracked tables need no grant at all: the capture
+--                   triggers are SECURITY DEFINER. emit() needs webhooks_emit (or admin).
+-- The tables themselves are granted to nobody: secrets are never readable by PUBLIC.
+
+DO $$
+DECLARE
+    role_name text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY['webhooks_admin', 'webhooks_relay', 'webhooks_emit'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+        END IF;
+    END LOOP;
+END $$;
+
+REVOKE ALL ON SCHEMA webhooks FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA webhooks FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA webhooks TO webhooks_admin, webhooks_relay, webhooks_emit;
+
+GRANT EXECUTE ON FUNCTION
+    webhooks.create(text, text, text, text, integer, double precision, text),
+    webhooks.list(text, text),
+    webhooks.get(bigint),
+    webhooks.secret(bigint),
+    webhooks.activate(bigint, boolean),
+    webhooks.deactivate(bigint),
+    webhooks.delete(bigint),
+    webhooks.rotate_secret(bigint, interval, text),
+    webhooks.track(regclass, text),
+    webhooks.untrack(regclass),
+    webhooks.redeliver(bigint),
+    webhooks.queue_depth(),
+    webhooks.maintain(),
+    -- track() runs as its caller, who creates the triggers and so needs these
+    webhooks._require(text, text),
+    webhooks._require_value(text, boolean),
+    webhooks._check_event_name(text, text),
+    webhooks._check_trackable(regclass),
+    webhooks._is_tracked(regclass),
+    webhooks._remember_tracked(regclass, text),
+    webhooks._forget_tracked(regclass),
+    webhooks._capture_insert(),
+    webhooks._capture_update(),
+    webhooks._capture_delete(),
+    webhooks._capture_wake()
+TO webhooks_admin;
+
+GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb, text) TO webhooks_admin, webhooks_emit;
+
+GRANT SELECT ON webhooks.webhook_info, webhooks.tracked_tables, webhooks.delivery_status,
+    webhooks.delivery_log TO webhooks_admin;
+
+GRANT EXECUTE ON FUNCTION
+    webhooks.claim(text, integer, integer, bigint[], interval),
+    webhooks.ack(text, jsonb),
+    webhooks.relay_idle(text, boolean),
+    webhooks.relay_leave(text),
+    webhooks.queue_depth(),
+    webhooks.maintain()
+TO webhooks_relay;
