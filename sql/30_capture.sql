@@ -1,10 +1,8 @@
 -- pg_webhooks: turning row changes and application calls into events.
 --
--- track() puts three triggers on a table:
---   INSERT, DELETE: one AFTER ... FOR EACH STATEMENT trigger each, reading the transition table,
---                   so a 100-row INSERT costs one INSERT ... SELECT into the outbox.
---   UPDATE:         a FOR EACH ROW trigger, because old and new images must be paired per row and
---                   transition tables do not pair them; plus a statement trigger for the wake-up.
+-- track() puts three AFTER ... FOR EACH STATEMENT triggers on a table, one each for INSERT,
+-- UPDATE and DELETE, reading the statement's transition tables: a 100-row INSERT costs one
+-- INSERT ... SELECT into the outbox, not 100 trigger calls.
 -- The trigger functions are SECURITY DEFINER: a role that may only write its own table still
 -- produces events without any grant on the webhooks schema.
 
@@ -49,29 +47,27 @@ END $$;
 
 -- An update that changes nothing emits nothing. Values are compared as jsonb, which works for
 -- every column type (a row comparison would fail on json or point columns).
+--
+-- Old and new images are paired by position in the transition tables: PostgreSQL appends a
+-- row's old and new image in the same step, also when the update moves the row to another
+-- partition (then no row-level UPDATE trigger fires at all, which is why this is a statement
+-- trigger). tests/regress/sql/30_capture.sql guards this.
 CREATE FUNCTION webhooks._capture_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    old_row jsonb := to_jsonb(OLD);
-    new_row jsonb := to_jsonb(NEW);
 BEGIN
-    IF old_row = new_row THEN
-        RETURN NULL;
-    END IF;
     INSERT INTO webhooks.events (event, source, origin, payload)
-    VALUES (TG_ARGV[0] || '.updated', TG_RELID, webhooks._origin(),
-            jsonb_build_object(
-                'old', old_row,
-                'new', new_row,
-                'changed', (SELECT jsonb_agg(n.key ORDER BY n.key)
-                            FROM jsonb_each(new_row) n
-                            WHERE old_row -> n.key IS DISTINCT FROM n.value)));
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION webhooks._capture_wake() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
+    SELECT TG_ARGV[0] || '.updated', TG_RELID, webhooks._origin(),
+           jsonb_build_object(
+               'old', o.image,
+               'new', n.image,
+               'changed', (SELECT jsonb_agg(col.key ORDER BY col.key)
+                           FROM jsonb_each(n.image) col
+                           WHERE o.image -> col.key IS DISTINCT FROM col.value))
+    FROM (SELECT to_jsonb(r) AS image, row_number() OVER () AS pos FROM old_rows r) o
+    JOIN (SELECT to_jsonb(r) AS image, row_number() OVER () AS pos FROM new_rows r) n
+      ON n.pos = o.pos
+    WHERE o.image <> n.image
+    ORDER BY o.pos;
     PERFORM webhooks._wake_relay();
     RETURN NULL;
 END $$;
@@ -112,7 +108,7 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: "%" is a %, not a table; only tables can be tracked', source,
             CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
                              WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence'
-                             WHEN 'i' THEN 'index' ELSE 'relation of kind ' || rel.relkind END
+                             WHEN 'i' THEN 'index' ELSE 'relation of kind ' || rel.relkind::text END
             USING ERRCODE = 'wrong_object_type';
     END IF;
     IF rel.relpersistence = 't' THEN
@@ -152,10 +148,8 @@ BEGIN
         'EXECUTE FUNCTION webhooks._capture_insert(%L)', source, entity_name);
     EXECUTE format(
         'CREATE TRIGGER webhooks_capture_update AFTER UPDATE ON %s '
-        'FOR EACH ROW EXECUTE FUNCTION webhooks._capture_update(%L)', source, entity_name);
-    EXECUTE format(
-        'CREATE TRIGGER webhooks_capture_update_wake AFTER UPDATE ON %s '
-        'FOR EACH STATEMENT EXECUTE FUNCTION webhooks._capture_wake()', source);
+        'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT '
+        'EXECUTE FUNCTION webhooks._capture_update(%L)', source, entity_name);
     EXECUTE format(
         'CREATE TRIGGER webhooks_capture_delete AFTER DELETE ON %s '
         'REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT '
@@ -173,7 +167,6 @@ BEGIN
     END IF;
     EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_insert ON %s', source);
     EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_update ON %s', source);
-    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_update_wake ON %s', source);
     EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_delete ON %s', source);
     PERFORM webhooks._forget_tracked(source);
 END $$;

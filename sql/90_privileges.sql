@@ -49,8 +49,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks._forget_tracked(regclass),
     webhooks._capture_insert(),
     webhooks._capture_update(),
-    webhooks._capture_delete(),
-    webhooks._capture_wake()
+    webhooks._capture_delete()
 TO webhooks_admin;
 
 GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb, text) TO webhooks_admin, webhooks_emit;

@@ -1,0 +1,45 @@
+# Install what the demo, the tests and the benchmarks need, each piece only when it is missing.
+# Sourced by scripts/*.sh. Safe to run again: a fully set-up machine installs nothing.
+
+PGRX_VERSION=0.18.1
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo
+              pkg-config python3-venv curl)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_apt_packages() {
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_cargo_pgrx() {
+    if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+        log "installing cargo-pgrx $PGRX_VERSION (takes a while on a small machine, once)"
+        cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
+    fi
+    if ! grep -qs '^pg15' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+        log "pointing cargo-pgrx at the system PostgreSQL 15"
+        cargo pgrx init --pg15 /usr/bin/pg_config >/dev/null
+    fi
+}
+
+ensure_deps() {
+    ensure_apt_packages
+    ensure_cargo_pgrx
+}
+
+# Build the extension and install it into the system PostgreSQL 15.
+install_extension() {
+    local profile_flag=${1:-}
+    log "building and installing the pg_webhooks extension"
+    (cd "$REPO/pg_webhooks" && cargo pgrx install $profile_flag --pg-config /usr/bin/pg_config >/dev/null)
+}

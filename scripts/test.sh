@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, pgrx tests, SQL regression and isolation tests against a real
+# PostgreSQL 15, and end-to-end tests with the real relay binary and real HTTP receivers.
+# Installs what it needs first. Ends with cargo test's summary line.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+. scripts/lib/deps.sh
+. scripts/lib/cluster.sh
+. scripts/lib/regress.sh
+
+WORK=${PG_WEBHOOKS_TEST_DIR:-$REPO/.tmp/test}
+PORT=${PG_WEBHOOKS_TEST_PORT:-55433}
+
+ensure_deps
+install_extension
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
+trap 'cluster_stop "$WORK/cluster"' EXIT
+cluster_start "$WORK/cluster" "$PORT"
+
+log "SQL regression tests (pg_regress, tests/regress)"
+run_sql_regression_tests "$WORK"
+
+log "concurrency tests (pg_isolation_regress, tests/isolation)"
+run_isolation_tests "$WORK"
+
+log "extension unit and pgrx tests (cargo pgrx test)"
+PGRX_DATA="$WORK/pgrx-data"
+mkdir -p "$PGRX_DATA"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$PGRX_DATA"
+(cd pg_webhooks && cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_DATA")
+
+log "relay unit tests"
+cargo test -p pg-webhooks-relay
+
+log "end-to-end tests: real cluster, real relay binary, real receivers"
+cargo build -p pg-webhooks-relay
+PG_WEBHOOKS_TEST_CLUSTER="$PGHOST" PG_WEBHOOKS_RELAY_BIN="$REPO/target/debug/pg-webhooks-relay" \
+    cargo test -p pg-webhooks-tests -- --test-threads=2 2>&1

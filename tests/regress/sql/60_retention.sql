@@ -1,0 +1,38 @@
+-- Retention drops whole daily partitions; it never drops a day with work still open.
+-- Partitions exist from yesterday to settings.partitions_ahead days ahead.
+SELECT count(*) AS event_partitions FROM pg_inherits
+WHERE inhparent = 'webhooks.events'::regclass;
+SELECT count(*) AS rows_in_default FROM webhooks.events_default;
+
+-- maintain() is idempotent
+SELECT * FROM webhooks.maintain();
+
+-- a day older than the retention with a pending delivery is kept, and dropped once it is done
+CREATE TABLE old_day_probe (id int PRIMARY KEY);
+SELECT webhooks.track('old_day_probe', entity => 'probe');
+SELECT webhooks.create('retention', 'probe.*', 'https://example.com/probe') AS probe_hook \gset
+SELECT to_char((now() AT TIME ZONE 'UTC')::date - 10, 'YYYYMMDD') AS old_day \gset
+SELECT webhooks._create_partition(parent, (now() AT TIME ZONE 'UTC')::date - 10)
+FROM unnest(ARRAY['events', 'deliveries', 'attempts']) parent;
+INSERT INTO webhooks.events (created_at, event, payload)
+VALUES (now() - interval '10 days', 'probe.created', '{}');
+SELECT count(*) FROM webhooks.claim('retention', 100, 100, '{}', '1 minute')
+WHERE webhook_id = :probe_hook;
+UPDATE webhooks.deliveries SET state = 'pending' WHERE webhook_id = :probe_hook;
+SELECT action, object = 'events_p' || :'old_day' AS is_old_day FROM webhooks.maintain()
+WHERE object LIKE '%' || :'old_day' || '%' OR action = 'dropped';
+UPDATE webhooks.deliveries SET state = 'delivered', due_at = NULL WHERE webhook_id = :probe_hook;
+SELECT action, object = to_char(to_date(:'old_day', 'YYYYMMDD'), 'YYYY-MM-DD') AS is_old_day
+FROM webhooks.maintain() WHERE action = 'dropped';
+SELECT count(*) AS partitions_left FROM pg_class
+WHERE relname LIKE '%_p' || :'old_day';
+
+-- partitions belong to the extension, so pg_dump leaves events out and keeps the registry
+SELECT count(*) AS partitions_outside_extension
+FROM pg_inherits i
+WHERE i.inhparent IN ('webhooks.events'::regclass, 'webhooks.deliveries'::regclass,
+                      'webhooks.attempts'::regclass)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = i.inhrelid AND d.deptype = 'e');
+SELECT c.relname, e.extcondition IS NOT NULL AS dumped
+FROM pg_extension e, unnest(e.extconfig) cfg JOIN pg_class c ON c.oid = cfg
+WHERE e.extname = 'pg_webhooks' ORDER BY c.relname;
