@@ -114,7 +114,9 @@ BEGIN
               AND d.state IN ('pending', 'leased')
               AND d.due_at <= now()
             ORDER BY d.due_at, d.event_id
-            LIMIT per_webhook
+            -- rows locked here beyond the outer LIMIT stay locked until the claim commits
+            -- (at once, in the relay), so never lock more than one claim can take
+            LIMIT least(per_webhook, max_deliveries)
             FOR UPDATE SKIP LOCKED
         ) c
         WHERE w.status = 'active' AND w.id <> ALL (coalesce(skip_webhooks, '{}'))

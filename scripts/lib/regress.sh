@@ -1,7 +1,7 @@
 # Run the SQL regression (tests/regress) and isolation (tests/isolation) suites against the
 # running cluster (PGHOST/PGPORT). Sourced by scripts/test.sh.
 
-PG_REGRESS_DIR=/usr/lib/postgresql/15/lib/pgxs/src/test/regress
+PGXS_TEST_DIR=/usr/lib/postgresql/15/lib/pgxs/src/test
 
 # run_pg_regress TOOL INPUTDIR OUTPUTDIR DBNAME TESTS...
 run_pg_regress() {
@@ -11,7 +11,7 @@ run_pg_regress() {
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$outputdir"
     # with --use-existing pg_regress expects the database to be there
     psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $dbname" -c "CREATE DATABASE $dbname"
-    as_cluster_owner "$PG_REGRESS_DIR/$tool" --use-existing --host="$PGHOST" --port="$PGPORT" \
+    as_cluster_owner "$PGXS_TEST_DIR/$tool" --use-existing --host="$PGHOST" --port="$PGPORT" \
         --user=postgres --dbname="$dbname" --bindir=/usr/lib/postgresql/15/bin \
         --inputdir="$inputdir" --outputdir="$outputdir" "$@" || {
         cat "$outputdir/regression.diffs" >&2 || true
@@ -21,13 +21,13 @@ run_pg_regress() {
 
 run_sql_regression_tests() {
     local work=$1
-    run_pg_regress pg_regress "$REPO/tests/regress" "$work/regress" pg_webhooks_regress \
+    run_pg_regress regress/pg_regress "$REPO/tests/regress" "$work/regress" pg_webhooks_regress \
         $(cd "$REPO/tests/regress/sql" && ls *.sql | sed 's/\.sql$//' | sort)
 }
 
 run_isolation_tests() {
     local work=$1
-    run_pg_regress pg_isolation_regress "$REPO/tests/isolation" "$work/isolation" \
+    run_pg_regress isolation/pg_isolation_regress "$REPO/tests/isolation" "$work/isolation" \
         pg_webhooks_isolation \
         $(cd "$REPO/tests/isolation/specs" && ls *.spec | sed 's/\.spec$//' | sort)
 }
