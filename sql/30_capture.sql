@@ -7,68 +7,55 @@
 -- produces events without any grant on the webhooks schema.
 
 -- Who caused this change: SET pg_webhooks.origin = '...' wins over application_name.
+-- No SET clause and LANGUAGE sql, so the planner inlines it into the capture INSERT.
 CREATE FUNCTION webhooks._origin() RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(nullif(current_setting('pg_webhooks.origin', true), ''),
-                    nullif(current_setting('application_name', true), ''))
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(pg_catalog.current_setting('pg_webhooks.origin', true), ''),
+                    nullif(pg_catalog.current_setting('application_name', true), ''))
 $$;
 
--- Wake an idle relay. Only when some relay has said it is idle: a NOTIFY takes a cluster-wide
--- lock at commit and stops commits from grouping, so a busy relay (which polls) is not notified.
-CREATE FUNCTION webhooks._wake_relay() RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM webhooks.relays WHERE idle) THEN
-        PERFORM pg_notify('webhooks_wakeup', '');
-    END IF;
-END $$;
-
-CREATE FUNCTION webhooks._capture_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    INSERT INTO webhooks.events (event, source, origin, payload)
-    SELECT TG_ARGV[0] || '.created', TG_RELID, webhooks._origin(),
-           jsonb_build_object('new', to_jsonb(n))
-    FROM new_rows n;
-    PERFORM webhooks._wake_relay();
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION webhooks._capture_delete() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    INSERT INTO webhooks.events (event, source, origin, payload)
-    SELECT TG_ARGV[0] || '.deleted', TG_RELID, webhooks._origin(),
-           jsonb_build_object('old', to_jsonb(o))
-    FROM old_rows o;
-    PERFORM webhooks._wake_relay();
-    RETURN NULL;
-END $$;
-
--- An update that changes nothing emits nothing. Values are compared as jsonb, which works for
--- every column type (a row comparison would fail on json or point columns).
+-- The one capture trigger function, for INSERT, UPDATE and DELETE statements.
 --
--- Old and new images are paired by position in the transition tables: PostgreSQL appends a
--- row's old and new image in the same step, also when the update moves the row to another
--- partition (then no row-level UPDATE trigger fires at all, which is why this is a statement
--- trigger). tests/regress/sql/30_capture.sql guards this.
-CREATE FUNCTION webhooks._capture_update() RETURNS trigger
+-- Updates: an update that changes nothing emits nothing. Values are compared as jsonb, which
+-- works for every column type (a row comparison fails on json or point columns). Old and new
+-- images are paired by position in the transition tables: PostgreSQL appends a row's old and new
+-- image in the same step, also when the update moves the row to another partition (then no
+-- row-level UPDATE trigger fires at all, which is why this is a statement trigger).
+-- tests/regress/sql/30_capture.sql guards this.
+--
+-- The wake-up: a NOTIFY takes a cluster-wide lock at commit and stops commits from grouping
+-- (NOTES.md section 2), so writers notify only while some relay has said it is idle; a busy
+-- relay polls. Everything here is one statement per branch plus the wake check: each extra
+-- function call or query showed up as several percent of a single-row INSERT (BENCHMARKS.md).
+CREATE FUNCTION webhooks._capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    INSERT INTO webhooks.events (event, source, origin, payload)
-    SELECT TG_ARGV[0] || '.updated', TG_RELID, webhooks._origin(),
-           jsonb_build_object(
-               'old', o.image,
-               'new', n.image,
-               'changed', (SELECT jsonb_agg(col.key ORDER BY col.key)
-                           FROM jsonb_each(n.image) col
-                           WHERE o.image -> col.key IS DISTINCT FROM col.value))
-    FROM (SELECT to_jsonb(r) AS image, row_number() OVER () AS pos FROM old_rows r) o
-    JOIN (SELECT to_jsonb(r) AS image, row_number() OVER () AS pos FROM new_rows r) n
-      ON n.pos = o.pos
-    WHERE o.image <> n.image
-    ORDER BY o.pos;
-    PERFORM webhooks._wake_relay();
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO webhooks.events (event, source, origin, payload)
+        SELECT TG_ARGV[0] || '.created', TG_RELID, webhooks._origin(),
+               jsonb_build_object('new', to_jsonb(n))
+        FROM new_rows n;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO webhooks.events (event, source, origin, payload)
+        SELECT TG_ARGV[0] || '.updated', TG_RELID, webhooks._origin(),
+               jsonb_build_object(
+                   'old', o.image,
+                   'new', n.image,
+                   'changed', (SELECT jsonb_agg(col.key ORDER BY col.key)
+                               FROM jsonb_each(n.image) col
+                               WHERE o.image -> col.key IS DISTINCT FROM col.value))
+        FROM (SELECT to_jsonb(r) AS image, row_number() OVER () AS pos FROM old_rows r) o
+        JOIN (SELECT to_jsonb(r) AS image, row_number() OVER () AS pos FROM new_rows r) n
+          ON n.pos = o.pos
+        WHERE o.image <> n.image
+        ORDER BY o.pos;
+    ELSE
+        INSERT INTO webhooks.events (event, source, origin, payload)
+        SELECT TG_ARGV[0] || '.deleted', TG_RELID, webhooks._origin(),
+               jsonb_build_object('old', to_jsonb(o))
+        FROM old_rows o;
+    END IF;
+    PERFORM pg_notify('webhooks_wakeup', '') FROM webhooks.relays WHERE idle LIMIT 1;
     RETURN NULL;
 END $$;
 
@@ -142,18 +129,19 @@ BEGIN
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Call webhooks.untrack() first to change its entity name.';
     END IF;
+    -- transition tables allow one event per trigger, hence three triggers on one function
     EXECUTE format(
         'CREATE TRIGGER webhooks_capture_insert AFTER INSERT ON %s '
         'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT '
-        'EXECUTE FUNCTION webhooks._capture_insert(%L)', source, entity_name);
+        'EXECUTE FUNCTION webhooks._capture(%L)', source, entity_name);
     EXECUTE format(
         'CREATE TRIGGER webhooks_capture_update AFTER UPDATE ON %s '
         'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT '
-        'EXECUTE FUNCTION webhooks._capture_update(%L)', source, entity_name);
+        'EXECUTE FUNCTION webhooks._capture(%L)', source, entity_name);
     EXECUTE format(
         'CREATE TRIGGER webhooks_capture_delete AFTER DELETE ON %s '
         'REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT '
-        'EXECUTE FUNCTION webhooks._capture_delete(%L)', source, entity_name);
+        'EXECUTE FUNCTION webhooks._capture(%L)', source, entity_name);
     PERFORM webhooks._remember_tracked(source, entity_name);
 END $$;
 
@@ -202,7 +190,7 @@ BEGIN
     INSERT INTO webhooks.events (event, origin, payload)
     VALUES (emit.event, coalesce(emit.origin, webhooks._origin()), emit.payload)
     RETURNING id INTO event_id;
-    PERFORM webhooks._wake_relay();
+    PERFORM pg_notify('webhooks_wakeup', '') FROM webhooks.relays WHERE idle LIMIT 1;
     RETURN event_id;
 END $$;
 

@@ -47,9 +47,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks._is_tracked(regclass),
     webhooks._remember_tracked(regclass, text),
     webhooks._forget_tracked(regclass),
-    webhooks._capture_insert(),
-    webhooks._capture_update(),
-    webhooks._capture_delete()
+    webhooks._capture()
 TO webhooks_admin;
 
 GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb, text) TO webhooks_admin, webhooks_emit;
