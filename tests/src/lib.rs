@@ -1,1 +1,34 @@
-//! Shared helpers for the end-to-end tests live in `tests/`.
+//! The end-to-end test harness: a fresh database on the suite's PostgreSQL cluster, HTTP
+//! receivers on loopback that record what they get, and the real relay binary.
+//!
+//! `scripts/test.sh` starts the cluster and exports PGHOST/PGPORT, installs the extension, builds
+//! the relay and sets PG_WEBHOOKS_RELAY_BIN.
+
+pub mod database;
+pub mod receiver;
+pub mod relay;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use database::TestDb;
+pub use receiver::{Received, Receiver, Reply};
+pub use relay::Relay;
+
+/// Poll `check` until it returns Some, or panic with `what` after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,110 @@
+//! A fresh database with the extension, one per test, on the suite's cluster.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio_postgres::{Client, NoTls, Row};
+
+static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
+
+pub struct TestDb {
+    pub name: String,
+    pub client: Client,
+}
+
+fn cluster_conninfo(dbname: &str) -> String {
+    let host = std::env::var("PGHOST").expect("PGHOST: run the tests through scripts/test.sh");
+    let port = std::env::var("PGPORT").expect("PGPORT: run the tests through scripts/test.sh");
+    format!("host={host} port={port} user=postgres dbname={dbname}")
+}
+
+async fn connect(conninfo: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("connect {conninfo}: {error}"));
+    tokio::spawn(connection);
+    client
+}
+
+impl TestDb {
+    /// A new database named after the test, with pg_webhooks created in it.
+    pub async fn create(test_name: &str) -> TestDb {
+        let name = format!(
+            "e2e_{}_{}_{}",
+            test_name.chars().take(40).collect::<String>(),
+            std::process::id(),
+            NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = connect(&cluster_conninfo("postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        let client = connect(&cluster_conninfo(&name)).await;
+        client
+            .batch_execute("CREATE EXTENSION pg_webhooks")
+            .await
+            .expect("create extension");
+        TestDb { name, client }
+    }
+
+    /// libpq key=value connection string for this database (what the relay is given).
+    pub fn conninfo(&self) -> String {
+        cluster_conninfo(&self.name)
+    }
+
+    /// Another connection to this database.
+    pub async fn connect(&self) -> Client {
+        connect(&self.conninfo()).await
+    }
+
+    pub async fn execute(&self, sql: &str) {
+        self.client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+
+    pub async fn query(&self, sql: &str) -> Vec<Row> {
+        self.client
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    /// The single value of a one-row, one-column query.
+    pub async fn value<T>(&self, sql: &str) -> T
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        self.client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .get(0)
+    }
+
+    /// Subscribe `url` to `event` and return the webhook id.
+    pub async fn create_webhook(&self, event: &str, url: &str) -> i64 {
+        self.client
+            .query_one("SELECT webhooks.create('e2e', $1, $2)", &[&event, &url])
+            .await
+            .expect("create webhook")
+            .get(0)
+    }
+
+    pub async fn secret(&self, webhook_id: i64) -> String {
+        self.client
+            .query_one("SELECT webhooks.secret($1)", &[&webhook_id])
+            .await
+            .expect("read secret")
+            .get(0)
+    }
+
+    /// Count of deliveries in a state.
+    pub async fn deliveries_in(&self, state: &str) -> i64 {
+        self.client
+            .query_one("SELECT count(*) FROM webhooks.deliveries WHERE state = $1", &[&state])
+            .await
+            .expect("count deliveries")
+            .get(0)
+    }
+}

@@ -1,0 +1,143 @@
+//! An HTTP receiver on loopback that records every request and answers as told.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request as it arrived.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+}
+
+/// How to answer a request.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub delay: Duration,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply { status, headers: Vec::new(), delay: Duration::ZERO, body: String::new() }
+    }
+
+    pub fn ok() -> Reply {
+        Reply::status(200)
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+
+    pub fn with_body(mut self, body: impl Into<String>) -> Reply {
+        self.body = body.into();
+        self
+    }
+}
+
+/// Decides the reply from the request and how many requests came before it.
+type Behaviour = dyn Fn(&Received, usize) -> Reply + Send + Sync;
+
+struct State {
+    received: Mutex<Vec<Received>>,
+    behaviour: Box<Behaviour>,
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl Receiver {
+    /// A receiver that answers 200 to everything.
+    pub async fn start() -> Receiver {
+        Receiver::answering(|_, _| Reply::ok()).await
+    }
+
+    pub async fn answering(
+        behaviour: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
+        let state = Arc::new(State { received: Mutex::new(Vec::new()), behaviour: Box::new(behaviour) });
+        let app = axum::Router::new()
+            .fallback(record_and_answer)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().expect("receiver lock").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.received.lock().expect("receiver lock").len()
+    }
+}
+
+async fn record_and_answer(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = Received {
+        method: method.to_string(),
+        path: uri.to_string(),
+        headers,
+        body,
+        at: Instant::now(),
+    };
+    let reply = {
+        let mut received = state.received.lock().expect("receiver lock");
+        let reply = (state.behaviour)(&request, received.len());
+        received.push(request);
+        reply
+    };
+    tokio::time::sleep(reply.delay).await;
+    let mut response =
+        (StatusCode::from_u16(reply.status).expect("a valid status"), reply.body).into_response();
+    for (name, value) in reply.headers {
+        response
+            .headers_mut()
+            .insert(name, value.parse().expect("a valid header value"));
+    }
+    response
+}

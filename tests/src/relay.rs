@@ -1,0 +1,115 @@
+//! The real relay binary as a child process.
+
+use crate::TestDb;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+pub struct Relay {
+    child: Child,
+    log: watch::Receiver<String>,
+}
+
+fn relay_binary() -> PathBuf {
+    std::env::var_os("PG_WEBHOOKS_RELAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/pg-webhooks-relay")
+        })
+}
+
+/// Options every test relay gets: loopback receivers allowed, quick polling, a short schedule.
+/// A test's own `args` come later and win.
+const TEST_DEFAULTS: &[&str] = &[
+    "--allow-cidr", "127.0.0.0/8",
+    "--poll-interval", "500ms",
+    "--retry-schedule", "0s,1s,1s",
+    "--retry-jitter", "0",
+    "--request-timeout", "5s",
+    "--lease", "30s",
+    "--listen-addr", "127.0.0.1:0",
+    "--shutdown-grace", "5s",
+];
+
+impl Relay {
+    /// Start a relay against `db` and wait until it logs that it has started.
+    pub async fn start(db: &TestDb, name: &str, args: &[&str]) -> Relay {
+        let mut child = Command::new(relay_binary())
+            .arg("--database-url")
+            .arg(db.conninfo())
+            .arg("--relay-name")
+            .arg(name)
+            .args(TEST_DEFAULTS)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the relay binary (built by scripts/test.sh)");
+        let (sender, log) = watch::channel(String::new());
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("[relay] {line}");
+                    sender.send_modify(|log| {
+                        log.push_str(&line);
+                        log.push('\n');
+                    });
+                }
+            });
+        }
+        let mut relay = Relay { child, log };
+        relay.wait_for_log("relay started", Duration::from_secs(20)).await;
+        relay
+    }
+
+    /// Everything the relay has logged so far.
+    pub fn log(&self) -> String {
+        self.log.borrow().clone()
+    }
+
+    pub async fn wait_for_log(&mut self, text: &str, limit: Duration) {
+        let found = tokio::time::timeout(limit, self.log.wait_for(|log| log.contains(text)))
+            .await
+            .is_ok_and(|seen| seen.is_ok());
+        assert!(
+            found,
+            "the relay did not log {text:?} within {limit:?}; log:\n{}",
+            self.log()
+        );
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id().expect("relay is running") as i32)
+    }
+
+    /// SIGTERM, then wait for the exit; returns the exit code.
+    pub async fn terminate(mut self, limit: Duration) -> Option<i32> {
+        kill(self.pid(), Signal::SIGTERM).expect("send SIGTERM");
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("the relay exits after SIGTERM")
+            .expect("wait for the relay");
+        status.code()
+    }
+
+    /// SIGKILL: a crash, nothing gets cleaned up.
+    pub async fn kill(mut self) {
+        kill(self.pid(), Signal::SIGKILL).expect("send SIGKILL");
+        let _ = self.child.wait().await;
+    }
+}
