@@ -37,6 +37,8 @@ log "relay unit tests"
 cargo test -p pg-webhooks-relay
 
 log "end-to-end tests: real cluster, real relay binary, real receivers"
+ensure_python_verifier "$REPO/.tmp/venv"
 cargo build -p pg-webhooks-relay
-PG_WEBHOOKS_TEST_CLUSTER="$PGHOST" PG_WEBHOOKS_RELAY_BIN="$REPO/target/debug/pg-webhooks-relay" \
-    cargo test -p pg-webhooks-tests -- --test-threads=2 2>&1
+PG_WEBHOOKS_RELAY_BIN="$REPO/target/debug/pg-webhooks-relay" \
+PG_WEBHOOKS_TEST_PYTHON="$REPO/.tmp/venv/bin/python" \
+    cargo test -p pg-webhooks-tests -- --test-threads=4

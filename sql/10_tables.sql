@@ -6,18 +6,32 @@
 -- `attempts`. `events`, `deliveries` and `attempts` are partitioned by day, so retention drops
 -- whole partitions and never runs a mass DELETE.
 
--- Settings: one row. Defaults are documented in README.md ("Defaults").
+-- Settings: at most one row, and empty until an admin changes something; a NULL column means
+-- the default. The defaults live in one place, webhooks._settings() below. (Starting empty is
+-- what lets pg_dump/pg_restore carry the row: a row made by CREATE EXTENSION would collide.)
+--   INSERT INTO webhooks.settings (retention) VALUES ('14 days')
+--   ON CONFLICT (singleton) DO UPDATE SET retention = excluded.retention;
 CREATE TABLE webhooks.settings (
     singleton         boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    -- how long events and their delivery history are kept; partitions older than this are
-    -- dropped once nothing in them is still waiting to be delivered
-    retention         interval NOT NULL DEFAULT '7 days' CHECK (retention >= '1 day'),
-    -- how long events are buffered for an inactive webhook, for activate(replay_events => true)
-    replay_window     interval NOT NULL DEFAULT '5 days' CHECK (replay_window >= '0'),
-    -- how many daily partitions exist ahead of today
-    partitions_ahead  integer  NOT NULL DEFAULT 3 CHECK (partitions_ahead BETWEEN 1 AND 60)
+    retention         interval CHECK (retention >= '1 day'),
+    replay_window     interval CHECK (replay_window >= '0'),
+    partitions_ahead  integer CHECK (partitions_ahead BETWEEN 1 AND 60)
 );
-INSERT INTO webhooks.settings DEFAULT VALUES;
+
+-- The settings in force, defaults filled in:
+--   retention         7 days   events and their delivery history are kept this long; older days
+--                              are dropped once nothing in them is still owed to a receiver
+--   replay_window     5 days   events for an inactive webhook are held this long, for
+--                              activate(replay_events => true)
+--   partitions_ahead  3        daily partitions kept ready ahead of today
+CREATE FUNCTION webhooks._settings(
+    OUT retention interval, OUT replay_window interval, OUT partitions_ahead integer)
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(s.retention, interval '7 days'),
+           coalesce(s.replay_window, interval '5 days'),
+           coalesce(s.partitions_ahead, 3)
+    FROM (SELECT) AS one LEFT JOIN webhooks.settings s ON true
+$$;
 
 CREATE SEQUENCE webhooks.webhooks_id_seq;
 

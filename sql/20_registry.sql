@@ -179,7 +179,7 @@ BEGIN
     IF hook.status = 'active' THEN
         RETURN 0;
     END IF;
-    SELECT now() - s.replay_window INTO window_start FROM webhooks.settings s;
+    SELECT now() - s.replay_window INTO window_start FROM webhooks._settings() s;
     UPDATE webhooks.deliveries d
     SET state = 'dropped', due_at = NULL, updated_at = now()
     WHERE d.webhook_id = hook.id AND d.state = 'held'

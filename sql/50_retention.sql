@@ -4,7 +4,7 @@
 -- every minute; cron or an operator may too) creates the partitions for the coming days and drops
 -- whole days older than settings.retention. A day is kept, whatever its age, while it still holds
 -- an event not yet fanned out, a delivery waiting or in flight, or a held delivery younger than
--- settings.replay_window: retention never loses a committed event. No mass DELETE ever runs.
+-- the replay window (webhooks._settings()): retention never loses a committed event. No mass DELETE ever runs.
 
 CREATE FUNCTION webhooks._partition_name(parent text, day date) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
@@ -72,7 +72,7 @@ BEGIN
         EXECUTE format(
             'SELECT EXISTS (SELECT 1 FROM webhooks.%I d WHERE d.state IN (''pending'', ''leased'')'
             ' OR (d.state = ''held'' AND d.event_created_at >= now() - $1))', deliveries_part)
-            INTO open_work USING (SELECT s.replay_window FROM webhooks.settings s);
+            INTO open_work USING (SELECT s.replay_window FROM webhooks._settings() s);
     END IF;
     RETURN open_work;
 END $$;
@@ -80,7 +80,7 @@ END $$;
 CREATE FUNCTION webhooks.maintain() RETURNS TABLE (action text, object text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    conf webhooks.settings;
+    conf record;
     today date := (now() AT TIME ZONE 'UTC')::date;
     day date;
     parent text;
@@ -89,7 +89,7 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('pg_webhooks.maintain')) THEN
         RETURN;
     END IF;
-    SELECT * INTO conf FROM webhooks.settings;
+    SELECT * INTO conf FROM webhooks._settings();
 
     FOR day IN SELECT today + g FROM generate_series(-1, conf.partitions_ahead) g LOOP
         FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'attempts'] LOOP

@@ -63,3 +63,6 @@ GRANT EXECUTE ON FUNCTION
     webhooks.queue_depth(),
     webhooks.maintain()
 TO webhooks_relay;
+
+-- settings are changed with plain SQL (see sql/10_tables.sql)
+GRANT SELECT, INSERT, UPDATE, DELETE ON webhooks.settings TO webhooks_admin;

@@ -37,6 +37,17 @@ ensure_deps() {
     ensure_cargo_pgrx
 }
 
+# A Python venv with the official Standard Webhooks verifier, an independent check of our
+# signatures (used by the end-to-end tests and the demo's receiver).
+ensure_python_verifier() {
+    local venv=$1
+    if ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
+        log "installing the standardwebhooks verifier (PyPI) into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q standardwebhooks
+    fi
+}
+
 # Build the extension and install it into the system PostgreSQL 15.
 install_extension() {
     local profile_flag=${1:-}

@@ -36,3 +36,10 @@ WHERE i.inhparent IN ('webhooks.events'::regclass, 'webhooks.deliveries'::regcla
 SELECT c.relname, e.extcondition IS NOT NULL AS dumped
 FROM pg_extension e, unnest(e.extconfig) cfg JOIN pg_class c ON c.oid = cfg
 WHERE e.extname = 'pg_webhooks' ORDER BY c.relname;
+
+-- settings start empty (the defaults apply); a row overrides only what it sets
+SELECT * FROM webhooks._settings();
+INSERT INTO webhooks.settings (retention) VALUES ('14 days');
+SELECT * FROM webhooks._settings();
+SELECT try($$UPDATE webhooks.settings SET retention = '1 hour'$$);
+DELETE FROM webhooks.settings;

@@ -1,0 +1,127 @@
+//! Requests carry Standard Webhooks signatures that the official verifier accepts.
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use hmac::{Hmac, Mac};
+use pg_webhooks_tests::{wait_for, Received, Receiver, Relay, TestDb};
+use sha2::Sha256;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The official `standardwebhooks` PyPI package, installed into a venv by scripts/test.sh.
+fn verify_with_official_library(secret: &str, requests: &[Received]) -> Vec<String> {
+    let python = std::env::var("PG_WEBHOOKS_TEST_PYTHON")
+        .expect("PG_WEBHOOKS_TEST_PYTHON: run the tests through scripts/test.sh");
+    let job = serde_json::json!({
+        "secret": secret,
+        "requests": requests.iter().map(|r| serde_json::json!({
+            "headers": {
+                "webhook-id": r.header("webhook-id"),
+                "webhook-timestamp": r.header("webhook-timestamp"),
+                "webhook-signature": r.header("webhook-signature"),
+            },
+            "body": String::from_utf8_lossy(&r.body),
+        })).collect::<Vec<_>>(),
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/verify_standard_webhooks.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the Python verifier");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(job.to_string().as_bytes())
+        .expect("write the job");
+    let output = child.wait_with_output().expect("verifier output");
+    assert!(output.status.success(), "the verifier failed");
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+fn expected_signature(secret: &str, request: &Received) -> String {
+    let key = STANDARD.decode(secret.trim_start_matches("whsec_")).expect("base64 key");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+    mac.update(request.header("webhook-id").as_bytes());
+    mac.update(b".");
+    mac.update(request.header("webhook-timestamp").as_bytes());
+    mac.update(b".");
+    mac.update(&request.body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn the_official_standard_webhooks_library_verifies_every_delivery() {
+    let db = TestDb::create("official_verifier").await;
+    let receiver = Receiver::start().await;
+    let hook = db.create_webhook("*", &receiver.url("/")).await;
+    let secret = db.secret(hook).await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("SELECT webhooks.emit('email.' || e, jsonb_build_object('n', n, 'text', 'ünïcode ✓'))
+                FROM unnest(ARRAY['opened', 'clicked', 'bounced']) WITH ORDINALITY AS x(e, n)")
+        .await;
+
+    wait_for("3 deliveries", Duration::from_secs(10), || async { (receiver.count() == 3).then_some(()) }).await;
+    assert_eq!(verify_with_official_library(&secret, &receiver.received()), ["ok", "ok", "ok"]);
+}
+
+#[tokio::test]
+async fn the_official_library_rejects_a_wrong_secret_and_a_tampered_body() {
+    let db = TestDb::create("verifier_rejects").await;
+    let receiver = Receiver::start().await;
+    let hook = db.create_webhook("*", &receiver.url("/")).await;
+    let secret = db.secret(hook).await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("SELECT webhooks.emit('email.opened', '{\"amount\": 10}')").await;
+
+    wait_for("the delivery", Duration::from_secs(10), || async { (receiver.count() == 1).then_some(()) }).await;
+    let genuine = receiver.received().remove(0);
+    let mut tampered = genuine.clone();
+    tampered.body = String::from_utf8_lossy(&genuine.body).replace("10", "99").into_bytes().into();
+    let other_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let verdicts = [
+        verify_with_official_library(&secret, std::slice::from_ref(&tampered)),
+        verify_with_official_library(other_secret, std::slice::from_ref(&genuine)),
+    ];
+    assert!(verdicts.iter().all(|v| v[0].starts_with("rejected")), "{verdicts:?}");
+}
+
+#[tokio::test]
+async fn the_webhook_id_stays_the_same_across_retries() {
+    let db = TestDb::create("stable_id").await;
+    let receiver = Receiver::answering(|_, n| if n == 0 { pg_webhooks_tests::Reply::status(500) } else { pg_webhooks_tests::Reply::ok() }).await;
+    db.create_webhook("*", &receiver.url("/")).await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("SELECT webhooks.emit('job.done', '{}')").await;
+
+    wait_for("the retry", Duration::from_secs(10), || async { (receiver.count() == 2).then_some(()) }).await;
+    let [first, second] = <[Received; 2]>::try_from(receiver.received()).expect("two requests");
+    assert!(!first.header("webhook-id").is_empty());
+    assert_eq!(first.header("webhook-id"), second.header("webhook-id"));
+    assert_eq!(first.body, second.body);
+}
+
+#[tokio::test]
+async fn both_secrets_sign_during_a_rotation_overlap() {
+    let db = TestDb::create("rotation").await;
+    let receiver = Receiver::start().await;
+    let hook = db.create_webhook("*", &receiver.url("/")).await;
+    let old_secret = db.secret(hook).await;
+    let new_secret: String = db.value(&format!("SELECT webhooks.rotate_secret({hook}, overlap => '1 hour')")).await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("SELECT webhooks.emit('job.done', '{}')").await;
+
+    wait_for("the delivery", Duration::from_secs(10), || async { (receiver.count() == 1).then_some(()) }).await;
+    let request = receiver.received().remove(0);
+    let signatures: Vec<&str> = request.header("webhook-signature").split(' ').collect();
+    assert_eq!(signatures, [expected_signature(&new_secret, &request), expected_signature(&old_secret, &request)]);
+    for secret in [&old_secret, &new_secret] {
+        assert_eq!(verify_with_official_library(secret, std::slice::from_ref(&request)), ["ok"]);
+    }
+}
