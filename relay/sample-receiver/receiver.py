@@ -1,0 +1,49 @@
+"""A sample webhook receiver: verifies each request with the official Standard Webhooks library
+and prints the event. Used by the demo (scripts/demo.sh) and docker-compose.yml.
+
+    WEBHOOK_SECRET=whsec_... python receiver.py [PORT]
+
+Answers 204 to a verified request, 401 to one that fails verification.
+"""
+import json
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+        secrets = os.environ["WEBHOOK_SECRET"].split()
+        verified = any(self._verifies(secret, body) for secret in secrets)
+        if not verified:
+            print(f"REJECTED {self.path}: signature did not verify", flush=True)
+            self.send_response(401)
+            self.end_headers()
+            return
+        event = json.loads(body)
+        print(
+            f"verified {self.headers['webhook-id']} {event['type']}: "
+            f"{json.dumps(event['data'], ensure_ascii=False)}",
+            flush=True,
+        )
+        self.send_response(204)
+        self.end_headers()
+
+    def _verifies(self, secret, body):
+        try:
+            Webhook(secret).verify(body, dict(self.headers))
+            return True
+        except WebhookVerificationError:
+            return False
+
+    def log_message(self, *args):
+        pass
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    print(f"sample receiver listening on :{port}", flush=True)
+    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()

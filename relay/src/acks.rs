@@ -1,0 +1,59 @@
+//! Acknowledgements go to the database in batches, never one transaction per delivery: with a
+//! synchronous commit costing milliseconds, one per delivery would cap a relay far too low.
+
+use crate::claim::{acknowledge, AttemptReport};
+use deadpool_postgres::Pool;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const MAX_BATCH: usize = 500;
+const GATHER_FOR: Duration = Duration::from_millis(5);
+const TRIES: u32 = 5;
+
+pub fn start(pool: Pool, relay: String) -> (mpsc::Sender<AttemptReport>, JoinHandle<()>) {
+    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+    (sender, tokio::spawn(run(pool, relay, receiver)))
+}
+
+async fn run(pool: Pool, relay: String, mut receiver: mpsc::Receiver<AttemptReport>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = receiver.recv().await {
+        batch.push(first);
+        let gathering = tokio::time::sleep(GATHER_FOR);
+        tokio::pin!(gathering);
+        while batch.len() < MAX_BATCH {
+            tokio::select! {
+                next = receiver.recv() => match next {
+                    Some(report) => batch.push(report),
+                    None => break,
+                },
+                _ = &mut gathering => break,
+            }
+        }
+        flush(&pool, &relay, &mut batch).await;
+    }
+}
+
+/// If the database stays away, the reports are dropped with an error: their leases run out and
+/// the deliveries are sent again (at least once), only the attempt log misses them.
+async fn flush(pool: &Pool, relay: &str, batch: &mut Vec<AttemptReport>) {
+    let mut pause = Duration::from_millis(100);
+    for attempt in 1..=TRIES {
+        match acknowledge(pool, relay, batch).await {
+            Ok(_) => {
+                batch.clear();
+                return;
+            }
+            Err(error) if attempt < TRIES => {
+                tracing::warn!(%error, reports = batch.len(), "acknowledgement failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(error) => {
+                tracing::error!(%error, reports = batch.len(), "acknowledgements lost; their leases will expire and the deliveries repeat")
+            }
+        }
+    }
+    batch.clear();
+}

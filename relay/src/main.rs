@@ -1,0 +1,181 @@
+//! pg-webhooks-relay: delivers pg_webhooks events from PostgreSQL to HTTP receivers.
+//!
+//! An event's way through the modules: `listen` (wake-up) → `pipeline` (claim loop) →
+//! `claim` (lease in SQL) → `deliver` (per delivery: `limits`, `render`, `sign`, `send`,
+//! `retry`) → `acks` (batched outcomes back to SQL). `config` holds every option and default,
+//! `lifecycle` signals and upkeep, `ssrf` the address policy, `metrics` /healthz and /metrics.
+
+mod acks;
+mod claim;
+mod config;
+mod deliver;
+mod lifecycle;
+mod limits;
+mod listen;
+mod metrics;
+mod pipeline;
+mod render;
+mod retry;
+mod send;
+mod sign;
+mod ssrf;
+
+use clap::Parser;
+use config::{Config, ConfigError, LogFormat};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid --database-url: {0}")]
+    DatabaseUrl(tokio_postgres::Error),
+    #[error("cannot reach the database or pg_webhooks is not installed in it: {0}")]
+    Database(#[from] claim::DatabaseError),
+    #[error("cannot build the database pool: {0}")]
+    Pool(#[from] deadpool_postgres::BuildError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Client(#[from] send::ClientError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+}
+
+impl StartError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_) | StartError::DatabaseUrl(_) => 2,
+            StartError::Database(_) => 3,
+            StartError::Listen { .. } => 4,
+            _ => 1,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    init_logging(config.log_format);
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config) -> Result<(), StartError> {
+    config.validate()?;
+    let relay = config.relay_name();
+    let database: tokio_postgres::Config = config
+        .database_url
+        .parse()
+        .map_err(StartError::DatabaseUrl)?;
+    let pool = Pool::builder(Manager::from_config(
+        database.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    ))
+    .max_size(config.database_connections.max(2))
+    .build()?;
+    claim::set_idle(&pool, &relay, false).await?;
+
+    let shutdown = CancellationToken::new();
+    lifecycle::cancel_on_signals(shutdown.clone()).map_err(StartError::Signals)?;
+    let metrics = metrics::Metrics::new()?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let metrics_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen_addr,
+        source,
+    })?;
+    tokio::spawn(metrics::serve(
+        listener,
+        metrics.clone(),
+        pool.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(lifecycle::upkeep(
+        pool.clone(),
+        config.maintain_every,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(listen::run(database, wake.clone(), shutdown.clone()));
+
+    let policy = Arc::new(ssrf::AddressPolicy {
+        allowed: config.allowed_ranges(),
+        https_only: config.https_only,
+    });
+    let sender = send::Sender::new(
+        policy,
+        &send::SendOptions {
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            max_response_bytes: config.max_response_bytes,
+            response_excerpt_bytes: config.response_excerpt_bytes,
+            max_connections_per_host: config.max_in_flight_per_webhook as usize,
+        },
+    )?;
+    let deliverer = Arc::new(deliver::Deliverer {
+        sender,
+        policy: retry::RetryPolicy {
+            schedule: config.retry_schedule.clone(),
+            jitter: config.retry_jitter,
+            max_retry_after: config.max_retry_after,
+        },
+        metrics: metrics.clone(),
+    });
+    tracing::info!(relay, %metrics_addr, attempts = config.retry_schedule.attempts(), "relay started");
+    pipeline::Pipeline {
+        relay,
+        pool,
+        deliverer,
+        limits: limits::Limits::new(config.max_in_flight_per_webhook as usize),
+        wake,
+        metrics,
+        timing: pipeline::Timing {
+            poll_interval: config.poll_interval,
+            busy_poll: config.busy_poll,
+            idle_after: config.idle_after,
+            lease: config.lease,
+            shutdown_grace: config.shutdown_grace,
+        },
+        batch_size: config.batch_size as usize,
+        max_in_flight: config.max_in_flight as usize,
+    }
+    .run(shutdown)
+    .await;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The claim loop and the idle protocol.
+//!
+//! Busy: claim as long as work comes back and capacity remains; after an empty claim look again
+//! every --busy-poll. Idle: after --idle-after without work, mark this relay idle (writers then
+//! NOTIFY it), claim once more (a writer may have checked the flag just before it flipped), and
+//! wait for a notification or --poll-interval. On a notification, mark busy again.
+
+use crate::acks;
+use crate::claim::{self, AttemptReport, ClaimRequest, DatabaseError};
+use crate::deliver::Deliverer;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use deadpool_postgres::Pool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct Timing {
+    pub poll_interval: Duration,
+    pub busy_poll: Duration,
+    pub idle_after: Duration,
+    pub lease: Duration,
+    pub shutdown_grace: Duration,
+}
+
+pub struct Pipeline {
+    pub relay: String,
+    pub pool: Pool,
+    pub deliverer: Arc<Deliverer>,
+    pub limits: Arc<Limits>,
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub timing: Timing,
+    pub batch_size: usize,
+    pub max_in_flight: usize,
+}
+
+struct Running {
+    tasks: TaskTracker,
+    abort: CancellationToken,
+    reports: mpsc::Sender<AttemptReport>,
+}
+
+impl Pipeline {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let (reports, acker) = acks::start(self.pool.clone(), self.relay.clone());
+        let running = Running {
+            tasks: TaskTracker::new(),
+            abort: CancellationToken::new(),
+            reports,
+        };
+        self.claim_until(&shutdown, &running).await;
+
+        running.tasks.close();
+        let in_flight = self.limits.total();
+        if tokio::time::timeout(self.timing.shutdown_grace, running.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.limits.total(),
+                "grace period over; releasing the rest"
+            );
+            running.abort.cancel();
+            running.tasks.wait().await;
+        }
+        drop(running.reports);
+        if acker.await.is_err() {
+            tracing::error!("the acknowledgement task failed");
+        }
+        if let Err(error) = claim::leave(&self.pool, &self.relay).await {
+            tracing::warn!(%error, "could not deregister");
+        }
+        tracing::info!(finished_or_released = in_flight, "relay stopped");
+    }
+
+    async fn claim_until(&self, shutdown: &CancellationToken, running: &Running) {
+        let mut idle = false;
+        let mut last_work = Instant::now();
+        self.mark_idle(false).await;
+        while !shutdown.is_cancelled() {
+            let room = self.max_in_flight.saturating_sub(self.limits.total());
+            if room == 0 {
+                tokio::select! {
+                    _ = self.limits.freed.notified() => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+            match self.claim_batch(room, running).await {
+                Ok(0) => {}
+                Ok(_) => {
+                    if idle {
+                        self.mark_idle(false).await;
+                        idle = false;
+                    }
+                    last_work = Instant::now();
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "claim failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.timing.poll_interval) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            }
+            if !idle && last_work.elapsed() >= self.timing.idle_after {
+                self.mark_idle(true).await;
+                idle = true;
+                tracing::debug!("idle: waiting for NOTIFY");
+                continue; // one more claim closes the race with a writer that saw us busy
+            }
+            let wait = if idle {
+                self.timing.poll_interval
+            } else {
+                self.timing.busy_poll
+            };
+            let notified = tokio::select! {
+                _ = self.wake.notified() => true,
+                _ = tokio::time::sleep(wait) => false,
+                _ = shutdown.cancelled() => break,
+            };
+            if idle && notified {
+                self.mark_idle(false).await;
+                idle = false;
+                last_work = Instant::now();
+            } else if idle {
+                self.mark_idle(true).await; // heartbeat: maintain() forgets silent relays
+            }
+        }
+    }
+
+    /// Lease up to `room` deliveries and start each; returns how many were leased.
+    async fn claim_batch(&self, room: usize, running: &Running) -> Result<usize, DatabaseError> {
+        let deliveries = claim::claim(
+            &self.pool,
+            ClaimRequest {
+                relay: &self.relay,
+                max_deliveries: to_i32(room.min(self.batch_size)),
+                per_webhook: to_i32(self.limits.default_per_webhook()),
+                skip_webhooks: self.limits.saturated(),
+                lease: self.timing.lease,
+            },
+        )
+        .await?;
+        if !deliveries.is_empty() {
+            self.metrics.claims.inc();
+        }
+        let leased = deliveries.len();
+        for delivery in deliveries {
+            let ticket = self
+                .limits
+                .enter(delivery.webhook_id, delivery.max_in_flight);
+            let deliverer = self.deliverer.clone();
+            let reports = running.reports.clone();
+            let abort = running.abort.clone();
+            running.tasks.spawn(async move {
+                let report = deliverer.deliver(delivery, ticket, abort).await;
+                if reports.send(report).await.is_err() {
+                    tracing::error!("acknowledgement channel closed; the lease will expire");
+                }
+            });
+        }
+        Ok(leased)
+    }
+
+    async fn mark_idle(&self, idle: bool) {
+        if let Err(error) = claim::set_idle(&self.pool, &self.relay, idle).await {
+            tracing::warn!(%error, idle, "could not update the idle flag");
+        }
+    }
+}
+
+fn to_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

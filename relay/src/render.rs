@@ -1,0 +1,51 @@
+//! The request body: `{"type": <event>, "timestamp": <RFC 3339, UTC, microseconds>, "data": ...}`.
+
+use crate::claim::Delivery;
+use chrono::SecondsFormat;
+use serde_json::json;
+
+pub fn body(delivery: &Delivery) -> Vec<u8> {
+    json!({
+        "type": delivery.event,
+        "timestamp": delivery.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        "data": delivery.data,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The `webhook-id`: the event's id, the same on every retry, so receivers can deduplicate.
+pub fn message_id(delivery: &Delivery) -> String {
+    format!("evt_{}", delivery.event_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn the_body_has_type_timestamp_and_data_in_that_order() {
+        let delivery = Delivery {
+            delivery_id: 1,
+            attempt: 1,
+            webhook_id: 2,
+            url: "http://example.com/".into(),
+            secrets: vec![],
+            event_id: 42,
+            event: "profile.updated".into(),
+            occurred_at: Utc
+                .with_ymd_and_hms(2026, 11, 22, 10, 0, 0)
+                .single()
+                .expect("date"),
+            data: json!({"key": {"id": 42}}),
+            max_in_flight: None,
+            rate_limit_per_second: None,
+        };
+        assert_eq!(
+            String::from_utf8(body(&delivery)).expect("utf-8"),
+            r#"{"type":"profile.updated","timestamp":"2026-11-22T10:00:00.000000Z","data":{"key":{"id":42}}}"#
+        );
+        assert_eq!(message_id(&delivery), "evt_42");
+    }
+}
