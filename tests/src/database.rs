@@ -102,7 +102,10 @@ impl TestDb {
     /// Count of deliveries in a state.
     pub async fn deliveries_in(&self, state: &str) -> i64 {
         self.client
-            .query_one("SELECT count(*) FROM webhooks.deliveries WHERE state = $1", &[&state])
+            .query_one(
+                "SELECT count(*) FROM webhooks.deliveries WHERE state = $1",
+                &[&state],
+            )
             .await
             .expect("count deliveries")
             .get(0)

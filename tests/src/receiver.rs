@@ -41,7 +41,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), delay: Duration::ZERO, body: String::new() }
+        Reply {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+            body: String::new(),
+        }
     }
 
     pub fn ok() -> Reply {
@@ -86,7 +91,10 @@ impl Receiver {
     pub async fn answering(
         behaviour: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
     ) -> Receiver {
-        let state = Arc::new(State { received: Mutex::new(Vec::new()), behaviour: Box::new(behaviour) });
+        let state = Arc::new(State {
+            received: Mutex::new(Vec::new()),
+            behaviour: Box::new(behaviour),
+        });
         let app = axum::Router::new()
             .fallback(record_and_answer)
             .with_state(state.clone());
@@ -132,8 +140,11 @@ async fn record_and_answer(
         reply
     };
     tokio::time::sleep(reply.delay).await;
-    let mut response =
-        (StatusCode::from_u16(reply.status).expect("a valid status"), reply.body).into_response();
+    let mut response = (
+        StatusCode::from_u16(reply.status).expect("a valid status"),
+        reply.body,
+    )
+        .into_response();
     for (name, value) in reply.headers {
         response
             .headers_mut()

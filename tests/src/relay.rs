@@ -26,15 +26,33 @@ fn relay_binary() -> PathBuf {
 /// Options every test relay gets: loopback receivers allowed, quick polling, a short schedule.
 /// A test's own `args` come later and win.
 const TEST_DEFAULTS: &[&str] = &[
-    "--allow-cidr", "127.0.0.0/8",
-    "--poll-interval", "500ms",
-    "--retry-schedule", "0s,1s,1s",
-    "--retry-jitter", "0",
-    "--request-timeout", "5s",
-    "--lease", "30s",
-    "--listen-addr", "127.0.0.1:0",
-    "--shutdown-grace", "5s",
+    "--allow-cidr",
+    "127.0.0.0/8",
+    "--poll-interval",
+    "500ms",
+    "--retry-schedule",
+    "0s,1s,1s",
+    "--retry-jitter",
+    "0",
+    "--request-timeout",
+    "5s",
+    "--lease",
+    "30s",
+    "--listen-addr",
+    "127.0.0.1:0",
+    "--shutdown-grace",
+    "5s",
 ];
+
+/// The test defaults whose flag the test does not set itself.
+fn defaults_not_in(args: &[&str]) -> Vec<&'static str> {
+    TEST_DEFAULTS
+        .chunks(2)
+        .filter(|pair| !args.contains(&pair[0]))
+        .flatten()
+        .copied()
+        .collect()
+}
 
 impl Relay {
     /// Start a relay against `db` and wait until it logs that it has started.
@@ -44,7 +62,7 @@ impl Relay {
             .arg(db.conninfo())
             .arg("--relay-name")
             .arg(name)
-            .args(TEST_DEFAULTS)
+            .args(defaults_not_in(args))
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -54,8 +72,14 @@ impl Relay {
             .expect("start the relay binary (built by scripts/test.sh)");
         let (sender, log) = watch::channel(String::new());
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
         ]
         .into_iter()
         .flatten()
@@ -73,7 +97,9 @@ impl Relay {
             });
         }
         let mut relay = Relay { child, log };
-        relay.wait_for_log("relay started", Duration::from_secs(20)).await;
+        relay
+            .wait_for_log("relay started", Duration::from_secs(20))
+            .await;
         relay
     }
 

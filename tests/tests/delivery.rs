@@ -6,23 +6,44 @@ use std::time::Duration;
 const PROFILES: &str = "CREATE TABLE profiles (id bigserial PRIMARY KEY, email text, country text);
                         SELECT webhooks.track('profiles', entity => 'profile');";
 
+fn event_number(webhook_id: &str) -> i64 {
+    webhook_id
+        .trim_start_matches("evt_")
+        .parse()
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn committed_row_changes_arrive_as_json_posts() {
     let db = TestDb::create("row_changes").await;
     db.execute(PROFILES).await;
     let receiver = Receiver::start().await;
-    db.create_webhook("profile.*", &receiver.url("/hook.php")).await;
+    db.create_webhook("profile.*", &receiver.url("/hook.php"))
+        .await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    db.execute("INSERT INTO profiles (email, country) VALUES ('ann@example.com', 'NL');
+    db.execute(
+        "INSERT INTO profiles (email, country) VALUES ('ann@example.com', 'NL');
                 UPDATE profiles SET country = 'DE';
-                DELETE FROM profiles;")
-        .await;
+                DELETE FROM profiles;",
+    )
+    .await;
 
-    wait_for("3 deliveries", Duration::from_secs(10), || async { (receiver.count() >= 3).then_some(()) }).await;
-    let received = receiver.received();
-    let types: Vec<_> = received.iter().map(|r| r.json()["type"].as_str().unwrap_or_default().to_owned()).collect();
-    assert_eq!(types, ["profile.created", "profile.updated", "profile.deleted"]);
+    wait_for("3 deliveries", Duration::from_secs(10), || async {
+        (receiver.count() >= 3).then_some(())
+    })
+    .await;
+    // deliveries run concurrently, so arrival order is not event order: sort by event id
+    let mut received = receiver.received();
+    received.sort_by_key(|r| event_number(r.header("webhook-id")));
+    let types: Vec<_> = received
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        ["profile.created", "profile.updated", "profile.deleted"]
+    );
     let updated = received[1].json();
     assert_eq!(received[1].method, "POST");
     assert_eq!(received[1].path, "/hook.php");
@@ -32,7 +53,12 @@ async fn committed_row_changes_arrive_as_json_posts() {
     assert_eq!(updated["data"]["old"]["country"], "NL");
     assert_eq!(updated["data"]["new"]["country"], "DE");
     assert_eq!(updated["data"]["changed"], serde_json::json!(["country"]));
-    assert!(updated["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{updated}");
+    assert!(
+        updated["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{updated}"
+    );
 }
 
 #[tokio::test]
@@ -44,10 +70,16 @@ async fn emitted_application_events_arrive_with_their_payload() {
 
     db.execute("SELECT webhooks.emit('email.opened', '{\"recipient\": \"ann@example.com\", \"ip\": \"192.0.2.1\"}')").await;
 
-    wait_for("the event", Duration::from_secs(10), || async { (receiver.count() == 1).then_some(()) }).await;
+    wait_for("the event", Duration::from_secs(10), || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
     let body = receiver.received()[0].json();
     assert_eq!(body["type"], "email.opened");
-    assert_eq!(body["data"], serde_json::json!({"recipient": "ann@example.com", "ip": "192.0.2.1"}));
+    assert_eq!(
+        body["data"],
+        serde_json::json!({"recipient": "ann@example.com", "ip": "192.0.2.1"})
+    );
 }
 
 #[tokio::test]
@@ -55,31 +87,47 @@ async fn rolled_back_changes_are_never_sent() {
     let db = TestDb::create("rolled_back").await;
     db.execute(PROFILES).await;
     let receiver = Receiver::start().await;
-    db.create_webhook("profile.created", &receiver.url("/")).await;
+    db.create_webhook("profile.created", &receiver.url("/"))
+        .await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    db.execute("BEGIN; INSERT INTO profiles (email) VALUES ('never@example.com'); ROLLBACK;
-                INSERT INTO profiles (email) VALUES ('kept@example.com');")
-        .await;
+    db.execute(
+        "BEGIN; INSERT INTO profiles (email) VALUES ('never@example.com'); ROLLBACK;
+                INSERT INTO profiles (email) VALUES ('kept@example.com');",
+    )
+    .await;
 
-    wait_for("the committed event", Duration::from_secs(10), || async { (receiver.count() == 1).then_some(()) }).await;
+    wait_for("the committed event", Duration::from_secs(10), || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let received = receiver.received();
     assert_eq!(received.len(), 1);
-    assert_eq!(received[0].json()["data"]["new"]["email"], "kept@example.com");
+    assert_eq!(
+        received[0].json()["data"]["new"]["email"],
+        "kept@example.com"
+    );
 }
 
 #[tokio::test]
 async fn each_event_reaches_every_matching_webhook_and_no_other() {
     let db = TestDb::create("fan_out").await;
     db.execute(PROFILES).await;
-    let (created, all, deleted) = (Receiver::start().await, Receiver::start().await, Receiver::start().await);
-    db.create_webhook("profile.created", &created.url("/")).await;
+    let (created, all, deleted) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    db.create_webhook("profile.created", &created.url("/"))
+        .await;
     db.create_webhook("*", &all.url("/")).await;
-    db.create_webhook("profile.deleted", &deleted.url("/")).await;
+    db.create_webhook("profile.deleted", &deleted.url("/"))
+        .await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    db.execute("INSERT INTO profiles (email) VALUES ('a@example.com'), ('b@example.com')").await;
+    db.execute("INSERT INTO profiles (email) VALUES ('a@example.com'), ('b@example.com')")
+        .await;
 
     wait_for("both receivers", Duration::from_secs(10), || async {
         (created.count() == 2 && all.count() == 2).then_some(())
@@ -93,14 +141,29 @@ async fn each_event_reaches_every_matching_webhook_and_no_other() {
 async fn an_event_whose_notification_is_lost_is_delivered_by_the_poll() {
     let db = TestDb::create("lost_notify").await;
     let receiver = Receiver::start().await;
-    db.create_webhook("profile.created", &receiver.url("/")).await;
-    let mut relay = Relay::start(&db, "r1", &["--poll-interval", "1s", "--idle-after", "50ms"]).await;
-    relay.wait_for_log("idle", Duration::from_secs(5)).await;
+    db.create_webhook("profile.created", &receiver.url("/"))
+        .await;
+    let _relay = Relay::start(
+        &db,
+        "r1",
+        &["--poll-interval", "1s", "--idle-after", "50ms"],
+    )
+    .await;
+    wait_for("the relay to be idle", Duration::from_secs(5), || async {
+        db.value::<bool>("SELECT coalesce(bool_or(idle), false) FROM webhooks.relays")
+            .await
+            .then_some(())
+    })
+    .await;
 
     // written behind the capture trigger's back: no NOTIFY is sent
-    db.execute("INSERT INTO webhooks.events (event, payload) VALUES ('profile.created', '{}')").await;
+    db.execute("INSERT INTO webhooks.events (event, payload) VALUES ('profile.created', '{}')")
+        .await;
 
-    wait_for("the polled delivery", Duration::from_secs(5), || async { (receiver.count() == 1).then_some(()) }).await;
+    wait_for("the polled delivery", Duration::from_secs(5), || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -110,7 +173,8 @@ async fn a_delivery_is_recorded_in_the_attempt_log() {
     let hook = db.create_webhook("order.paid", &receiver.url("/")).await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    db.execute("SELECT webhooks.emit('order.paid', '{\"order\": 7}')").await;
+    db.execute("SELECT webhooks.emit('order.paid', '{\"order\": 7}')")
+        .await;
 
     let row = wait_for("the logged attempt", Duration::from_secs(10), || async {
         db.query(&format!("SELECT outcome, status, duration_ms FROM webhooks.delivery_log WHERE webhook_id = {hook}"))

@@ -15,22 +15,32 @@ fn run(program: &str, args: &[&str]) {
 async fn a_dump_and_restore_keeps_webhooks_secrets_and_tracking() {
     let source = TestDb::create("dump_source").await;
     source
-        .execute("CREATE TABLE profiles (id serial PRIMARY KEY, email text);
+        .execute(
+            "CREATE TABLE profiles (id serial PRIMARY KEY, email text);
                   SELECT webhooks.track('profiles', entity => 'profile');
                   SELECT webhooks.create('crm', 'profile.updated', 'https://example.com/hook.php');
                   SELECT webhooks.create('crm', 'profile.*', 'https://example.com/all.php');
                   SELECT webhooks.deactivate(2);
-                  INSERT INTO profiles (email) VALUES ('ann@example.com');")
+                  INSERT INTO profiles (email) VALUES ('ann@example.com');",
+        )
         .await;
     let secret = source.secret(1).await;
     let target = TestDb::create("dump_target").await;
     // an empty database: DROP EXTENSION leaves the (then empty) webhooks schema behind
-    target.execute("DROP EXTENSION pg_webhooks; DROP SCHEMA webhooks").await;
+    target
+        .execute("DROP EXTENSION pg_webhooks; DROP SCHEMA webhooks")
+        .await;
     let dump = std::env::temp_dir().join(format!("{}.dump", source.name));
     let dump_path = dump.to_str().expect("utf-8 path");
 
-    run("pg_dump", &["--format=custom", "--file", dump_path, &source.conninfo()]);
-    run("pg_restore", &["--exit-on-error", "--dbname", &target.conninfo(), dump_path]);
+    run(
+        "pg_dump",
+        &["--format=custom", "--file", dump_path, &source.conninfo()],
+    );
+    run(
+        "pg_restore",
+        &["--exit-on-error", "--dbname", &target.conninfo(), dump_path],
+    );
 
     let hooks: Vec<(i64, String, String)> = target
         .query("SELECT id, event, status FROM webhooks.list() ORDER BY id")
@@ -38,12 +48,36 @@ async fn a_dump_and_restore_keeps_webhooks_secrets_and_tracking() {
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect();
-    assert_eq!(hooks, [(1, "profile.updated".into(), "active".into()), (2, "profile.*".into(), "inactive".into())]);
+    assert_eq!(
+        hooks,
+        [
+            (1, "profile.updated".into(), "active".into()),
+            (2, "profile.*".into(), "inactive".into())
+        ]
+    );
     assert_eq!(target.secret(1).await, secret);
-    assert_eq!(target.value::<String>("SELECT entity FROM webhooks.tracked_tables").await, "profile");
-    assert_eq!(target.value::<i64>("SELECT count(*) FROM webhooks.events").await, 0, "events are not dumped");
-    target.execute("UPDATE profiles SET email = 'restored@example.com'").await;
-    assert_eq!(target.value::<i64>("SELECT count(*) FROM webhooks.events WHERE event = 'profile.updated'").await, 1);
+    assert_eq!(
+        target
+            .value::<String>("SELECT entity FROM webhooks.tracked_tables")
+            .await,
+        "profile"
+    );
+    assert_eq!(
+        target
+            .value::<i64>("SELECT count(*) FROM webhooks.events")
+            .await,
+        0,
+        "events are not dumped"
+    );
+    target
+        .execute("UPDATE profiles SET email = 'restored@example.com'")
+        .await;
+    assert_eq!(
+        target
+            .value::<i64>("SELECT count(*) FROM webhooks.events WHERE event = 'profile.updated'")
+            .await,
+        1
+    );
     let next_id = target.create_webhook("*", "https://example.com/new").await;
     assert_eq!(next_id, 3, "ids continue after the restored ones");
     let _ = std::fs::remove_file(dump);

@@ -11,12 +11,26 @@ async fn a_slow_endpoint_does_not_hold_up_the_others() {
     let fast = Receiver::start().await;
     db.create_webhook("*", &slow.url("/")).await;
     db.create_webhook("*", &fast.url("/")).await;
-    let _relay = Relay::start(&db, "r1", &["--max-in-flight-per-webhook", "2", "--max-in-flight", "8"]).await;
+    let _relay = Relay::start(
+        &db,
+        "r1",
+        &["--max-in-flight-per-webhook", "2", "--max-in-flight", "8"],
+    )
+    .await;
 
     db.execute("SELECT webhooks.emit('job.done', jsonb_build_object('n', n)) FROM generate_series(1, 50) n").await;
 
-    wait_for("all 50 at the fast endpoint", Duration::from_secs(3), || async { (fast.count() == 50).then_some(()) }).await;
-    assert!(slow.count() <= 2, "the slow endpoint had {} requests in flight", slow.count());
+    wait_for(
+        "all 50 at the fast endpoint",
+        Duration::from_secs(3),
+        || async { (fast.count() == 50).then_some(()) },
+    )
+    .await;
+    assert!(
+        slow.count() <= 2,
+        "the slow endpoint had {} requests in flight",
+        slow.count()
+    );
 }
 
 #[tokio::test]
@@ -29,14 +43,26 @@ async fn two_relays_share_one_outbox_without_sending_anything_twice() {
 
     db.execute("SELECT webhooks.emit('job.done', jsonb_build_object('n', n)) FROM generate_series(1, 1000) n").await;
 
-    wait_for("1000 deliveries", Duration::from_secs(30), || async { (db.deliveries_in("delivered").await == 1000).then_some(()) }).await;
+    wait_for("1000 deliveries", Duration::from_secs(30), || async {
+        (db.deliveries_in("delivered").await == 1000).then_some(())
+    })
+    .await;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for request in receiver.received() {
-        *seen.entry(request.header("webhook-id").to_owned()).or_default() += 1;
+        *seen
+            .entry(request.header("webhook-id").to_owned())
+            .or_default() += 1;
     }
     assert_eq!(seen.len(), 1000);
-    assert!(seen.values().all(|&n| n == 1), "some events were sent twice");
-    assert_eq!(db.value::<i64>("SELECT count(*) FROM webhooks.relays").await, 2);
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "some events were sent twice"
+    );
+    assert_eq!(
+        db.value::<i64>("SELECT count(*) FROM webhooks.relays")
+            .await,
+        2
+    );
 }
 
 #[tokio::test]
@@ -45,14 +71,29 @@ async fn sigterm_finishes_requests_in_flight_and_exits_cleanly() {
     let receiver = Receiver::answering(|_, _| Reply::ok().after(Duration::from_millis(700))).await;
     db.create_webhook("*", &receiver.url("/")).await;
     let relay = Relay::start(&db, "r1", &["--max-in-flight-per-webhook", "4"]).await;
-    db.execute("SELECT webhooks.emit('job.done', jsonb_build_object('n', n)) FROM generate_series(1, 4) n").await;
-    wait_for("4 requests in flight", Duration::from_secs(5), || async { (receiver.count() == 4).then_some(()) }).await;
+    db.execute(
+        "SELECT webhooks.emit('job.done', jsonb_build_object('n', n)) FROM generate_series(1, 4) n",
+    )
+    .await;
+    wait_for("4 requests in flight", Duration::from_secs(5), || async {
+        (receiver.count() == 4).then_some(())
+    })
+    .await;
 
     let code = relay.terminate(Duration::from_secs(10)).await;
 
     assert_eq!(code, Some(0));
-    assert_eq!(db.deliveries_in("delivered").await, 4, "in-flight requests were finished and acknowledged");
-    assert_eq!(db.value::<i64>("SELECT count(*) FROM webhooks.relays").await, 0, "the relay left");
+    assert_eq!(
+        db.deliveries_in("delivered").await,
+        4,
+        "in-flight requests were finished and acknowledged"
+    );
+    assert_eq!(
+        db.value::<i64>("SELECT count(*) FROM webhooks.relays")
+            .await,
+        0,
+        "the relay left"
+    );
 }
 
 #[tokio::test]
@@ -60,28 +101,74 @@ async fn sigterm_releases_what_cannot_finish_within_the_grace_period() {
     let db = TestDb::create("sigterm_release").await;
     let receiver = Receiver::answering(|_, _| Reply::ok().after(Duration::from_secs(10))).await;
     db.create_webhook("*", &receiver.url("/")).await;
-    let relay = Relay::start(&db, "r1", &["--shutdown-grace", "500ms", "--request-timeout", "15s", "--lease", "60s"]).await;
+    let relay = Relay::start(
+        &db,
+        "r1",
+        &[
+            "--shutdown-grace",
+            "500ms",
+            "--request-timeout",
+            "15s",
+            "--lease",
+            "60s",
+        ],
+    )
+    .await;
     db.execute("SELECT webhooks.emit('job.done', '{}')").await;
-    wait_for("the request in flight", Duration::from_secs(5), || async { (receiver.count() == 1).then_some(()) }).await;
+    wait_for("the request in flight", Duration::from_secs(5), || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
 
     assert_eq!(relay.terminate(Duration::from_secs(5)).await, Some(0));
 
-    assert_eq!(db.deliveries_in("pending").await, 1, "released, to be sent again at once");
-    assert_eq!(db.value::<i32>("SELECT attempts FROM webhooks.deliveries").await, 0);
+    assert_eq!(
+        db.deliveries_in("pending").await,
+        1,
+        "released, to be sent again at once"
+    );
+    assert_eq!(
+        db.value::<i32>("SELECT attempts FROM webhooks.deliveries")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
 async fn a_crashed_relays_leases_are_taken_over_when_they_expire() {
     let db = TestDb::create("crash").await;
-    let receiver = Receiver::answering(|_, n| if n == 0 { Reply::ok().after(Duration::from_secs(30)) } else { Reply::ok() }).await;
+    let receiver = Receiver::answering(|_, n| {
+        if n == 0 {
+            Reply::ok().after(Duration::from_secs(30))
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
     db.create_webhook("*", &receiver.url("/")).await;
-    let crashing = Relay::start(&db, "crashing", &["--lease", "2s", "--request-timeout", "1s"]).await;
+    let crashing = Relay::start(
+        &db,
+        "crashing",
+        &["--lease", "2s", "--request-timeout", "1s"],
+    )
+    .await;
     db.execute("SELECT webhooks.emit('job.done', '{}')").await;
-    wait_for("the first request", Duration::from_secs(5), || async { (receiver.count() == 1).then_some(()) }).await;
+    wait_for("the first request", Duration::from_secs(5), || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
 
     crashing.kill().await;
-    let _survivor = Relay::start(&db, "survivor", &["--lease", "2s", "--request-timeout", "1s"]).await;
+    let _survivor = Relay::start(
+        &db,
+        "survivor",
+        &["--lease", "2s", "--request-timeout", "1s"],
+    )
+    .await;
 
-    wait_for("the redelivery", Duration::from_secs(10), || async { (db.deliveries_in("delivered").await == 1).then_some(()) }).await;
+    wait_for("the redelivery", Duration::from_secs(10), || async {
+        (db.deliveries_in("delivered").await == 1).then_some(())
+    })
+    .await;
     assert_eq!(receiver.count(), 2);
 }

@@ -23,7 +23,10 @@ fn verify_with_official_library(secret: &str, requests: &[Received]) -> Vec<Stri
             "body": String::from_utf8_lossy(&r.body),
         })).collect::<Vec<_>>(),
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/verify_standard_webhooks.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/verify_standard_webhooks.py"
+    );
     let mut child = Command::new(python)
         .arg(script)
         .stdin(Stdio::piped())
@@ -38,11 +41,16 @@ fn verify_with_official_library(secret: &str, requests: &[Received]) -> Vec<Stri
         .expect("write the job");
     let output = child.wait_with_output().expect("verifier output");
     assert!(output.status.success(), "the verifier failed");
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn expected_signature(secret: &str, request: &Received) -> String {
-    let key = STANDARD.decode(secret.trim_start_matches("whsec_")).expect("base64 key");
+    let key = STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .expect("base64 key");
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
     mac.update(request.header("webhook-id").as_bytes());
     mac.update(b".");
@@ -60,12 +68,20 @@ async fn the_official_standard_webhooks_library_verifies_every_delivery() {
     let secret = db.secret(hook).await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    db.execute("SELECT webhooks.emit('email.' || e, jsonb_build_object('n', n, 'text', 'ünïcode ✓'))
-                FROM unnest(ARRAY['opened', 'clicked', 'bounced']) WITH ORDINALITY AS x(e, n)")
-        .await;
+    db.execute(
+        "SELECT webhooks.emit('email.' || e, jsonb_build_object('n', n, 'text', 'ünïcode ✓'))
+                FROM unnest(ARRAY['opened', 'clicked', 'bounced']) WITH ORDINALITY AS x(e, n)",
+    )
+    .await;
 
-    wait_for("3 deliveries", Duration::from_secs(10), || async { (receiver.count() == 3).then_some(()) }).await;
-    assert_eq!(verify_with_official_library(&secret, &receiver.received()), ["ok", "ok", "ok"]);
+    wait_for("3 deliveries", Duration::from_secs(10), || async {
+        (receiver.count() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        verify_with_official_library(&secret, &receiver.received()),
+        ["ok", "ok", "ok"]
+    );
 }
 
 #[tokio::test]
@@ -76,30 +92,50 @@ async fn the_official_library_rejects_a_wrong_secret_and_a_tampered_body() {
     let secret = db.secret(hook).await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    db.execute("SELECT webhooks.emit('email.opened', '{\"amount\": 10}')").await;
+    db.execute("SELECT webhooks.emit('email.opened', '{\"amount\": 10}')")
+        .await;
 
-    wait_for("the delivery", Duration::from_secs(10), || async { (receiver.count() == 1).then_some(()) }).await;
+    wait_for("the delivery", Duration::from_secs(10), || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
     let genuine = receiver.received().remove(0);
     let mut tampered = genuine.clone();
-    tampered.body = String::from_utf8_lossy(&genuine.body).replace("10", "99").into_bytes().into();
+    tampered.body = String::from_utf8_lossy(&genuine.body)
+        .replace("10", "99")
+        .into_bytes()
+        .into();
     let other_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let verdicts = [
         verify_with_official_library(&secret, std::slice::from_ref(&tampered)),
         verify_with_official_library(other_secret, std::slice::from_ref(&genuine)),
     ];
-    assert!(verdicts.iter().all(|v| v[0].starts_with("rejected")), "{verdicts:?}");
+    assert!(
+        verdicts.iter().all(|v| v[0].starts_with("rejected")),
+        "{verdicts:?}"
+    );
 }
 
 #[tokio::test]
 async fn the_webhook_id_stays_the_same_across_retries() {
     let db = TestDb::create("stable_id").await;
-    let receiver = Receiver::answering(|_, n| if n == 0 { pg_webhooks_tests::Reply::status(500) } else { pg_webhooks_tests::Reply::ok() }).await;
+    let receiver = Receiver::answering(|_, n| {
+        if n == 0 {
+            pg_webhooks_tests::Reply::status(500)
+        } else {
+            pg_webhooks_tests::Reply::ok()
+        }
+    })
+    .await;
     db.create_webhook("*", &receiver.url("/")).await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
     db.execute("SELECT webhooks.emit('job.done', '{}')").await;
 
-    wait_for("the retry", Duration::from_secs(10), || async { (receiver.count() == 2).then_some(()) }).await;
+    wait_for("the retry", Duration::from_secs(10), || async {
+        (receiver.count() == 2).then_some(())
+    })
+    .await;
     let [first, second] = <[Received; 2]>::try_from(receiver.received()).expect("two requests");
     assert!(!first.header("webhook-id").is_empty());
     assert_eq!(first.header("webhook-id"), second.header("webhook-id"));
@@ -112,16 +148,32 @@ async fn both_secrets_sign_during_a_rotation_overlap() {
     let receiver = Receiver::start().await;
     let hook = db.create_webhook("*", &receiver.url("/")).await;
     let old_secret = db.secret(hook).await;
-    let new_secret: String = db.value(&format!("SELECT webhooks.rotate_secret({hook}, overlap => '1 hour')")).await;
+    let new_secret: String = db
+        .value(&format!(
+            "SELECT webhooks.rotate_secret({hook}, overlap => '1 hour')"
+        ))
+        .await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
     db.execute("SELECT webhooks.emit('job.done', '{}')").await;
 
-    wait_for("the delivery", Duration::from_secs(10), || async { (receiver.count() == 1).then_some(()) }).await;
+    wait_for("the delivery", Duration::from_secs(10), || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
     let request = receiver.received().remove(0);
     let signatures: Vec<&str> = request.header("webhook-signature").split(' ').collect();
-    assert_eq!(signatures, [expected_signature(&new_secret, &request), expected_signature(&old_secret, &request)]);
+    assert_eq!(
+        signatures,
+        [
+            expected_signature(&new_secret, &request),
+            expected_signature(&old_secret, &request)
+        ]
+    );
     for secret in [&old_secret, &new_secret] {
-        assert_eq!(verify_with_official_library(secret, std::slice::from_ref(&request)), ["ok"]);
+        assert_eq!(
+            verify_with_official_library(secret, std::slice::from_ref(&request)),
+            ["ok"]
+        );
     }
 }
