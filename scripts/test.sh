@@ -21,24 +21,33 @@ mkdir -p "$WORK"
 trap 'cluster_stop "$WORK/cluster"' EXIT
 cluster_start "$WORK/cluster" "$PORT"
 
+# Every stage's output is kept so the last line can add up what ran.
+counted() { "$@" 2>&1 | tee -a "$WORK/counts.log"; return "${PIPESTATUS[0]}"; }
+
 log "SQL regression tests (pg_regress, tests/regress)"
-run_sql_regression_tests "$WORK"
+counted run_sql_regression_tests "$WORK"
 
 log "concurrency tests (pg_isolation_regress, tests/isolation)"
-run_isolation_tests "$WORK"
+counted run_isolation_tests "$WORK"
 
 log "extension unit and pgrx tests (cargo pgrx test)"
 PGRX_DATA="$WORK/pgrx-data"
 mkdir -p "$PGRX_DATA"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$PGRX_DATA"
-(cd pg_webhooks && cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_DATA")
+(cd pg_webhooks && counted cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_DATA")
 
 log "relay unit tests"
-cargo test -p pg-webhooks-relay
+counted cargo test -p pg-webhooks-relay --bins
 
 log "end-to-end tests: real cluster, real relay binary, real receivers"
 ensure_python_verifier "$REPO/.tmp/venv"
 cargo build -p pg-webhooks-relay
 PG_WEBHOOKS_RELAY_BIN="$REPO/target/debug/pg-webhooks-relay" \
 PG_WEBHOOKS_TEST_PYTHON="$REPO/.tmp/venv/bin/python" \
-    cargo test -p pg-webhooks-tests -- --test-threads=4
+    counted cargo test -p pg-webhooks-tests --tests -- --test-threads=4
+
+# pg_regress says "All N tests passed." / "N of M tests failed."; cargo says "test result: ..."
+awk '/^ *All [0-9]+ tests passed/ { passed += $2 }
+     /^ *[0-9]+ of [0-9]+ tests failed/ { failed += $1; passed += $3 - $1 }
+     /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) passed += $i; if ($(i+1) ~ /^failed/) failed += $i } }
+     END { printf "all suites: %d passed, %d failed\n", passed, failed }' "$WORK/counts.log"
