@@ -48,6 +48,10 @@ log "starting the sample receiver (verifies every signature) on port $RECEIVER_P
 WEBHOOK_SECRET=$SECRETS "$REPO/.tmp/venv/bin/python" relay/sample-receiver/receiver.py \
     "$RECEIVER_PORT" >"$WORK/receiver.log" 2>&1 &
 RECEIVER_PID=$!
+for _ in $(seq 1 50); do
+    grep -q listening "$WORK/receiver.log" 2>/dev/null && break
+    sleep 0.1
+done
 
 log "starting the relay"
 target/debug/pg-webhooks-relay --database-url "host=$PGHOST port=$PGPORT user=postgres dbname=demo" \
@@ -60,7 +64,7 @@ INSERT INTO profiles (email, country, interests)
 VALUES ('ann@example.com', 'NL', '{sports}'), ('bob@example.com', 'DE', '{music}');
 UPDATE profiles SET country = 'BE' WHERE email = 'ann@example.com';
 DELETE FROM profiles WHERE email = 'bob@example.com';
-SELECT webhooks.emit('email.opened', '{"recipient": "ann@example.com", "ip": "192.0.2.7"}');
+SELECT webhooks.emit('email.opened', '{"recipient": "ann@example.com", "ip": "192.0.2.7"}') AS event_id;
 SQL
 
 log "waiting for the 5 signed deliveries"

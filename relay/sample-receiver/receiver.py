@@ -8,9 +8,19 @@ Answers 204 to a verified request, 401 to one that fails verification.
 import json
 import os
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+_print_lock = threading.Lock()
+
+
+def say(line):
+    # requests are handled on several threads: one whole line at a time
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -19,15 +29,14 @@ class Handler(BaseHTTPRequestHandler):
         secrets = os.environ["WEBHOOK_SECRET"].split()
         verified = any(self._verifies(secret, body) for secret in secrets)
         if not verified:
-            print(f"REJECTED {self.path}: signature did not verify", flush=True)
+            say(f"REJECTED {self.path}: signature did not verify")
             self.send_response(401)
             self.end_headers()
             return
         event = json.loads(body)
-        print(
+        say(
             f"verified {self.headers['webhook-id']} {event['type']}: "
-            f"{json.dumps(event['data'], ensure_ascii=False)}",
-            flush=True,
+            f"{json.dumps(event['data'], ensure_ascii=False)}"
         )
         self.send_response(204)
         self.end_headers()
@@ -45,5 +54,6 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    print(f"sample receiver listening on :{port}", flush=True)
-    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    say(f"sample receiver listening on :{port}")
+    server.serve_forever()
