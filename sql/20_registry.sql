@@ -221,8 +221,9 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WHERE d.webhook_id = _switch_off.webhook_id AND d.state = 'pending';
 $$;
 
--- Delete a webhook. Its queued and held deliveries go with it at once (a relay holding a lease
--- on one finds it gone and does not send); the attempt log keeps its rows until retention.
+-- Delete a webhook. Its queued and held deliveries go with it at once: nothing more is claimed
+-- for it. A request already in flight completes, and its acknowledgement finds nothing to
+-- update. The attempt log keeps the webhook's rows until retention drops their day.
 CREATE FUNCTION webhooks.delete(id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

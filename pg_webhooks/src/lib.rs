@@ -18,10 +18,26 @@ extension_sql_file!(
     name = "registry",
     requires = ["tables", check_url, new_secret, check_secret]
 );
-extension_sql_file!("../../sql/30_capture.sql", name = "capture", requires = ["registry"]);
-extension_sql_file!("../../sql/40_relay.sql", name = "relay", requires = ["capture"]);
-extension_sql_file!("../../sql/50_retention.sql", name = "retention", requires = ["relay"]);
-extension_sql_file!("../../sql/60_views.sql", name = "views", requires = ["retention"]);
+extension_sql_file!(
+    "../../sql/30_capture.sql",
+    name = "capture",
+    requires = ["registry"]
+);
+extension_sql_file!(
+    "../../sql/40_relay.sql",
+    name = "relay",
+    requires = ["capture"]
+);
+extension_sql_file!(
+    "../../sql/50_retention.sql",
+    name = "retention",
+    requires = ["relay"]
+);
+extension_sql_file!(
+    "../../sql/60_views.sql",
+    name = "views",
+    requires = ["retention"]
+);
 extension_sql_file!("../../sql/90_privileges.sql", name = "privileges", finalize);
 
 /// The URL a webhook posts to, normalised; raises 22023 naming the URL when it is unusable.
@@ -71,7 +87,9 @@ mod tests {
         assert_eq!(url.as_deref(), Some("https://example.com/hook.php?x=1"));
     }
 
-    #[pg_test(error = "pg_webhooks: invalid webhook URL \"ftp://example.com/\": the scheme must be http or https")]
+    #[pg_test(
+        error = "pg_webhooks: invalid webhook URL \"ftp://example.com/\": the scheme must be http or https"
+    )]
     fn check_url_refuses_other_schemes() {
         Spi::run("SELECT webhooks._check_url('ftp://example.com/')").expect("raises");
     }

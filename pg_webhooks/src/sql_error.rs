@@ -9,6 +9,10 @@ pub trait SqlError: std::fmt::Display {
 
 /// Raise the error in PostgreSQL (this never returns).
 pub fn raise<E: SqlError>(error: E) -> ! {
-    ereport!(PgLogLevel::ERROR, error.sqlstate(), format!("pg_webhooks: {error}"));
+    ereport!(
+        PgLogLevel::ERROR,
+        error.sqlstate(),
+        format!("pg_webhooks: {error}")
+    );
     unreachable!("ereport(ERROR) does not return")
 }

@@ -20,7 +20,10 @@ impl SqlError for UrlError {
 
 fn invalid(url: &str, reason: impl Into<String>) -> UrlError {
     let shown: String = url.chars().take(200).collect();
-    UrlError::Invalid { url: shown, reason: reason.into() }
+    UrlError::Invalid {
+        url: shown,
+        reason: reason.into(),
+    }
 }
 
 /// An absolute http(s) URL with a host, without credentials or a fragment; returned normalised.
@@ -39,7 +42,10 @@ pub fn check_webhook_url(url: &str) -> Result<String, UrlError> {
         return Err(invalid(url, "credentials in the URL are not allowed"));
     }
     if parsed.fragment().is_some() {
-        return Err(invalid(url, "a fragment (#...) is never sent and is not allowed"));
+        return Err(invalid(
+            url,
+            "a fragment (#...) is never sent and is not allowed",
+        ));
     }
     Ok(parsed.into())
 }
@@ -58,7 +64,10 @@ mod tests {
 
     #[test]
     fn normalises_scheme_and_host_case() {
-        assert_eq!(check_webhook_url("HTTP://Example.COM").as_deref(), Ok("http://example.com/"));
+        assert_eq!(
+            check_webhook_url("HTTP://Example.COM").as_deref(),
+            Ok("http://example.com/")
+        );
     }
 
     #[test]

@@ -117,6 +117,15 @@ impl Receiver {
     pub fn count(&self) -> usize {
         self.state.received.lock().expect("receiver lock").len()
     }
+
+    /// Wait until `n` requests have arrived, then return them all.
+    pub async fn wait_for_requests(&self, n: usize, limit: Duration) -> Vec<Received> {
+        crate::wait_for(&format!("{n} requests at {}", self.addr), limit, || async {
+            (self.count() >= n).then_some(())
+        })
+        .await;
+        self.received()
+    }
 }
 
 async fn record_and_answer(

@@ -103,6 +103,20 @@ impl Relay {
         relay
     }
 
+    /// The address of /healthz and /metrics, as the relay logged it at start.
+    pub fn metrics_addr(&self) -> String {
+        let log = self.log();
+        let after = log
+            .split("metrics_addr=")
+            .nth(1)
+            .expect("the start line names metrics_addr");
+        after
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Everything the relay has logged so far.
     pub fn log(&self) -> String {
         self.log.borrow().clone()

@@ -29,10 +29,7 @@ async fn committed_row_changes_arrive_as_json_posts() {
     )
     .await;
 
-    wait_for("3 deliveries", Duration::from_secs(10), || async {
-        (receiver.count() >= 3).then_some(())
-    })
-    .await;
+    receiver.wait_for_requests(3, Duration::from_secs(10)).await;
     // deliveries run concurrently, so arrival order is not event order: sort by event id
     let mut received = receiver.received();
     received.sort_by_key(|r| event_number(r.header("webhook-id")));
@@ -70,10 +67,7 @@ async fn emitted_application_events_arrive_with_their_payload() {
 
     db.execute("SELECT webhooks.emit('email.opened', '{\"recipient\": \"ann@example.com\", \"ip\": \"192.0.2.1\"}')").await;
 
-    wait_for("the event", Duration::from_secs(10), || async {
-        (receiver.count() == 1).then_some(())
-    })
-    .await;
+    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
     let body = receiver.received()[0].json();
     assert_eq!(body["type"], "email.opened");
     assert_eq!(
@@ -97,10 +91,7 @@ async fn rolled_back_changes_are_never_sent() {
     )
     .await;
 
-    wait_for("the committed event", Duration::from_secs(10), || async {
-        (receiver.count() == 1).then_some(())
-    })
-    .await;
+    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let received = receiver.received();
     assert_eq!(received.len(), 1);
@@ -160,10 +151,7 @@ async fn an_event_whose_notification_is_lost_is_delivered_by_the_poll() {
     db.execute("INSERT INTO webhooks.events (event, payload) VALUES ('profile.created', '{}')")
         .await;
 
-    wait_for("the polled delivery", Duration::from_secs(5), || async {
-        (receiver.count() == 1).then_some(())
-    })
-    .await;
+    receiver.wait_for_requests(1, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]

@@ -75,10 +75,7 @@ async fn sigterm_finishes_requests_in_flight_and_exits_cleanly() {
         "SELECT webhooks.emit('job.done', jsonb_build_object('n', n)) FROM generate_series(1, 4) n",
     )
     .await;
-    wait_for("4 requests in flight", Duration::from_secs(5), || async {
-        (receiver.count() == 4).then_some(())
-    })
-    .await;
+    receiver.wait_for_requests(4, Duration::from_secs(5)).await;
 
     let code = relay.terminate(Duration::from_secs(10)).await;
 
@@ -115,10 +112,7 @@ async fn sigterm_releases_what_cannot_finish_within_the_grace_period() {
     )
     .await;
     db.execute("SELECT webhooks.emit('job.done', '{}')").await;
-    wait_for("the request in flight", Duration::from_secs(5), || async {
-        (receiver.count() == 1).then_some(())
-    })
-    .await;
+    receiver.wait_for_requests(1, Duration::from_secs(5)).await;
 
     assert_eq!(relay.terminate(Duration::from_secs(5)).await, Some(0));
 
@@ -153,10 +147,7 @@ async fn a_crashed_relays_leases_are_taken_over_when_they_expire() {
     )
     .await;
     db.execute("SELECT webhooks.emit('job.done', '{}')").await;
-    wait_for("the first request", Duration::from_secs(5), || async {
-        (receiver.count() == 1).then_some(())
-    })
-    .await;
+    receiver.wait_for_requests(1, Duration::from_secs(5)).await;
 
     crashing.kill().await;
     let _survivor = Relay::start(
@@ -171,4 +162,75 @@ async fn a_crashed_relays_leases_are_taken_over_when_they_expire() {
     })
     .await;
     assert_eq!(receiver.count(), 2);
+}
+
+/// A plain HTTP GET on loopback, returning (status, body).
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn health_and_prometheus_metrics_are_served() {
+    let db = TestDb::create("metrics").await;
+    let receiver = Receiver::start().await;
+    db.create_webhook("*", &receiver.url("/")).await;
+    let relay = Relay::start(&db, "r1", &[]).await;
+    db.execute("SELECT webhooks.emit('job.done', '{}') FROM generate_series(1, 3)")
+        .await;
+    receiver.wait_for_requests(3, Duration::from_secs(10)).await;
+
+    let addr = relay.metrics_addr();
+    assert_eq!(http_get(&addr, "/healthz").await, (200, "ok\n".to_owned()));
+    let (status, metrics) = http_get(&addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for expected in [
+        "pg_webhooks_deliveries_total{outcome=\"delivered\"} 3",
+        "pg_webhooks_delivery_duration_seconds_count 3",
+        "pg_webhooks_in_flight 0",
+        "pg_webhooks_claims_total",
+        "pg_webhooks_queue_depth{state=\"queued\"}",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_webhooks_rate_limit_spaces_its_requests() {
+    let db = TestDb::create("rate_limit").await;
+    let receiver = Receiver::start().await;
+    db.execute(&format!(
+        "SELECT webhooks.create('e2e', '*', '{}', rate_limit_per_second => 5)",
+        receiver.url("/")
+    ))
+    .await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("SELECT webhooks.emit('job.done', '{}') FROM generate_series(1, 6)")
+        .await;
+
+    let received = receiver.wait_for_requests(6, Duration::from_secs(10)).await;
+    let span = received[5].at - received[0].at;
+    assert!(
+        span >= Duration::from_millis(950),
+        "6 requests at 5/s took only {span:?}"
+    );
 }
