@@ -19,6 +19,17 @@ DECLARE
     last_xid xid8;
     last_id bigint;
 BEGIN
+    -- Most calls find nothing new. Look without locking first: the lock and the state update
+    -- would make every empty poll a write, and so a commit flush.
+    IF NOT EXISTS (
+        SELECT 1 FROM webhooks.fan_out_state s
+        WHERE s.batch_upto IS NOT NULL
+           OR EXISTS (SELECT 1 FROM webhooks.events e
+                      WHERE e.xid >= pg_snapshot_xmin(s.done_upto)
+                        AND NOT pg_visible_in_snapshot(e.xid, s.done_upto))
+    ) THEN
+        RETURN 0;
+    END IF;
     SELECT * INTO state FROM webhooks.fan_out_state FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN 0;

@@ -79,8 +79,7 @@ impl Pipeline {
 
     async fn claim_until(&self, shutdown: &CancellationToken, running: &Running) {
         let mut idle = false;
-        let mut last_work = Instant::now();
-        self.mark_idle(false).await;
+        let mut last_work = Instant::now(); // main() registered this relay as busy
         while !shutdown.is_cancelled() {
             let room = self.max_in_flight.saturating_sub(self.limits.total());
             if room == 0 {
