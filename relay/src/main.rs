@@ -92,10 +92,13 @@ fn init_logging(format: LogFormat) {
 async fn run(config: Config) -> Result<(), StartError> {
     config.validate()?;
     let relay = config.relay_name();
-    let database: tokio_postgres::Config = config
+    let mut database: tokio_postgres::Config = config
         .database_url
         .parse()
         .map_err(StartError::DatabaseUrl)?;
+    if database.get_application_name().is_none() {
+        database.application_name("pg-webhooks-relay"); // visible in pg_stat_activity
+    }
     let pool = Pool::builder(Manager::from_config(
         database.clone(),
         NoTls,

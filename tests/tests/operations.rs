@@ -234,3 +234,35 @@ async fn a_webhooks_rate_limit_spaces_its_requests() {
         "6 requests at 5/s took only {span:?}"
     );
 }
+
+#[tokio::test]
+async fn the_relay_reconnects_when_its_database_sessions_are_terminated() {
+    let db = TestDb::create("terminated").await;
+    let receiver = Receiver::start().await;
+    db.create_webhook("*", &receiver.url("/")).await;
+    let _relay = Relay::start(
+        &db,
+        "r1",
+        &["--poll-interval", "30s", "--idle-after", "50ms"],
+    )
+    .await;
+
+    let terminated: i64 = db
+        .value(&format!(
+            // OFFSET 0: filter first, so pg_terminate_backend never meets our own session
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM \
+             (SELECT pid FROM pg_stat_activity WHERE datname = '{}' \
+              AND application_name = 'pg-webhooks-relay' OFFSET 0) relay_sessions",
+            db.name
+        ))
+        .await;
+    assert!(
+        terminated >= 2,
+        "the LISTEN session and a pooled one, got {terminated}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    db.execute("SELECT webhooks.emit('job.done', '{}')").await;
+
+    // far sooner than the 30 s poll: the LISTEN connection is back and was notified
+    receiver.wait_for_requests(1, Duration::from_secs(5)).await;
+}
