@@ -18,6 +18,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// After a failed claim (the database restarted, a session was killed) try again this soon,
+/// doubling up to --poll-interval.
+const FIRST_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
 pub struct Timing {
     pub poll_interval: Duration,
     pub busy_poll: Duration,
@@ -79,6 +83,7 @@ impl Pipeline {
 
     async fn claim_until(&self, shutdown: &CancellationToken, running: &Running) {
         let mut idle = false;
+        let mut error_pause = FIRST_ERROR_PAUSE;
         let mut last_work = Instant::now(); // main() registered this relay as busy
         while !shutdown.is_cancelled() {
             let room = self.max_in_flight.saturating_sub(self.limits.total());
@@ -92,6 +97,7 @@ impl Pipeline {
             match self.claim_batch(room, running).await {
                 Ok(0) => {}
                 Ok(_) => {
+                    error_pause = FIRST_ERROR_PAUSE;
                     if idle {
                         self.mark_idle(false).await;
                         idle = false;
@@ -100,14 +106,16 @@ impl Pipeline {
                     continue;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "claim failed");
+                    tracing::warn!(%error, retry_in = ?error_pause, "claim failed");
                     tokio::select! {
-                        _ = tokio::time::sleep(self.timing.poll_interval) => {}
+                        _ = tokio::time::sleep(error_pause) => {}
                         _ = shutdown.cancelled() => break,
                     }
+                    error_pause = (error_pause * 2).min(self.timing.poll_interval);
                     continue;
                 }
             }
+            error_pause = FIRST_ERROR_PAUSE;
             if !idle && last_work.elapsed() >= self.timing.idle_after {
                 self.mark_idle(true).await;
                 idle = true;

@@ -247,6 +247,15 @@ async fn the_relay_reconnects_when_its_database_sessions_are_terminated() {
     )
     .await;
 
+    let listening = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+         AND application_name = 'pg-webhooks-relay' AND query LIKE 'LISTEN%'",
+        db.name
+    );
+    wait_for("the LISTEN session", Duration::from_secs(5), || async {
+        (db.value::<i64>(&listening).await == 1).then_some(())
+    })
+    .await;
     let terminated: i64 = db
         .value(&format!(
             // OFFSET 0: filter first, so pg_terminate_backend never meets our own session
