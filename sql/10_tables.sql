@@ -15,7 +15,9 @@ CREATE TABLE webhooks.settings (
     singleton         boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     retention         interval CHECK (retention >= '1 day'),
     replay_window     interval CHECK (replay_window >= '0'),
-    partitions_ahead  integer CHECK (partitions_ahead BETWEEN 1 AND 60)
+    partitions_ahead  integer CHECK (partitions_ahead BETWEEN 1 AND 60),
+    disable_after_failures integer CHECK (disable_after_failures >= 1),
+    disable_after     interval CHECK (disable_after >= '0')
 );
 
 -- The settings in force, defaults filled in:
@@ -24,12 +26,17 @@ CREATE TABLE webhooks.settings (
 --   replay_window     5 days   events for an inactive webhook are held this long, for
 --                              activate(replay_events => true)
 --   partitions_ahead  3        daily partitions kept ready ahead of today
+--   disable_after_failures 10  a webhook is disabled automatically after at least this many
+--   disable_after     5 days   consecutive failed attempts spanning at least this long
 CREATE FUNCTION webhooks._settings(
-    OUT retention interval, OUT replay_window interval, OUT partitions_ahead integer)
+    OUT retention interval, OUT replay_window interval, OUT partitions_ahead integer,
+    OUT disable_after_failures integer, OUT disable_after interval)
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(s.retention, interval '7 days'),
            coalesce(s.replay_window, interval '5 days'),
-           coalesce(s.partitions_ahead, 3)
+           coalesce(s.partitions_ahead, 3),
+           coalesce(s.disable_after_failures, 10),
+           coalesce(s.disable_after, interval '5 days')
     FROM (SELECT) AS one LEFT JOIN webhooks.settings s ON true
 $$;
 
@@ -153,6 +160,17 @@ CREATE TABLE webhooks.relays (
     seen_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX relays_idle_idx ON webhooks.relays (idle) WHERE idle;
+
+-- What the system did to a webhook on its own (it was disabled, and why), for its owner. Each
+-- row is also sent as NOTIFY webhooks_notifications with a JSON payload.
+CREATE TABLE webhooks.notifications (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    webhook_id  bigint NOT NULL,
+    kind        text NOT NULL,       -- 'disabled'
+    reason      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX notifications_webhook_idx ON webhooks.notifications (webhook_id, created_at);
 
 -- Default partitions: nothing is ever refused for want of a partition. maintain() keeps daily
 -- partitions ahead of time so these stay empty.

@@ -221,6 +221,42 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WHERE d.webhook_id = _switch_off.webhook_id AND d.state = 'pending';
 $$;
 
+-- The system switches a webhook off: held like a deactivation, plus a notification row and a
+-- NOTIFY on webhooks_notifications for whoever watches (Mailingwork's system notification).
+CREATE FUNCTION webhooks._disable(webhook_id bigint, reason text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT webhooks._switch_off(webhook_id, 'disabled', reason);
+    INSERT INTO webhooks.notifications (webhook_id, kind, reason)
+    VALUES (webhook_id, 'disabled', reason);
+    SELECT pg_notify('webhooks_notifications',
+                     jsonb_build_object('webhook_id', webhook_id, 'kind', 'disabled',
+                                        'reason', reason)::text);
+$$;
+
+-- Deliver again what failed (or was dropped) for a webhook since a point in time, like Svix's
+-- recover. Returns how many deliveries were queued again (held if the webhook is off).
+CREATE FUNCTION webhooks.recover(id bigint, since timestamptz) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    queued bigint;
+BEGIN
+    PERFORM webhooks._require_value('since', since IS NULL);
+    hook := webhooks._lock_webhook(recover.id);
+    UPDATE webhooks.deliveries d
+    SET state = CASE WHEN hook.status = 'active' THEN 'pending' ELSE 'held' END,
+        due_at = CASE WHEN hook.status = 'active' THEN now() END,
+        updated_at = now()
+    WHERE d.webhook_id = hook.id AND d.event_created_at >= since
+      AND d.state IN ('failed', 'dropped');
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    RETURN queued;
+END $$;
+
+COMMENT ON FUNCTION webhooks.recover(bigint, timestamptz) IS
+'Queue again every failed or dropped delivery of a webhook whose event happened since the given '
+'time (at most settings.retention back). Returns how many were queued.';
+
 -- Delete a webhook. Its queued and held deliveries go with it at once: nothing more is claimed
 -- for it. A request already in flight completes, and its acknowledgement finds nothing to
 -- update. The attempt log keeps the webhook's rows until retention drops their day.

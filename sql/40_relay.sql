@@ -157,6 +157,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     applied integer;
     gone_webhooks bigint[];
+    failing_webhooks bigint[];
 BEGIN
     WITH outcome AS (
         SELECT * FROM jsonb_to_recordset(results) AS r(
@@ -211,14 +212,23 @@ BEGIN
         WHERE w.id = s.webhook_id
     )
     SELECT count(*)::integer,
-           array_agg(DISTINCT u.webhook_id) FILTER (WHERE u.outcome = 'gone')
-    INTO applied, gone_webhooks
+           array_agg(DISTINCT u.webhook_id) FILTER (WHERE u.outcome = 'gone'),
+           array_agg(DISTINCT u.webhook_id) FILTER (WHERE u.outcome IN ('retry', 'failed'))
+    INTO applied, gone_webhooks, failing_webhooks
     FROM updated u;
 
     -- 410 Gone: the receiver wants no more; switch the webhook off at once.
-    PERFORM webhooks._switch_off(w.id, 'disabled', 'receiver answered 410 Gone')
+    PERFORM webhooks._disable(w.id, 'receiver answered 410 Gone')
     FROM webhooks.webhooks w
     WHERE w.id = ANY (gone_webhooks) AND w.status = 'active';
+
+    -- A receiver that keeps failing is switched off too (its events are held meanwhile).
+    PERFORM webhooks._disable(w.id, format('%s consecutive failed attempts since %s',
+                                           w.consecutive_failures, w.failing_since))
+    FROM webhooks.webhooks w, webhooks._settings() s
+    WHERE w.id = ANY (failing_webhooks) AND w.status = 'active'
+      AND w.consecutive_failures >= s.disable_after_failures
+      AND w.failing_since <= now() - s.disable_after;
     RETURN applied;
 END $$;
 

@@ -37,6 +37,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks.track(regclass, text),
     webhooks.untrack(regclass),
     webhooks.redeliver(bigint),
+    webhooks.recover(bigint, timestamptz),
     webhooks.queue_depth(),
     webhooks.maintain(),
     -- track() runs as its caller, who creates the triggers and so needs these
@@ -53,7 +54,7 @@ TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb, text) TO webhooks_admin, webhooks_emit;
 
 GRANT SELECT ON webhooks.webhook_info, webhooks.tracked_tables, webhooks.delivery_status,
-    webhooks.delivery_log TO webhooks_admin;
+    webhooks.delivery_log, webhooks.notifications TO webhooks_admin;
 
 GRANT EXECUTE ON FUNCTION
     webhooks.claim(text, integer, integer, bigint[], interval),

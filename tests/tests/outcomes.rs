@@ -244,3 +244,45 @@ async fn loopback_receivers_are_refused_without_the_allow_list() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_receiver_that_keeps_failing_is_disabled_with_a_notification() {
+    let db = TestDb::create("auto_disable").await;
+    let receiver = Receiver::answering(|_, _| Reply::status(500)).await;
+    let hook = db.create_webhook("*", &receiver.url("/")).await;
+    db.execute("INSERT INTO webhooks.settings (disable_after_failures, disable_after) VALUES (4, '1 second')")
+        .await;
+    let _relay = Relay::start(
+        &db,
+        "r1",
+        &["--retry-schedule", "0s,500ms,500ms,500ms,500ms"],
+    )
+    .await;
+
+    db.execute("SELECT webhooks.emit('job.done', '{}')").await;
+
+    let reason: String = wait_for(
+        "the webhook to be disabled",
+        Duration::from_secs(15),
+        || async {
+            db.query(&format!(
+                "SELECT reason FROM webhooks.notifications WHERE webhook_id = {hook}"
+            ))
+            .await
+            .first()
+            .map(|row| row.get(0))
+        },
+    )
+    .await;
+    assert!(reason.contains("consecutive failed attempts"), "{reason}");
+    assert_eq!(
+        db.value::<String>(&format!("SELECT status FROM webhooks.get({hook})"))
+            .await,
+        "disabled"
+    );
+    assert_eq!(
+        db.deliveries_in("held").await,
+        1,
+        "the unfinished delivery waits for activate()"
+    );
+}
