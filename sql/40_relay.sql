@@ -51,8 +51,9 @@ BEGIN
         ORDER BY e.xid, e.id
         LIMIT max_events
     ), fanned AS (
-        INSERT INTO webhooks.deliveries (event_id, event_created_at, webhook_id, state, due_at)
-        SELECT b.id, b.created_at, w.id,
+        INSERT INTO webhooks.deliveries
+            (event_id, event_xid, event_created_at, webhook_id, state, due_at)
+        SELECT b.id, b.xid, b.created_at, w.id,
                CASE WHEN w.status = 'active' THEN 'pending' ELSE 'held' END,
                CASE WHEN w.status = 'active' THEN now() END
         FROM batch b
@@ -139,14 +140,15 @@ BEGIN
             leased_by = relay, updated_at = now()
         FROM candidates c
         WHERE d.id = c.id AND d.event_created_at = c.event_created_at
-        RETURNING d.id, d.attempts, d.webhook_id, d.event_id, d.event_created_at
+        RETURNING d.id, d.attempts, d.webhook_id, d.event_id, d.event_xid, d.event_created_at
     )
     SELECT l.id, l.attempts, w.id, w.url, webhooks._signing_secrets(w),
            e.id, e.event, e.created_at, webhooks._event_data(e),
            w.max_in_flight, w.rate_limit_per_second
     FROM leased l
     JOIN webhooks.webhooks w ON w.id = l.webhook_id
-    JOIN webhooks.events e ON e.id = l.event_id AND e.created_at = l.event_created_at
+    JOIN webhooks.events e
+      ON e.xid = l.event_xid AND e.id = l.event_id AND e.created_at = l.event_created_at
     ORDER BY e.created_at, e.id;
 END $$;
 
@@ -184,14 +186,15 @@ BEGIN
         FROM outcome o, webhooks.webhooks w
         WHERE d.id = o.delivery_id AND d.state = 'leased' AND d.attempts = o.attempt
           AND w.id = d.webhook_id
-        RETURNING d.id AS delivery_id, d.event_id, d.webhook_id, o.attempt, o.outcome,
+        RETURNING d.id AS delivery_id, d.event_id, d.event_xid, d.webhook_id, o.attempt, o.outcome,
                   o.status, o.error, o.response, coalesce(o.started_at, now()) AS started_at,
                   coalesce(o.duration_ms, 0) AS duration_ms
     ), logged AS (
         INSERT INTO webhooks.attempts
-            (delivery_id, event_id, webhook_id, attempt, started_at, duration_ms, outcome,
-             status, error, response)
-        SELECT u.delivery_id, u.event_id, u.webhook_id, u.attempt, u.started_at, u.duration_ms,
+            (delivery_id, event_id, event_xid, webhook_id, attempt, started_at, duration_ms,
+             outcome, status, error, response)
+        SELECT u.delivery_id, u.event_id, u.event_xid, u.webhook_id, u.attempt, u.started_at,
+               u.duration_ms,
                u.outcome, u.status, u.error, left(u.response, 4096)
         FROM updated u
         WHERE u.outcome <> 'released'

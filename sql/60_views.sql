@@ -9,14 +9,15 @@ SELECT d.id AS delivery_id, d.event_id, e.event, e.created_at AS occurred_at, e.
        d.state, d.attempts, d.due_at AS next_attempt_at, d.leased_by,
        d.last_status, d.last_error, d.updated_at
 FROM webhooks.deliveries d
-JOIN webhooks.events e ON e.id = d.event_id AND e.created_at = d.event_created_at
+JOIN webhooks.events e
+  ON e.xid = d.event_xid AND e.id = d.event_id AND e.created_at = d.event_created_at
 LEFT JOIN webhooks.webhooks w ON w.id = d.webhook_id;
 
 CREATE VIEW webhooks.delivery_log AS
 SELECT a.delivery_id, a.event_id, e.event, a.webhook_id, w.app, w.url,
        a.attempt, a.started_at, a.duration_ms, a.outcome, a.status, a.error, a.response
 FROM webhooks.attempts a
-LEFT JOIN webhooks.events e ON e.id = a.event_id
+LEFT JOIN webhooks.events e ON e.xid = a.event_xid AND e.id = a.event_id
 LEFT JOIN webhooks.webhooks w ON w.id = a.webhook_id;
 
 COMMENT ON VIEW webhooks.delivery_status IS
