@@ -1,9 +1,11 @@
 //! Leasing due deliveries (webhooks.claim) and recording attempt outcomes (webhooks.ack).
 
+use crate::limits::WebhookLimits;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_postgres::types::Json;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +28,9 @@ pub struct Delivery {
     pub event: String,
     pub occurred_at: DateTime<Utc>,
     pub data: serde_json::Value,
-    pub max_in_flight: Option<i32>,
-    pub rate_limit_per_second: Option<f64>,
+    pub limits: WebhookLimits,
+    /// Taken just before the claim was sent, so the lease surely ends after `claimed_at + lease`.
+    pub claimed_at: Instant,
 }
 
 pub struct ClaimRequest<'a> {
@@ -40,6 +43,7 @@ pub struct ClaimRequest<'a> {
 
 pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Vec<Delivery>, DatabaseError> {
     let client = pool.get().await?;
+    let claimed_at = Instant::now();
     let statement = client
         .prepare_cached(
             "SELECT delivery_id, attempt, webhook_id, url, secrets, event_id, event, occurred_at, \
@@ -59,22 +63,31 @@ pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Vec<Deliver
             ],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| Delivery {
-            delivery_id: row.get(0),
-            attempt: row.get(1),
-            webhook_id: row.get(2),
-            url: row.get(3),
-            secrets: row.get(4),
-            event_id: row.get(5),
-            event: row.get(6),
-            occurred_at: row.get(7),
-            data: row.get(8),
-            max_in_flight: row.get(9),
-            rate_limit_per_second: row.get(10),
-        })
-        .collect())
+    rows.iter()
+        .map(|row| delivery_from_row(row, claimed_at))
+        .collect()
+}
+
+fn delivery_from_row(
+    row: &tokio_postgres::Row,
+    claimed_at: Instant,
+) -> Result<Delivery, DatabaseError> {
+    Ok(Delivery {
+        delivery_id: row.try_get("delivery_id")?,
+        attempt: row.try_get("attempt")?,
+        webhook_id: row.try_get("webhook_id")?,
+        url: row.try_get("url")?,
+        secrets: row.try_get("secrets")?,
+        event_id: row.try_get("event_id")?,
+        event: row.try_get("event")?,
+        occurred_at: row.try_get("occurred_at")?,
+        data: row.try_get("data")?,
+        limits: WebhookLimits {
+            max_in_flight: row.try_get("max_in_flight")?,
+            rate_limit_per_second: row.try_get("rate_limit_per_second")?,
+        },
+        claimed_at,
+    })
 }
 
 /// The outcome of one attempt, in the shape webhooks.ack() reads.
@@ -88,11 +101,12 @@ pub struct AttemptReport {
     pub error: Option<&'static str>,
     pub response: Option<String>,
     pub started_at: DateTime<Utc>,
-    pub duration_ms: i64,
+    pub duration_ms: i32,
 }
 
 impl AttemptReport {
-    /// Give a lease back without counting an attempt (shutdown).
+    /// Give a lease back without counting an attempt (shutdown, or no turn before the lease
+    /// would run out).
     pub fn released(delivery: &Delivery) -> AttemptReport {
         AttemptReport {
             delivery_id: delivery.delivery_id,
@@ -120,7 +134,7 @@ pub async fn acknowledge(
     Ok(client
         .query_one(&statement, &[&relay, &Json(reports)])
         .await?
-        .get(0))
+        .try_get(0)?)
 }
 
 /// Tell writers whether to NOTIFY this relay (idle) or not (busy, polling).

@@ -1,10 +1,15 @@
 //! Every option of the relay, with its default, in one place. Each flag can also be set through
-//! the environment variable named next to it (handy in a systemd EnvironmentFile).
+//! the environment variable named next to it (handy in a systemd EnvironmentFile), or in a TOML
+//! file given with --config (keys are the flag names: `retry-schedule = "0s,5s"`). A flag wins
+//! over its variable, which wins over the file, which wins over the default.
 
 use crate::retry::RetrySchedule;
-use clap::{Parser, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use ipnet::IpNet;
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser, Debug, Clone)]
@@ -14,6 +19,10 @@ use std::time::Duration;
     about = "Delivers pg_webhooks events from PostgreSQL to HTTP receivers, signed and retried."
 )]
 pub struct Config {
+    /// A TOML file of options (keys are the flag names without the dashes in front).
+    #[arg(long, env = "PG_WEBHOOKS_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// PostgreSQL connection: a URL (postgresql://...) or key=value pairs.
     #[arg(long, env = "PG_WEBHOOKS_DATABASE_URL")]
     pub database_url: String,
@@ -116,9 +125,10 @@ pub struct Config {
     #[arg(long, env = "PG_WEBHOOKS_MAINTAIN_EVERY", default_value = "60s", value_parser = duration)]
     pub maintain_every: Duration,
 
-    /// Database connections in the pool (the LISTEN connection comes on top).
-    #[arg(long, env = "PG_WEBHOOKS_DATABASE_CONNECTIONS", default_value_t = 4)]
-    pub database_connections: usize,
+    /// Database connections in the pool (the LISTEN connection comes on top). At least two:
+    /// claims and acknowledgements run side by side.
+    #[arg(long, env = "PG_WEBHOOKS_DATABASE_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub database_connections: u32,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +145,8 @@ pub enum ConfigError {
     Jitter(f64),
     #[error("--response-excerpt-bytes ({0}) must not exceed --max-response-bytes ({1})")]
     Excerpt(usize, usize),
+    #[error("--{0} must be longer than zero")]
+    Zero(&'static str),
 }
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
@@ -150,8 +162,97 @@ fn cidr(text: &str) -> Result<Option<IpNet>, ipnet::AddrParseError> {
     text.parse().map(Some)
 }
 
+/// The --config path (flag or environment variable), looked up before the real parse because
+/// the file's values become that parse's defaults.
+fn config_file_named_in(args: &[OsString]) -> Option<PathBuf> {
+    Config::command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .ok()?
+        .get_one::<PathBuf>("config")
+        .cloned()
+}
+
+/// The file's options as (argument id, value) pairs; a list becomes a comma-separated value.
+fn read_config_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                toml::Value::Array(items) => items
+                    .into_iter()
+                    .map(scalar)
+                    .collect::<Option<Vec<_>>>()
+                    .map(|items| items.join(",")),
+                other => scalar(other),
+            }
+            .ok_or_else(|| {
+                format!(
+                    "{}: {key} must be a string, number, boolean, or a list of them",
+                    path.display()
+                )
+            })?;
+            Ok((key.replace('-', "_"), value))
+        })
+        .collect()
+}
+
+fn scalar(value: toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(text) => Some(text),
+        toml::Value::Integer(number) => Some(number.to_string()),
+        toml::Value::Float(number) => Some(number.to_string()),
+        toml::Value::Boolean(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
 impl Config {
+    /// Reads the options from the command line, the environment and the --config file.
+    pub fn load() -> Result<Config, clap::Error> {
+        Config::load_from(std::env::args_os())
+    }
+
+    pub fn load_from<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Config::command();
+        if let Some(path) = config_file_named_in(&args) {
+            let options = read_config_file(&path)
+                .map_err(|message| command.error(ErrorKind::InvalidValue, message))?;
+            for (id, value) in options {
+                if id == "config" || !command.get_arguments().any(|arg| arg.get_id() == &id) {
+                    let message = format!("{}: unknown option {id:?}", path.display());
+                    return Err(command.error(ErrorKind::UnknownArgument, message));
+                }
+                // the file's values become defaults, so flags and variables still win; a
+                // default does not count as given, so a required option is required no more
+                command = command.mut_arg(id, |arg| arg.default_value(value).required(false));
+            }
+        }
+        let matches = command.try_get_matches_from_mut(args)?;
+        Config::from_arg_matches(&matches)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("poll-interval", self.poll_interval),
+            ("connect-timeout", self.connect_timeout),
+            ("request-timeout", self.request_timeout),
+            ("maintain-every", self.maintain_every),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+        }
         if self.lease <= self.request_timeout {
             return Err(ConfigError::LeaseTooShort {
                 lease: self.lease,
@@ -172,9 +273,15 @@ impl Config {
 
     pub fn relay_name(&self) -> String {
         self.relay_name.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-            format!("{}-{}", host.trim(), std::process::id())
+            let host = nix::unistd::gethostname().unwrap_or_default();
+            format!("{}-{}", host.to_string_lossy(), std::process::id())
         })
+    }
+
+    /// How long after its claim a delivery may still start: the attempt must end before the
+    /// lease does, or another relay could send it as well.
+    pub fn start_window(&self) -> Duration {
+        self.lease.saturating_sub(self.request_timeout)
     }
 
     pub fn allowed_ranges(&self) -> Vec<IpNet> {
@@ -187,11 +294,39 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
-        Config::try_parse_from(
+        Config::load_from(
             ["pg-webhooks-relay", "--database-url", "host=/tmp"]
                 .iter()
                 .chain(args),
         )
+    }
+
+    /// A config file in a fresh temporary directory, removed when the guard is dropped.
+    struct ConfigFile(PathBuf);
+
+    impl ConfigFile {
+        fn new(name: &str, text: &str) -> ConfigFile {
+            let dir = std::env::temp_dir().join(format!(
+                "pg-webhooks-relay-test-{}-{name}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).expect("temporary directory");
+            let path = dir.join("relay.toml");
+            std::fs::write(&path, text).expect("write the config file");
+            ConfigFile(path)
+        }
+
+        fn arg(&self) -> &str {
+            self.0.to_str().expect("a UTF-8 temporary path")
+        }
+    }
+
+    impl Drop for ConfigFile {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 
     #[test]
@@ -223,5 +358,51 @@ mod tests {
     #[test]
     fn bad_durations_are_refused() {
         assert!(parse(&["--poll-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn zero_intervals_are_refused() {
+        let config = parse(&["--maintain-every", "0s"]).expect("parses");
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Zero("maintain-every"))
+        ));
+    }
+
+    #[test]
+    fn the_config_file_sets_defaults_that_flags_override() {
+        let file = ConfigFile::new(
+            "defaults",
+            r#"
+                batch-size = 50
+                retry_schedule = ["0s", "1m"]
+                https-only = true
+                allow-cidr = ["10.0.0.0/8", "192.168.0.0/16"]
+                request-timeout = "30s"
+                lease = "2m"
+            "#,
+        );
+        let config = parse(&["--config", file.arg(), "--batch-size", "7"]).expect("parses");
+        assert_eq!(config.batch_size, 7);
+        assert_eq!(config.retry_schedule.attempts(), 2);
+        assert!(config.https_only);
+        assert_eq!(config.allowed_ranges().len(), 2);
+        assert_eq!(config.start_window(), Duration::from_secs(90));
+    }
+
+    #[test]
+    fn the_config_file_may_hold_the_database_url() {
+        let file = ConfigFile::new("url", r#"database-url = "host=/run/postgresql""#);
+        let config =
+            Config::load_from(["pg-webhooks-relay", "--config", file.arg()]).expect("parses");
+        assert_eq!(config.database_url, "host=/run/postgresql");
+    }
+
+    #[test]
+    fn unknown_keys_and_unreadable_files_are_refused() {
+        let file = ConfigFile::new("unknown", "batch-sise = 50");
+        let error = parse(&["--config", file.arg()]).expect_err("refused");
+        assert!(error.to_string().contains("batch_sise"), "{error}");
+        assert!(parse(&["--config", "/nonexistent/relay.toml"]).is_err());
     }
 }

@@ -17,32 +17,53 @@ pub struct Deliverer {
     pub sender: Sender,
     pub policy: RetryPolicy,
     pub metrics: Arc<Metrics>,
+    /// How long after its claim a delivery may still start: its attempt (at most the request
+    /// timeout) must end while the lease holds, or another relay may send it too.
+    pub start_window: Duration,
+}
+
+/// When a delivery stops: `shutdown` gives back those still waiting for their turn, `abort`
+/// (after the grace period) also those in flight.
+#[derive(Clone)]
+pub struct Stop {
+    pub shutdown: CancellationToken,
+    pub abort: CancellationToken,
 }
 
 impl Deliverer {
-    /// Deliver, unless `abort` fires first: then the lease is released untouched.
-    pub async fn deliver(
-        &self,
-        delivery: Delivery,
-        ticket: Ticket,
-        abort: CancellationToken,
-    ) -> AttemptReport {
+    pub async fn deliver(&self, delivery: Delivery, ticket: Ticket, stop: Stop) -> AttemptReport {
+        let start_by = delivery.claimed_at + self.start_window;
+        let _turn = tokio::select! {
+            turn = ticket.wait_turn() => turn,
+            _ = tokio::time::sleep_until(start_by) => {
+                return self.release(&delivery, "no turn before the lease runs out");
+            }
+            _ = stop.shutdown.cancelled() => return self.release(&delivery, "shutting down"),
+        };
         tokio::select! {
-            report = self.attempt(&delivery, &ticket) => report,
-            _ = abort.cancelled() => AttemptReport::released(&delivery),
+            report = self.attempt(&delivery) => report,
+            _ = stop.abort.cancelled() => self.release(&delivery, "shutdown grace period over"),
         }
     }
 
-    async fn attempt(&self, delivery: &Delivery, ticket: &Ticket) -> AttemptReport {
-        let _turn = ticket.wait_turn(delivery.rate_limit_per_second).await;
+    fn release(&self, delivery: &Delivery, why: &'static str) -> AttemptReport {
+        tracing::debug!(
+            delivery = delivery.delivery_id,
+            webhook = delivery.webhook_id,
+            why,
+            "released unattempted"
+        );
+        self.metrics.count("released");
+        AttemptReport::released(delivery)
+    }
+
+    async fn attempt(&self, delivery: &Delivery) -> AttemptReport {
         let started_at = Utc::now();
         let body = render::body(delivery);
         let reply = match signature_headers(delivery, started_at.timestamp(), &body) {
             Ok(headers) => {
-                self.metrics.in_flight.inc();
-                let reply = self.sender.post(&delivery.url, headers, body).await;
-                self.metrics.in_flight.dec();
-                reply
+                let _in_flight = self.metrics.in_flight();
+                self.sender.post(&delivery.url, headers, body).await
             }
             Err(error) => {
                 tracing::error!(webhook = delivery.webhook_id, %error, "cannot sign");
@@ -55,7 +76,8 @@ impl Deliverer {
             Utc::now(),
             rand::rng().random_range(-1.0..=1.0),
         );
-        self.metrics.observe(decision.outcome(), reply.duration);
+        self.metrics.count(decision.outcome());
+        self.metrics.duration.observe(reply.duration.as_secs_f64());
         tracing::debug!(
             delivery = delivery.delivery_id, webhook = delivery.webhook_id, attempt = delivery.attempt,
             status = ?reply.status, error = ?reply.error, outcome = decision.outcome(), "attempt"
@@ -72,23 +94,23 @@ impl Deliverer {
             error: reply.error,
             response: reply.excerpt,
             started_at,
-            duration_ms: i64::try_from(reply.duration.as_millis()).unwrap_or(i64::MAX),
+            duration_ms: i32::try_from(reply.duration.as_millis()).unwrap_or(i32::MAX),
         }
     }
 }
 
-/// A status counts even if the body broke off afterwards, except for a success: a 2xx whose
-/// body could not be read in time still counts as delivered (the receiver said yes).
+/// A status counts even if reading the body broke off afterwards: the receiver has answered,
+/// and the body only feeds the excerpt.
 fn answer(reply: &Reply) -> Answer {
     match reply.status {
-        Some(code) if reply.error.is_none() || (200..300).contains(&code) => Answer::Status {
+        Some(code) => Answer::Status {
             code,
             retry_after: reply
                 .retry_after
                 .as_deref()
                 .and_then(|v| parse_retry_after(v, Utc::now())),
         },
-        _ => Answer::NoResponse,
+        None => Answer::NoResponse,
     }
 }
 

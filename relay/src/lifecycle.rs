@@ -49,11 +49,9 @@ async fn run_maintain(pool: &Pool) {
             .query("SELECT action, object FROM webhooks.maintain()", &[])
             .await?
         {
-            tracing::info!(
-                action = row.get::<_, &str>(0),
-                object = row.get::<_, &str>(1),
-                "maintenance"
-            );
+            let action: &str = row.try_get("action")?;
+            let object: &str = row.try_get("object")?;
+            tracing::info!(action, object, "maintenance");
         }
         Ok::<_, crate::claim::DatabaseError>(())
     };
@@ -68,7 +66,9 @@ async fn refresh_queue_depth(pool: &Pool, metrics: &Metrics) {
         let row = client
             .query_one("SELECT queued, held FROM webhooks.queue_depth()", &[])
             .await?;
-        Ok::<_, crate::claim::DatabaseError>((row.get::<_, i64>(0), row.get::<_, i64>(1)))
+        let queued: i64 = row.try_get("queued")?;
+        let held: i64 = row.try_get("held")?;
+        Ok::<_, crate::claim::DatabaseError>((queued, held))
     };
     match result.await {
         Ok((queued, held)) => {

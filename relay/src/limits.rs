@@ -5,18 +5,61 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+/// What one webhook may have: how many requests at once, how many in hand, how fast.
 struct WebhookSlots {
-    limit: usize,
-    queued: usize,
+    /// Deliveries in hand: sending, or waiting for their turn.
+    in_hand: usize,
+    /// Claim no more for this webhook once `in_hand` reaches this (see `Limits::saturated`).
+    capacity: usize,
+    concurrency: usize,
     semaphore: Arc<Semaphore>,
-    next_send: Instant,
+    /// Minimum spacing between request starts, from the webhook's rate limit.
+    spacing: Option<Duration>,
+    /// When the next request may start. Held across the wait, so waiters queue in order and
+    /// one that gives up (shutdown, lease at risk) leaves no reservation behind.
+    next_start: Arc<AsyncMutex<Instant>>,
+}
+
+impl WebhookSlots {
+    fn new(concurrency: usize) -> WebhookSlots {
+        WebhookSlots {
+            in_hand: 0,
+            capacity: concurrency,
+            concurrency,
+            semaphore: Arc::new(Semaphore::new(concurrency)),
+            spacing: None,
+            next_start: Arc::new(AsyncMutex::new(Instant::now())),
+        }
+    }
+
+    /// No use claiming more: as many in hand as it can use, or its rate limit lets the next
+    /// request start only after a delivery claimed now would have to be released.
+    fn saturated(&self, now: Instant, start_window: Duration) -> bool {
+        self.in_hand >= self.capacity
+            || self
+                .next_start
+                .try_lock()
+                .is_ok_and(|next_start| *next_start > now + start_window)
+    }
+
+    /// Nothing here that a fresh entry would not recreate: no delivery in hand and no rate
+    /// limit still spacing the next start.
+    fn forgettable(&self, now: Instant) -> bool {
+        self.in_hand == 0
+            && self
+                .next_start
+                .try_lock()
+                .is_ok_and(|next_start| *next_start <= now)
+    }
 }
 
 pub struct Limits {
     default_per_webhook: usize,
+    /// How long after its claim a delivery may still start (lease minus request timeout).
+    start_window: Duration,
     webhooks: Mutex<HashMap<i64, WebhookSlots>>,
     total: AtomicUsize,
     /// Signalled whenever a delivery finishes: capacity may have come free.
@@ -29,10 +72,18 @@ pub struct Ticket {
     webhook_id: i64,
 }
 
+/// A webhook's own settings, from its claim row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebhookLimits {
+    pub max_in_flight: Option<i32>,
+    pub rate_limit_per_second: Option<f64>,
+}
+
 impl Limits {
-    pub fn new(default_per_webhook: usize) -> Arc<Limits> {
+    pub fn new(default_per_webhook: usize, start_window: Duration) -> Arc<Limits> {
         Arc::new(Limits {
             default_per_webhook,
+            start_window,
             webhooks: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),
             freed: Notify::new(),
@@ -50,11 +101,12 @@ impl Limits {
         self.total.load(Ordering::Acquire)
     }
 
-    /// Webhooks with as many deliveries in hand as they may have in flight: claim none for them.
+    /// Webhooks that cannot use another delivery now: claim none for them.
     pub fn saturated(&self) -> Vec<i64> {
+        let now = Instant::now();
         self.lock()
             .iter()
-            .filter(|(_, slots)| slots.queued >= slots.limit)
+            .filter(|(_, slots)| slots.saturated(now, self.start_window))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -63,25 +115,31 @@ impl Limits {
         self.default_per_webhook
     }
 
-    /// Take on a delivery for a webhook (whose own limit, if set, wins over the default).
-    pub fn enter(self: &Arc<Self>, webhook_id: i64, own_limit: Option<i32>) -> Ticket {
-        let limit = own_limit
+    /// Take on a delivery for a webhook; its own settings (the newest claim row's) win over
+    /// the defaults.
+    pub fn enter(self: &Arc<Self>, webhook_id: i64, own: WebhookLimits) -> Ticket {
+        let concurrency = own
+            .max_in_flight
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n > 0)
             .unwrap_or(self.default_per_webhook);
+        let spacing = own
+            .rate_limit_per_second
+            .filter(|rate| rate.is_finite() && *rate > 0.0)
+            .map(|rate| Duration::from_secs_f64(1.0 / rate));
         let mut webhooks = self.lock();
-        let slots = webhooks.entry(webhook_id).or_insert_with(|| WebhookSlots {
-            limit,
-            queued: 0,
-            semaphore: Arc::new(Semaphore::new(limit)),
-            next_send: Instant::now(),
-        });
-        if slots.limit != limit {
-            // the webhook's limit was changed in SQL: a fresh semaphore takes it from now on
-            slots.limit = limit;
-            slots.semaphore = Arc::new(Semaphore::new(limit));
+        let slots = webhooks
+            .entry(webhook_id)
+            .or_insert_with(|| WebhookSlots::new(concurrency));
+        if slots.concurrency != concurrency {
+            // Changed in SQL: a fresh semaphore applies it from now on; requests already
+            // holding a slot of the old one finish undisturbed.
+            slots.concurrency = concurrency;
+            slots.semaphore = Arc::new(Semaphore::new(concurrency));
         }
-        slots.queued += 1;
+        slots.spacing = spacing;
+        slots.capacity = capacity(concurrency, spacing, self.start_window);
+        slots.in_hand += 1;
         self.total.fetch_add(1, Ordering::AcqRel);
         Ticket {
             limits: self.clone(),
@@ -90,28 +148,36 @@ impl Limits {
     }
 }
 
+/// A rate-limited webhook gets no more deliveries than it can start within the window: any
+/// more would wait until their leases are at risk, only to be released.
+fn capacity(concurrency: usize, spacing: Option<Duration>, start_window: Duration) -> usize {
+    match spacing {
+        Some(spacing) if !spacing.is_zero() => {
+            let startable = start_window.as_secs_f64() / spacing.as_secs_f64();
+            // float-to-int casts saturate; at least one, or the webhook would starve
+            (startable.floor() as usize).clamp(1, concurrency)
+        }
+        _ => concurrency,
+    }
+}
+
 impl Ticket {
     /// Wait for a free slot of this webhook, and for its rate limit.
-    pub async fn wait_turn(
-        &self,
-        rate_limit_per_second: Option<f64>,
-    ) -> Option<OwnedSemaphorePermit> {
-        let semaphore = self
-            .limits
-            .lock()
-            .get(&self.webhook_id)
-            .map(|slots| slots.semaphore.clone())?;
+    pub async fn wait_turn(&self) -> Option<OwnedSemaphorePermit> {
+        let (semaphore, spacing, next_start) = {
+            let webhooks = self.limits.lock();
+            let slots = webhooks.get(&self.webhook_id)?;
+            (
+                slots.semaphore.clone(),
+                slots.spacing,
+                slots.next_start.clone(),
+            )
+        };
         let permit = semaphore.acquire_owned().await.ok()?;
-        if let Some(rate) = rate_limit_per_second.filter(|rate| *rate > 0.0) {
-            let spacing = Duration::from_secs_f64(1.0 / rate);
-            let send_at = {
-                let mut webhooks = self.limits.lock();
-                let slots = webhooks.get_mut(&self.webhook_id)?;
-                let send_at = slots.next_send.max(Instant::now());
-                slots.next_send = send_at + spacing;
-                send_at
-            };
-            tokio::time::sleep_until(send_at).await;
+        if let Some(spacing) = spacing {
+            let mut next_start = next_start.lock().await;
+            tokio::time::sleep_until(*next_start).await;
+            *next_start = Instant::now() + spacing;
         }
         Some(permit)
     }
@@ -119,8 +185,15 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(slots) = self.limits.lock().get_mut(&self.webhook_id) {
-            slots.queued = slots.queued.saturating_sub(1);
+        {
+            let mut webhooks = self.limits.lock();
+            if let Some(slots) = webhooks.get_mut(&self.webhook_id) {
+                slots.in_hand = slots.in_hand.saturating_sub(1);
+                // Forget idle webhooks, so `saturated` only walks the ones in use.
+                if slots.forgettable(Instant::now()) {
+                    webhooks.remove(&self.webhook_id);
+                }
+            }
         }
         self.limits.total.fetch_sub(1, Ordering::AcqRel);
         self.limits.freed.notify_one();
@@ -131,12 +204,28 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
+    const WINDOW: Duration = Duration::from_secs(45);
+
+    fn limited(max_in_flight: i32) -> WebhookLimits {
+        WebhookLimits {
+            max_in_flight: Some(max_in_flight),
+            rate_limit_per_second: None,
+        }
+    }
+
+    fn rate(per_second: f64) -> WebhookLimits {
+        WebhookLimits {
+            max_in_flight: None,
+            rate_limit_per_second: Some(per_second),
+        }
+    }
+
     #[test]
     fn a_webhook_at_its_limit_is_saturated_until_a_delivery_finishes() {
-        let limits = Limits::new(2);
-        let first = limits.enter(7, None);
-        let _second = limits.enter(7, None);
-        let _other = limits.enter(8, None);
+        let limits = Limits::new(2, WINDOW);
+        let first = limits.enter(7, WebhookLimits::default());
+        let _second = limits.enter(7, WebhookLimits::default());
+        let _other = limits.enter(8, WebhookLimits::default());
         assert_eq!(limits.saturated(), vec![7]);
         assert_eq!(limits.total(), 3);
         drop(first);
@@ -146,19 +235,72 @@ mod tests {
 
     #[test]
     fn a_webhooks_own_limit_wins() {
-        let limits = Limits::new(16);
-        let _only = limits.enter(1, Some(1));
+        let limits = Limits::new(16, WINDOW);
+        let _only = limits.enter(1, limited(1));
+        assert_eq!(limits.saturated(), vec![1]);
+    }
+
+    #[test]
+    fn a_slow_rate_limit_caps_deliveries_in_hand() {
+        // one start every 20 s: only two fit in a 45 s window
+        let limits = Limits::new(16, WINDOW);
+        let _first = limits.enter(1, rate(0.05));
+        assert!(limits.saturated().is_empty());
+        let _second = limits.enter(1, rate(0.05));
         assert_eq!(limits.saturated(), vec![1]);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_rate_limit_spaces_sends() {
-        let limits = Limits::new(10);
+    async fn a_webhook_whose_next_start_is_beyond_the_window_is_saturated() {
+        // one start every 100 s: after a send, nothing claimed for 55 s could start in time
+        let limits = Limits::new(16, WINDOW);
+        let ticket = limits.enter(1, rate(0.01));
+        drop(ticket.wait_turn().await);
+        drop(ticket);
+        assert_eq!(limits.saturated(), vec![1]);
+        tokio::time::advance(Duration::from_secs(56)).await;
+        assert!(limits.saturated().is_empty());
+    }
+
+    #[test]
+    fn idle_webhooks_are_forgotten() {
+        let limits = Limits::new(2, WINDOW);
+        drop(limits.enter(7, WebhookLimits::default()));
+        assert!(limits.lock().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_spaces_starts() {
+        let limits = Limits::new(10, WINDOW);
         let start = Instant::now();
-        for _ in 0..3 {
-            let ticket = limits.enter(1, None);
-            let _permit = ticket.wait_turn(Some(10.0)).await;
+        let tickets: Vec<Ticket> = (0..3).map(|_| limits.enter(1, rate(10.0))).collect();
+        for ticket in &tickets {
+            let _permit = ticket.wait_turn().await;
         }
         assert!(start.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_webhook_is_remembered_until_its_spacing_passes() {
+        let limits = Limits::new(10, WINDOW);
+        let ticket = limits.enter(1, rate(1.0));
+        drop(ticket.wait_turn().await);
+        drop(ticket);
+        assert_eq!(limits.lock().len(), 1, "the next start is still spaced");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_gives_up_leaves_no_reservation() {
+        let limits = Limits::new(10, WINDOW);
+        let first = limits.enter(1, rate(1.0));
+        let second = limits.enter(1, rate(1.0));
+        let third = limits.enter(1, rate(1.0));
+        drop(first.wait_turn().await);
+        // the second gives up while waiting for its start
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), second.wait_turn()).await;
+        assert!(gave_up.is_err());
+        let before = Instant::now();
+        drop(third.wait_turn().await);
+        assert!(before.elapsed() <= Duration::from_secs(1));
     }
 }

@@ -2,29 +2,47 @@
 //! LISTENs on webhooks_wakeup and reconnects with backoff. Notifications can be lost while it is
 //! down, so every (re)connect also wakes the relay, and the relay polls anyway.
 
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
 pub const CHANNEL: &str = "webhooks_wakeup";
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// A connection that is listening. The client must live as long as we listen: dropping it
+/// closes the connection.
+struct Session {
+    _client: Client,
+    messages: BoxStream<'static, Result<AsyncMessage, tokio_postgres::Error>>,
+}
+
 pub async fn run(config: tokio_postgres::Config, wake: Arc<Notify>, shutdown: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     while !shutdown.is_cancelled() {
-        match listen_until_closed(&config, &wake, &shutdown).await {
-            Ok(()) if shutdown.is_cancelled() => return,
-            Ok(()) => {
-                tracing::warn!("LISTEN connection closed by the server; reconnecting");
+        match listen(&config).await {
+            Ok(session) => {
                 backoff = MIN_BACKOFF;
+                tracing::debug!("listening on {CHANNEL}");
+                wake.notify_one(); // finds whatever was sent while we were not listening
+                match forward(session, &wake, &shutdown).await {
+                    Ok(()) if shutdown.is_cancelled() => return,
+                    Ok(()) => {
+                        tracing::warn!("LISTEN connection closed by the server; reconnecting")
+                    }
+                    Err(error) => tracing::warn!(%error, "LISTEN connection lost; reconnecting"),
+                }
             }
-            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "LISTEN connection lost"),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "cannot open the LISTEN connection")
+            }
         }
+        // jitter, so relays that lost the database together do not return in lockstep
         let jittered = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
         tokio::select! {
             _ = tokio::time::sleep(jittered) => {}
@@ -34,38 +52,51 @@ pub async fn run(config: tokio_postgres::Config, wake: Arc<Notify>, shutdown: Ca
     }
 }
 
-async fn listen_until_closed(
-    config: &tokio_postgres::Config,
+/// Connect and run LISTEN, driving the connection while the command runs.
+async fn listen(config: &tokio_postgres::Config) -> Result<Session, tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    // fused: polled again after its end, it stays ended instead of touching a closed connection
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx))
+        .fuse()
+        .boxed();
+    let statement = format!("LISTEN {CHANNEL}");
+    {
+        let mut listening = std::pin::pin!(client.batch_execute(&statement));
+        loop {
+            tokio::select! {
+                done = &mut listening => break done,
+                message = messages.next() => match message {
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(error),
+                    // the connection ended: the pending LISTEN fails and says why
+                    None => break (&mut listening).await,
+                },
+            }
+        }
+    }?;
+    Ok(Session {
+        _client: client,
+        messages,
+    })
+}
+
+/// Turn notifications into wake-ups until the connection ends (Ok when the server closed it
+/// or we are shutting down).
+async fn forward(
+    mut session: Session,
     wake: &Notify,
     shutdown: &CancellationToken,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-    let statement = format!("LISTEN {CHANNEL}");
-    let mut listening = std::pin::pin!(client.batch_execute(&statement));
-    // drive the connection while LISTEN runs; `client` must live as long as we listen
-    loop {
-        tokio::select! {
-            done = &mut listening => { done?; break; }
-            message = messages.next() => match message {
-                Some(Ok(_)) => {}
-                Some(Err(error)) => return Err(error),
-                None => return Ok(()),
-            },
-        }
-    }
-    tracing::debug!("listening on {CHANNEL}");
-    wake.notify_one(); // anything sent while we were not listening is found by this wake-up
     loop {
         let message = tokio::select! {
-            message = messages.next() => message,
+            message = session.messages.next() => message,
             _ = shutdown.cancelled() => return Ok(()),
         };
         match message {
             Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
             Some(Ok(_)) => {}
             Some(Err(error)) => return Err(error),
-            None => return Ok(()), // the server closed the connection
+            None => return Ok(()),
         }
     }
 }

@@ -20,7 +20,6 @@ mod send;
 mod sign;
 mod ssrf;
 
-use clap::Parser;
 use config::{Config, ConfigError, LogFormat};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::process::ExitCode;
@@ -65,7 +64,7 @@ impl StartError {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = Config::load().unwrap_or_else(|error| error.exit()); // usage errors exit 2
     init_logging(config.log_format);
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,7 +105,7 @@ async fn run(config: Config) -> Result<(), StartError> {
             recycling_method: RecyclingMethod::Fast,
         },
     ))
-    .max_size(config.database_connections.max(2))
+    .max_size(config.database_connections as usize)
     .build()?;
     claim::set_idle(&pool, &relay, false).await?;
 
@@ -160,13 +159,20 @@ async fn run(config: Config) -> Result<(), StartError> {
             max_retry_after: config.max_retry_after,
         },
         metrics: metrics.clone(),
+        start_window: config.start_window(),
     });
-    tracing::info!(relay, %metrics_addr, attempts = config.retry_schedule.attempts(), "relay started");
+    tracing::info!(
+        relay, %metrics_addr, attempts = config.retry_schedule.attempts(),
+        config_file = ?config.config, "relay started"
+    );
     pipeline::Pipeline {
         relay,
         pool,
         deliverer,
-        limits: limits::Limits::new(config.max_in_flight_per_webhook as usize),
+        limits: limits::Limits::new(
+            config.max_in_flight_per_webhook as usize,
+            config.start_window(),
+        ),
         wake,
         metrics,
         timing: pipeline::Timing {

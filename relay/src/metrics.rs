@@ -9,14 +9,13 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub struct Metrics {
     registry: Registry,
-    pub deliveries: IntCounterVec,
+    deliveries: IntCounterVec,
     pub duration: Histogram,
-    pub in_flight: IntGauge,
+    in_flight: IntGauge,
     pub queue_depth: IntGaugeVec,
     pub claims: IntCounter,
 }
@@ -27,7 +26,7 @@ impl Metrics {
         let deliveries = IntCounterVec::new(
             Opts::new(
                 "pg_webhooks_deliveries_total",
-                "Delivery attempts by outcome",
+                "Deliveries handled, by outcome (released: given back unattempted)",
             ),
             &["outcome"],
         )?;
@@ -67,9 +66,14 @@ impl Metrics {
         }))
     }
 
-    pub fn observe(&self, outcome: &str, duration: Duration) {
+    /// Counts a request in flight until the guard is dropped, however the request ends.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    pub fn count(&self, outcome: &str) {
         self.deliveries.with_label_values(&[outcome]).inc();
-        self.duration.observe(duration.as_secs_f64());
     }
 
     fn render(&self) -> String {
@@ -78,6 +82,14 @@ impl Metrics {
             tracing::warn!(%error, "could not encode metrics");
         }
         String::from_utf8_lossy(&text).into_owned()
+    }
+}
+
+pub struct InFlight<'a>(&'a IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -7,7 +7,7 @@
 
 use crate::acks;
 use crate::claim::{self, AttemptReport, ClaimRequest, DatabaseError};
-use crate::deliver::Deliverer;
+use crate::deliver::{Deliverer, Stop};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use deadpool_postgres::Pool;
@@ -44,7 +44,7 @@ pub struct Pipeline {
 
 struct Running {
     tasks: TaskTracker,
-    abort: CancellationToken,
+    stop: Stop,
     reports: mpsc::Sender<AttemptReport>,
 }
 
@@ -53,7 +53,10 @@ impl Pipeline {
         let (reports, acker) = acks::start(self.pool.clone(), self.relay.clone());
         let running = Running {
             tasks: TaskTracker::new(),
-            abort: CancellationToken::new(),
+            stop: Stop {
+                shutdown: shutdown.clone(),
+                abort: CancellationToken::new(),
+            },
             reports,
         };
         self.claim_until(&shutdown, &running).await;
@@ -68,7 +71,7 @@ impl Pipeline {
                 in_flight = self.limits.total(),
                 "grace period over; releasing the rest"
             );
-            running.abort.cancel();
+            running.stop.abort.cancel();
             running.tasks.wait().await;
         }
         drop(running.reports);
@@ -160,14 +163,12 @@ impl Pipeline {
         }
         let leased = deliveries.len();
         for delivery in deliveries {
-            let ticket = self
-                .limits
-                .enter(delivery.webhook_id, delivery.max_in_flight);
+            let ticket = self.limits.enter(delivery.webhook_id, delivery.limits);
             let deliverer = self.deliverer.clone();
             let reports = running.reports.clone();
-            let abort = running.abort.clone();
+            let stop = running.stop.clone();
             running.tasks.spawn(async move {
-                let report = deliverer.deliver(delivery, ticket, abort).await;
+                let report = deliverer.deliver(delivery, ticket, stop).await;
                 if reports.send(report).await.is_err() {
                     tracing::error!("acknowledgement channel closed; the lease will expire");
                 }

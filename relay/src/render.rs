@@ -39,8 +39,8 @@ mod tests {
                 .single()
                 .expect("date"),
             data: json!({"key": {"id": 42}}),
-            max_in_flight: None,
-            rate_limit_per_second: None,
+            limits: Default::default(),
+            claimed_at: tokio::time::Instant::now(),
         };
         assert_eq!(
             String::from_utf8(body(&delivery)).expect("utf-8"),

@@ -2,7 +2,7 @@
 
 use crate::ssrf::{AddressPolicy, GuardedResolver, LookupFailed, Refusal};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
-use std::error::Error as _;
+use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,15 +118,16 @@ impl Reply {
 
 /// A short, stable name for why no answer arrived.
 fn error_class(error: &reqwest::Error) -> &'static str {
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(refusal) = cause.downcast_ref::<Refusal>() {
-            return refusal.error_class();
+    let mut cause: Option<&(dyn Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(class) = known_cause(current) {
+            return class;
         }
-        if cause.is::<LookupFailed>() {
-            return "dns";
-        }
-        source = cause.source();
+        // an io::Error's source() skips the error it wraps (rustls puts its own there)
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn Error + 'static)),
+            None => current.source(),
+        };
     }
     if error.is_timeout() {
         "timeout"
@@ -136,5 +137,173 @@ fn error_class(error: &reqwest::Error) -> &'static str {
         "body"
     } else {
         "other"
+    }
+}
+
+fn known_cause(cause: &(dyn Error + 'static)) -> Option<&'static str> {
+    if let Some(refusal) = cause.downcast_ref::<Refusal>() {
+        Some(refusal.error_class())
+    } else if cause.is::<LookupFailed>() {
+        Some("dns")
+    } else if cause.is::<rustls::Error>() {
+        Some("tls")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::task::JoinHandle;
+
+    const EXCERPT: usize = 16;
+
+    fn sender(allowed: &[&str]) -> Sender {
+        let policy = AddressPolicy {
+            allowed: allowed
+                .iter()
+                .map(|net| net.parse().expect("cidr"))
+                .collect(),
+            https_only: false,
+        };
+        Sender::new(
+            Arc::new(policy),
+            &SendOptions {
+                connect_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_millis(500),
+                max_response_bytes: 1024,
+                response_excerpt_bytes: EXCERPT,
+                max_connections_per_host: 1,
+            },
+        )
+        .expect("client")
+    }
+
+    fn loopback_sender() -> Sender {
+        sender(&["127.0.0.0/8"])
+    }
+
+    async fn post(sender: &Sender, url: &str) -> Reply {
+        let mut headers = HeaderMap::new();
+        headers.insert("webhook-id", HeaderValue::from_static("evt_1"));
+        sender.post(url, headers, b"{}".to_vec()).await
+    }
+
+    /// Accepts one connection, reads the request head, answers `response` and hands back
+    /// the head it read.
+    async fn answer_once(response: &'static [u8]) -> (SocketAddr, JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut head = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buffer).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buffer[..n]);
+            }
+            // the relay may stop reading early, so a failed write is no failure here
+            let _ = stream.write_all(response).await;
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (addr, server)
+    }
+
+    #[tokio::test]
+    async fn posts_json_with_our_headers_and_keeps_an_excerpt() {
+        let (addr, server) = answer_once(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 34\r\n\r\nthank you, this is a long response",
+        )
+        .await;
+        let reply = post(&loopback_sender(), &format!("http://{addr}/hook")).await;
+        assert_eq!(reply.status, Some(200));
+        assert_eq!(reply.error, None);
+        assert_eq!(reply.excerpt.as_deref(), Some("thank you, this "));
+        let head = server.await.expect("server").to_lowercase();
+        assert!(head.starts_with("post /hook http/1.1"), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(head.contains("user-agent: pg-webhooks-relay/"), "{head}");
+        assert!(head.contains("webhook-id: evt_1"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let (addr, _server) = answer_once(
+            b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let reply = post(&loopback_sender(), &format!("http://{addr}/")).await;
+        assert_eq!(reply.status, Some(302));
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_passed_on() {
+        let (addr, _server) = answer_once(
+            b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 120\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let reply = post(&loopback_sender(), &format!("http://{addr}/")).await;
+        assert_eq!(reply.status, Some(429));
+        assert_eq!(reply.retry_after.as_deref(), Some("120"));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        drop(listener);
+        let reply = post(&loopback_sender(), &format!("http://{addr}/")).await;
+        assert_eq!((reply.status, reply.error), (None, Some("connect")));
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_never_answers_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _silent = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(stream);
+        });
+        let reply = post(&loopback_sender(), &format!("http://{addr}/")).await;
+        assert_eq!((reply.status, reply.error), (None, Some("timeout")));
+    }
+
+    #[tokio::test]
+    async fn a_failed_handshake_is_a_tls_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _plain_http = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut hello = [0u8; 512];
+            let _ = stream.read(&mut hello).await;
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        });
+        let reply = post(&loopback_sender(), &format!("https://{addr}/")).await;
+        assert_eq!((reply.status, reply.error), (None, Some("tls")));
+    }
+
+    #[tokio::test]
+    async fn internal_addresses_are_refused_by_literal_and_by_name() {
+        let (addr, _server) = answer_once(b"HTTP/1.1 200 OK\r\n\r\n").await;
+        let guarded = sender(&[]);
+        for url in [
+            format!("http://{addr}/"),
+            format!("http://localhost:{}/", addr.port()),
+        ] {
+            let reply = post(&guarded, &url).await;
+            assert_eq!(
+                (reply.status, reply.error),
+                (None, Some("refused_address")),
+                "{url}"
+            );
+        }
     }
 }

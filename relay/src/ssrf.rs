@@ -173,9 +173,39 @@ mod tests {
             "http://0.0.0.0/",
             "http://100.64.0.1/",
             "http://224.0.0.1/",
+            "http://[::]/",
+            "http://[ff02::1]/",
         ] {
             assert!(refuses(url), "{url} was not refused");
         }
+    }
+
+    #[test]
+    fn refuses_other_spellings_of_loopback() {
+        // URL parsing reads all of these as 127.0.0.1, so the literal check sees through them
+        for url in [
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://[0:0:0:0:0:ffff:127.0.0.1]/",
+        ] {
+            assert!(refuses(url), "{url} was not refused");
+        }
+    }
+
+    #[test]
+    fn names_are_left_to_the_resolver() {
+        // `localhost` is checked on the addresses it resolves to (see the resolver test)
+        assert!(AddressPolicy::default()
+            .check_url("http://localhost:9876/")
+            .is_ok());
+    }
+
+    #[test]
+    fn every_blocked_range_parses() {
+        // a typo would otherwise drop a range silently and leave it open
+        assert_eq!(BLOCKED.len(), BLOCKED_V4.len() + BLOCKED_V6.len());
     }
 
     #[test]
