@@ -43,10 +43,15 @@ SELECT webhooks.create('demo', 'profile.*', 'http://127.0.0.1:$RECEIVER_PORT/hoo
 SELECT webhooks.create('demo', 'email.*', 'http://127.0.0.1:$RECEIVER_PORT/email.php');
 SQL
 SECRETS=$(sql -At -c "SELECT string_agg(webhooks.secret(id), ' ') FROM webhooks.list()")
+# ownership verification: the receiver's server publishes each webhook's verification file
+mkdir -p "$WORK/www"
+sql -At -F ' ' -c "SELECT f.file_name, f.content FROM webhooks.list() w,
+                   webhooks.verification_file(w.id) f" |
+    while read -r name content; do echo "$content" >"$WORK/www/$name"; done
 
 log "starting the sample receiver (verifies every signature) on port $RECEIVER_PORT"
-WEBHOOK_SECRET=$SECRETS "$REPO/.tmp/venv/bin/python" relay/sample-receiver/receiver.py \
-    "$RECEIVER_PORT" >"$WORK/receiver.log" 2>&1 &
+WEBHOOK_SECRET=$SECRETS WEBHOOK_WEB_ROOT=$WORK/www "$REPO/.tmp/venv/bin/python" \
+    relay/sample-receiver/receiver.py "$RECEIVER_PORT" >"$WORK/receiver.log" 2>&1 &
 RECEIVER_PID=$!
 for _ in $(seq 1 50); do
     grep -q listening "$WORK/receiver.log" 2>/dev/null && break
@@ -57,6 +62,13 @@ log "starting the relay"
 target/debug/pg-webhooks-relay --database-url "host=$PGHOST port=$PGPORT user=postgres dbname=demo" \
     --allow-cidr 127.0.0.1/32 --listen-addr 127.0.0.1:0 >"$WORK/relay.log" 2>&1 &
 RELAY_PID=$!
+
+log "verifying the webhooks (the relay fetches their verification files)"
+sql -c "SELECT webhooks.verify(id) FROM webhooks.list()" >/dev/null
+sql -c "SELECT p.webhook_id, p.success, p.result
+        FROM webhooks.probe_info i, webhooks.probe(i.id, wait => '10 seconds') p"
+[ "$(sql -At -c "SELECT count(*) FROM webhooks.list() WHERE sending")" = 2 ] ||
+    { echo "verification failed; relay log:" >&2; tail -30 "$WORK/relay.log" >&2; exit 1; }
 
 log "writing rows and emitting an application event"
 sql <<'SQL'

@@ -17,7 +17,8 @@ CREATE TABLE webhooks.settings (
     replay_window     interval CHECK (replay_window >= '0'),
     partitions_ahead  integer CHECK (partitions_ahead BETWEEN 1 AND 60),
     disable_after_failures integer CHECK (disable_after_failures >= 1),
-    disable_after     interval CHECK (disable_after >= '0')
+    disable_after     interval CHECK (disable_after >= '0'),
+    require_verification boolean
 );
 
 -- The settings in force, defaults filled in:
@@ -28,15 +29,19 @@ CREATE TABLE webhooks.settings (
 --   partitions_ahead  3        daily partitions kept ready ahead of today
 --   disable_after_failures 10  a webhook is disabled automatically after at least this many
 --   disable_after     5 days   consecutive failed attempts spanning at least this long
+--   require_verification true  new webhooks deliver nothing until webhooks.verify() found
+--                              their verification file on the receiver's server
 CREATE FUNCTION webhooks._settings(
     OUT retention interval, OUT replay_window interval, OUT partitions_ahead integer,
-    OUT disable_after_failures integer, OUT disable_after interval)
+    OUT disable_after_failures integer, OUT disable_after interval,
+    OUT require_verification boolean)
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(s.retention, interval '7 days'),
            coalesce(s.replay_window, interval '5 days'),
            coalesce(s.partitions_ahead, 3),
            coalesce(s.disable_after_failures, 10),
-           coalesce(s.disable_after, interval '5 days')
+           coalesce(s.disable_after, interval '5 days'),
+           coalesce(s.require_verification, true)
     FROM (SELECT) AS one LEFT JOIN webhooks.settings s ON true
 $$;
 
@@ -60,6 +65,17 @@ CREATE TABLE webhooks.webhooks (
     consecutive_failures    integer NOT NULL DEFAULT 0,
     failing_since           timestamptz,
     last_success_at         timestamptz,
+    -- ownership verification (sql/45_probes.sql): a file named verification_file with
+    -- verification_token as content must be served next to the URL before anything is sent
+    verification_required   boolean NOT NULL DEFAULT true,
+    verification_file       text NOT NULL
+                            DEFAULT 'pg-webhooks-' || left(md5(gen_random_uuid()::text), 16) || '.txt',
+    verification_token      text NOT NULL DEFAULT replace(gen_random_uuid()::text, '-', ''),
+    verification_status     text NOT NULL DEFAULT 'unverified'
+                            CHECK (verification_status IN ('unverified', 'checking', 'verified', 'failed')),
+    verification_reason     text,
+    verified_at             timestamptz,
+    expired_events          bigint NOT NULL DEFAULT 0,  -- held longer than replay_window, dropped
     created_at              timestamptz NOT NULL DEFAULT now(),
     updated_at              timestamptz NOT NULL DEFAULT now()
 );
@@ -69,6 +85,13 @@ COMMENT ON COLUMN webhooks.webhooks.status IS
     'active: delivers; inactive: switched off by an admin; disabled: switched off by the system '
     '(410 Gone or repeated failures). Events for inactive and disabled webhooks are held for '
     'settings.replay_window.';
+
+-- A webhook sends only while this holds (fan_out, claim): switched on, and verified unless its
+-- owner's settings did not ask for verification when it was created.
+CREATE FUNCTION webhooks._sends(hook webhooks.webhooks) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT hook.status = 'active' AND (hook.verified_at IS NOT NULL OR NOT hook.verification_required)
+$$;
 
 -- Tables whose row changes become events.
 CREATE TABLE webhooks.tracked (
@@ -174,6 +197,31 @@ CREATE TABLE webhooks.notifications (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX notifications_webhook_idx ON webhooks.notifications (webhook_id, created_at);
+
+-- One-off requests the relay makes for an admin (sql/45_probes.sql): fetching a webhook's
+-- verification file (kind 'verify') or sending one test request (kind 'test').
+CREATE TABLE webhooks.probes (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    webhook_id    bigint NOT NULL REFERENCES webhooks.webhooks (id) ON DELETE CASCADE,
+    kind          text NOT NULL CHECK (kind IN ('verify', 'test')),
+    url           text NOT NULL,      -- the webhook's URL when requested
+    event         text,               -- test: the type sent
+    payload       jsonb,              -- test: the data sent
+    state         text NOT NULL DEFAULT 'requested' CHECK (state IN ('requested', 'running', 'done')),
+    requested_by  text NOT NULL DEFAULT session_user,
+    requested_at  timestamptz NOT NULL DEFAULT now(),
+    leased_by     text,
+    lease_until   timestamptz,
+    finished_at   timestamptz,
+    success       boolean,            -- verify: file found with the right content; test: a 2xx
+    result        text,               -- what happened, in words
+    status        integer,            -- HTTP status of the (last) request, NULL without a response
+    error         text,               -- error class when no response arrived
+    response      text,               -- first bytes of the (last) response body
+    duration_ms   integer
+);
+CREATE INDEX probes_open_idx ON webhooks.probes (id) WHERE state <> 'done';
+CREATE INDEX probes_webhook_idx ON webhooks.probes (webhook_id, id);
 
 -- Default partitions: nothing is ever refused for want of a partition. maintain() keeps daily
 -- partitions ahead of time so these stay empty.

@@ -61,11 +61,13 @@ BEGIN
     RETURN pattern;
 END $$;
 
--- Does a webhook's event pattern cover this event? Inlined into fan-out.
+-- Does a webhook's event pattern cover this event? Inlined into fan-out. pg_webhooks' own
+-- operational events ('webhook.disabled') go only to webhooks that ask for them by name or
+-- 'webhook.*', never to '*': a catch-all receiver would otherwise hear of its own disabling.
 CREATE FUNCTION webhooks._event_matches(pattern text, event text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT pattern = event
-        OR pattern = '*'
+        OR (pattern = '*' AND left(event, 8) <> 'webhook.')
         OR (right(pattern, 2) = '.*' AND left(event, length(pattern) - 1) = left(pattern, -1))
 $$;
 
@@ -76,8 +78,25 @@ SELECT id, app, event, url,
        description, max_in_flight, rate_limit_per_second,
        consecutive_failures, failing_since, last_success_at,
        previous_secret_until > now() AS rotating_secret,
+       verification_required, verification_status, verification_reason, verified_at,
+       webhooks._sends(w) AS sending, expired_events,
        created_at, updated_at
-FROM webhooks.webhooks;
+FROM webhooks.webhooks w;
+
+-- A webhook row, or raise P0002.
+CREATE FUNCTION webhooks._find_webhook(webhook_id bigint) RETURNS webhooks.webhooks
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    found_row webhooks.webhooks;
+BEGIN
+    PERFORM webhooks._require_value('id', webhook_id IS NULL);
+    SELECT * INTO found_row FROM webhooks.webhooks w WHERE w.id = webhook_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: webhook % does not exist', webhook_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN found_row;
+END $$;
 
 -- Lock a webhook row for a change, or raise P0002.
 CREATE FUNCTION webhooks._lock_webhook(webhook_id bigint) RETURNS webhooks.webhooks
@@ -85,13 +104,27 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     found_row webhooks.webhooks;
 BEGIN
-    PERFORM webhooks._require_value('id', webhook_id IS NULL);
     SELECT * INTO found_row FROM webhooks.webhooks w WHERE w.id = webhook_id FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'pg_webhooks: webhook % does not exist', webhook_id
-            USING ERRCODE = 'no_data_found';
+        PERFORM webhooks._find_webhook(webhook_id); -- raises 22004 or P0002, as lookups do
     END IF;
     RETURN found_row;
+END $$;
+
+-- Raise 22023 for a per-webhook limit out of range (NULL: the relay's default).
+CREATE FUNCTION webhooks._check_limits(max_in_flight integer, rate_limit_per_second double precision)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF max_in_flight IS NOT NULL AND max_in_flight < 1 THEN
+        RAISE EXCEPTION 'pg_webhooks: max_in_flight must be at least 1, not %', max_in_flight
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF rate_limit_per_second IS NOT NULL AND NOT rate_limit_per_second > 0 THEN
+        RAISE EXCEPTION 'pg_webhooks: rate_limit_per_second must be above 0, not %',
+            rate_limit_per_second
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 END $$;
 
 CREATE FUNCTION webhooks.create(
@@ -109,23 +142,54 @@ DECLARE
 BEGIN
     PERFORM webhooks._require('app', app);
     PERFORM webhooks._check_event_pattern(event);
-    IF max_in_flight IS NOT NULL AND max_in_flight < 1 THEN
-        RAISE EXCEPTION 'pg_webhooks: max_in_flight must be at least 1, not %', max_in_flight
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF rate_limit_per_second IS NOT NULL AND NOT rate_limit_per_second > 0 THEN
-        RAISE EXCEPTION 'pg_webhooks: rate_limit_per_second must be above 0, not %',
-            rate_limit_per_second
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM webhooks._check_limits(max_in_flight, rate_limit_per_second);
     INSERT INTO webhooks.webhooks
-        (app, event, url, secret, description, max_in_flight, rate_limit_per_second)
+        (app, event, url, secret, description, max_in_flight, rate_limit_per_second,
+         verification_required)
     VALUES (
         app, event, webhooks._check_url(webhooks._require('url', url)),
         CASE WHEN secret IS NULL THEN webhooks._new_secret() ELSE webhooks._check_secret(secret) END,
-        description, max_in_flight, rate_limit_per_second)
+        description, max_in_flight, rate_limit_per_second,
+        (SELECT s.require_verification FROM webhooks._settings() s))
     RETURNING id INTO new_id;
     RETURN new_id;
+END $$;
+
+-- Change a webhook; a NULL argument leaves that setting as it is. A new URL must be verified
+-- again (when the webhook requires verification): until then it sends nothing.
+CREATE FUNCTION webhooks.update(
+    id bigint,
+    url text DEFAULT NULL,
+    event text DEFAULT NULL,
+    description text DEFAULT NULL,
+    max_in_flight integer DEFAULT NULL,
+    rate_limit_per_second double precision DEFAULT NULL
+) RETURNS webhooks.webhook_info
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    new_url text := CASE WHEN url IS NOT NULL THEN webhooks._check_url(webhooks._require('url', url)) END;
+BEGIN
+    IF event IS NOT NULL THEN
+        PERFORM webhooks._check_event_pattern(event);
+    END IF;
+    PERFORM webhooks._check_limits(max_in_flight, rate_limit_per_second);
+    hook := webhooks._lock_webhook(update.id);
+    UPDATE webhooks.webhooks w
+    SET url = coalesce(new_url, w.url),
+        event = coalesce(update.event, w.event),
+        description = coalesce(update.description, w.description),
+        max_in_flight = coalesce(update.max_in_flight, w.max_in_flight),
+        rate_limit_per_second = coalesce(update.rate_limit_per_second, w.rate_limit_per_second),
+        updated_at = now()
+    WHERE w.id = hook.id;
+    IF new_url IS DISTINCT FROM hook.url AND new_url IS NOT NULL THEN
+        UPDATE webhooks.webhooks w
+        SET verification_status = 'unverified', verified_at = NULL,
+            verification_reason = 'the URL changed from ' || hook.url
+        WHERE w.id = hook.id;
+    END IF;
+    RETURN webhooks.get(hook.id);
 END $$;
 
 CREATE FUNCTION webhooks.list(app text DEFAULT NULL, event text DEFAULT NULL)
@@ -152,18 +216,9 @@ BEGIN
 END $$;
 
 CREATE FUNCTION webhooks.secret(id bigint) RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    current_secret text;
-BEGIN
-    PERFORM webhooks._require_value('id', secret.id IS NULL);
-    SELECT w.secret INTO current_secret FROM webhooks.webhooks w WHERE w.id = secret.id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pg_webhooks: webhook % does not exist', secret.id
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    RETURN current_secret;
-END $$;
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (webhooks._find_webhook(secret.id)).secret
+$$;
 
 -- Switch a webhook on. Events that arrived while it was off were held; replay_events decides
 -- whether they are delivered now (oldest first) or dropped. Returns how many are replayed.
@@ -171,7 +226,7 @@ CREATE FUNCTION webhooks.activate(id bigint, replay_events boolean DEFAULT false
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     hook webhooks.webhooks;
-    window_start timestamptz;
+    expired bigint;
     replayed bigint := 0;
 BEGIN
     PERFORM webhooks._require_value('replay_events', replay_events IS NULL);
@@ -179,11 +234,16 @@ BEGIN
     IF hook.status = 'active' THEN
         RETURN 0;
     END IF;
-    SELECT now() - s.replay_window INTO window_start FROM webhooks._settings() s;
+    expired := webhooks._expire_held(hook.id);
+    IF expired > 0 THEN
+        RAISE NOTICE 'pg_webhooks: dropped % held events of webhook % that were older than the replay window',
+            expired, hook.id
+            USING HINT = 'webhooks.get(id).expired_events counts them; settings.replay_window sets the window.';
+    END IF;
     UPDATE webhooks.deliveries d
-    SET state = 'dropped', due_at = NULL, updated_at = now()
-    WHERE d.webhook_id = hook.id AND d.state = 'held'
-      AND (NOT replay_events OR d.event_created_at < window_start);
+    SET state = 'dropped', due_at = NULL, last_error = 'dropped by activate(replay_events => false)',
+        updated_at = now()
+    WHERE d.webhook_id = hook.id AND d.state = 'held' AND NOT replay_events;
     IF replay_events THEN
         UPDATE webhooks.deliveries d
         SET state = 'pending', due_at = now(), updated_at = now()
@@ -196,6 +256,27 @@ BEGIN
     WHERE w.id = hook.id;
     RETURN replayed;
 END $$;
+
+-- Drop held deliveries older than settings.replay_window (of one webhook, or of all when
+-- only_webhook is NULL), counting them in webhooks.expired_events. Returns how many.
+CREATE FUNCTION webhooks._expire_held(only_webhook bigint) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH expired AS (
+        UPDATE webhooks.deliveries d
+        SET state = 'dropped', due_at = NULL, last_error = 'held longer than the replay window',
+            updated_at = now()
+        WHERE d.state = 'held'
+          AND (only_webhook IS NULL OR d.webhook_id = only_webhook)
+          AND d.event_created_at < now() - (SELECT s.replay_window FROM webhooks._settings() s)
+        RETURNING d.webhook_id
+    ), per_webhook AS (
+        SELECT e.webhook_id, count(*) AS n FROM expired e GROUP BY e.webhook_id
+    ), counted AS (
+        UPDATE webhooks.webhooks w SET expired_events = w.expired_events + p.n
+        FROM per_webhook p WHERE w.id = p.webhook_id
+    )
+    SELECT coalesce(sum(p.n), 0)::bigint FROM per_webhook p
+$$;
 
 -- Switch a webhook off by hand. Queued deliveries are held (see activate).
 CREATE FUNCTION webhooks.deactivate(id bigint) RETURNS void
@@ -221,13 +302,20 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WHERE d.webhook_id = _switch_off.webhook_id AND d.state = 'pending';
 $$;
 
--- The system switches a webhook off: held like a deactivation, plus a notification row and a
--- NOTIFY on webhooks_notifications for whoever watches (Mailingwork's system notification).
+-- The system switches a webhook off: held like a deactivation, plus a notification row, a
+-- NOTIFY on webhooks_notifications for whoever watches (Mailingwork's system notification), and
+-- an operational event 'webhook.disabled' that an owner URL can subscribe to (Svix's
+-- endpoint.disabled): webhooks.create('ops', 'webhook.disabled', 'https://owner.example/hook').
 CREATE FUNCTION webhooks._disable(webhook_id bigint, reason text) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     SELECT webhooks._switch_off(webhook_id, 'disabled', reason);
     INSERT INTO webhooks.notifications (webhook_id, kind, reason)
     VALUES (webhook_id, 'disabled', reason);
+    INSERT INTO webhooks.events (event, origin, payload)
+    SELECT 'webhook.disabled', 'pg_webhooks',
+           jsonb_build_object('webhook_id', w.id, 'app', w.app, 'event', w.event, 'url', w.url,
+                              'reason', reason, 'disabled_at', now())
+    FROM webhooks.webhooks w WHERE w.id = _disable.webhook_id;
     SELECT pg_notify('webhooks_notifications',
                      jsonb_build_object('webhook_id', webhook_id, 'kind', 'disabled',
                                         'reason', reason)::text);
@@ -303,6 +391,10 @@ END $$;
 COMMENT ON FUNCTION webhooks.create(text, text, text, text, integer, double precision, text) IS
 'Subscribe a URL to an event (an event name, ''prefix.*'' or ''*''); app is a free label to '
 'filter on. Generates a whsec_ signing secret unless one is given. Returns the webhook id.';
+COMMENT ON FUNCTION webhooks.update(bigint, text, text, text, integer, double precision) IS
+'Change a webhook''s url, event, description or limits (NULL leaves a setting unchanged). A new '
+'URL drops the verification: the webhook sends nothing until webhooks.verify() succeeds again. '
+'Returns the webhook as get() shows it.';
 COMMENT ON FUNCTION webhooks.list(text, text) IS
 'Webhooks, optionally filtered by app and by event, with their status; secrets are not shown.';
 COMMENT ON FUNCTION webhooks.get(bigint) IS

@@ -182,6 +182,10 @@ DECLARE
     event_id bigint;
 BEGIN
     PERFORM webhooks._check_event_name('event', event);
+    IF left(event, 8) = 'webhook.' THEN
+        RAISE EXCEPTION 'pg_webhooks: event "%" is reserved: names under webhook. are pg_webhooks'' own events', event
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM webhooks._require_value('payload', payload IS NULL);
     IF jsonb_typeof(payload) <> 'object' THEN
         RAISE EXCEPTION 'pg_webhooks: payload must be a JSON object, not %', jsonb_typeof(payload)

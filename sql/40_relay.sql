@@ -54,10 +54,12 @@ BEGIN
         INSERT INTO webhooks.deliveries
             (event_id, event_xid, event_created_at, webhook_id, state, due_at)
         SELECT b.id, b.xid, b.created_at, w.id,
-               CASE WHEN w.status = 'active' THEN 'pending' ELSE 'held' END,
-               CASE WHEN w.status = 'active' THEN now() END
+               CASE WHEN webhooks._sends(w) THEN 'pending' ELSE 'held' END,
+               CASE WHEN webhooks._sends(w) THEN now() END
         FROM batch b
+        -- an unverified webhook is not subscribed yet: nothing is recorded for it
         JOIN webhooks.webhooks w ON webhooks._event_matches(w.event, b.event)
+             AND (w.verified_at IS NOT NULL OR NOT w.verification_required)
         ORDER BY b.xid, b.id, w.id
     )
     SELECT count(*)::integer,
@@ -131,7 +133,7 @@ BEGIN
             LIMIT least(per_webhook, max_deliveries)
             FOR UPDATE SKIP LOCKED
         ) c
-        WHERE w.status = 'active' AND w.id <> ALL (coalesce(skip_webhooks, '{}'))
+        WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'))
         ORDER BY c.due_at, c.event_id
         LIMIT max_deliveries
     ), leased AS (

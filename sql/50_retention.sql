@@ -129,6 +129,13 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
+    -- held events past the replay window are dropped, and counted per webhook
+    object := webhooks._expire_held(NULL)::text;
+    IF object <> '0' THEN
+        action := 'expired held deliveries';
+        RETURN NEXT;
+    END IF;
+
     -- relays that stopped heartbeating (crashed) no longer ask writers for NOTIFY
     DELETE FROM webhooks.relays r WHERE r.seen_at < now() - interval '10 minutes';
 END $$;

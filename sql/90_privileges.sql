@@ -34,6 +34,12 @@ GRANT EXECUTE ON FUNCTION
     webhooks.deactivate(bigint),
     webhooks.delete(bigint),
     webhooks.rotate_secret(bigint, interval, text),
+    webhooks.update(bigint, text, text, text, integer, double precision),
+    webhooks.verification_file(bigint),
+    webhooks.verify(bigint),
+    webhooks.test(bigint, jsonb, text),
+    webhooks.probe(bigint, interval),
+    webhooks.sample_data(text),
     webhooks.track(regclass, text),
     webhooks.untrack(regclass),
     webhooks.redeliver(bigint),
@@ -54,13 +60,15 @@ TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb, text) TO webhooks_admin, webhooks_emit;
 
 GRANT SELECT ON webhooks.webhook_info, webhooks.tracked_tables, webhooks.delivery_status,
-    webhooks.delivery_log, webhooks.notifications TO webhooks_admin;
+    webhooks.delivery_log, webhooks.notifications, webhooks.probe_info TO webhooks_admin;
 
 GRANT EXECUTE ON FUNCTION
     webhooks.claim(text, integer, integer, bigint[], interval),
     webhooks.ack(text, jsonb),
     webhooks.relay_idle(text, boolean),
     webhooks.relay_leave(text),
+    webhooks.claim_probes(text, integer, interval),
+    webhooks.finish_probe(bigint, jsonb),
     webhooks.queue_depth(),
     webhooks.maintain()
 TO webhooks_relay;

@@ -29,9 +29,14 @@ extension_sql_file!(
     requires = ["capture"]
 );
 extension_sql_file!(
+    "../../sql/45_probes.sql",
+    name = "probes",
+    requires = ["relay", verification_urls]
+);
+extension_sql_file!(
     "../../sql/50_retention.sql",
     name = "retention",
-    requires = ["relay"]
+    requires = ["probes"]
 );
 extension_sql_file!(
     "../../sql/60_views.sql",
@@ -44,6 +49,13 @@ extension_sql_file!("../../sql/90_privileges.sql", name = "privileges", finalize
 #[pg_extern(immutable, parallel_safe, name = "_check_url")]
 fn check_url(url: &str) -> String {
     url_check::check_webhook_url(url).unwrap_or_else(|error| sql_error::raise(error))
+}
+
+/// Where a webhook's verification file is looked for: next to the callback URL, then at the
+/// root of its host.
+#[pg_extern(immutable, parallel_safe, name = "_verification_urls")]
+fn verification_urls(url: &str, file_name: &str) -> Vec<String> {
+    url_check::verification_urls(url, file_name).unwrap_or_else(|error| sql_error::raise(error))
 }
 
 /// A fresh `whsec_` signing secret (32 random bytes).

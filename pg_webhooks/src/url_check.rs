@@ -50,9 +50,63 @@ pub fn check_webhook_url(url: &str) -> Result<String, UrlError> {
     Ok(parsed.into())
 }
 
+/// Where a webhook's verification file may be served, in the order they are tried: beside the
+/// callback (`https://h/dir/hook.php` -> `https://h/dir/<file>`), then at the root of the host
+/// (`https://h/<file>`). The query string of the callback is not carried over.
+pub fn verification_urls(url: &str, file_name: &str) -> Result<Vec<String>, UrlError> {
+    let base = url::Url::parse(url).map_err(|error| invalid(url, error.to_string()))?;
+    let is_plain_file_name = !file_name.is_empty()
+        && file_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !file_name.starts_with('.');
+    if !is_plain_file_name {
+        return Err(invalid(
+            url,
+            format!("bad verification file name \"{file_name}\""),
+        ));
+    }
+    let mut urls = Vec::with_capacity(2);
+    for path in [file_name.to_owned(), format!("/{file_name}")] {
+        let candidate = base
+            .join(&path)
+            .map_err(|error| invalid(url, error.to_string()))?
+            .to_string();
+        if !urls.contains(&candidate) {
+            urls.push(candidate);
+        }
+    }
+    Ok(urls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verification_file_is_looked_for_beside_the_script_then_at_the_root() {
+        assert_eq!(
+            verification_urls("https://h.example/dir/hook.php?a=1", "pg-webhooks-1.txt"),
+            Ok(vec![
+                "https://h.example/dir/pg-webhooks-1.txt".to_owned(),
+                "https://h.example/pg-webhooks-1.txt".to_owned()
+            ])
+        );
+    }
+
+    #[test]
+    fn a_callback_at_the_root_has_one_verification_url() {
+        assert_eq!(
+            verification_urls("http://h.example:8080/hook", "f.txt"),
+            Ok(vec!["http://h.example:8080/f.txt".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_verification_file_name_cannot_climb_directories() {
+        assert!(verification_urls("https://h.example/a/b", "../f.txt").is_err());
+        assert!(verification_urls("https://h.example/a/b", "x/../../f.txt").is_err());
+    }
 
     #[test]
     fn accepts_https_with_path_and_query() {

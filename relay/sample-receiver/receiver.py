@@ -1,9 +1,11 @@
 """A sample webhook receiver: verifies each request with the official Standard Webhooks library
 and prints the event. Used by the demo (scripts/demo.sh) and docker-compose.yml.
 
-    WEBHOOK_SECRET=whsec_... python receiver.py [PORT]
+    WEBHOOK_SECRET=whsec_... [WEBHOOK_WEB_ROOT=dir] python receiver.py [PORT]
 
-Answers 204 to a verified request, 401 to one that fails verification.
+Answers 204 to a verified request, 401 to one that fails verification. With WEBHOOK_WEB_ROOT,
+GET serves the files in that directory (by name only), so webhooks.verify() can find a
+webhook's verification file there.
 """
 import json
 import os
@@ -40,6 +42,23 @@ class Handler(BaseHTTPRequestHandler):
         )
         self.send_response(204)
         self.end_headers()
+
+    def do_GET(self):
+        root = os.environ.get("WEBHOOK_WEB_ROOT")
+        name = os.path.basename(self.path.split("?", 1)[0])
+        path = os.path.join(root, name) if root and name else None
+        if path is None or not os.path.isfile(path):
+            self.send_response(404)
+            self.end_headers()
+            return
+        with open(path, "rb") as file:
+            content = file.read()
+        say(f"served {self.path}")
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
 
     def _verifies(self, secret, body):
         try:

@@ -8,13 +8,12 @@ use crate::send::{Reply, Sender};
 use crate::{render, sign};
 use chrono::Utc;
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub struct Deliverer {
-    pub sender: Sender,
+    pub sender: Arc<Sender>,
     pub policy: RetryPolicy,
     pub metrics: Arc<Metrics>,
     /// How long after its claim a delivery may still start: its attempt (at most the request
@@ -60,7 +59,8 @@ impl Deliverer {
     async fn attempt(&self, delivery: &Delivery) -> AttemptReport {
         let started_at = Utc::now();
         let body = render::body(delivery);
-        let reply = match signature_headers(delivery, started_at.timestamp(), &body) {
+        let id = render::message_id(delivery);
+        let reply = match sign::headers(&delivery.secrets, &id, started_at.timestamp(), &body) {
             Ok(headers) => {
                 let _in_flight = self.metrics.in_flight();
                 self.sender.post(&delivery.url, headers, body).await
@@ -112,26 +112,4 @@ fn answer(reply: &Reply) -> Answer {
         },
         None => Answer::NoResponse,
     }
-}
-
-fn signature_headers(
-    delivery: &Delivery,
-    timestamp: i64,
-    body: &[u8],
-) -> Result<HeaderMap, SignatureError> {
-    let id = render::message_id(delivery);
-    let signature = sign::signature_header(&delivery.secrets, &id, timestamp, body)?;
-    let mut headers = HeaderMap::new();
-    headers.insert("webhook-id", HeaderValue::from_str(&id)?);
-    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
-    headers.insert("webhook-signature", HeaderValue::from_str(&signature)?);
-    Ok(headers)
-}
-
-#[derive(Debug, thiserror::Error)]
-enum SignatureError {
-    #[error(transparent)]
-    Sign(#[from] sign::SignError),
-    #[error("header value: {0}")]
-    Header(#[from] reqwest::header::InvalidHeaderValue),
 }

@@ -1,5 +1,6 @@
 //! The wake-up line: a dedicated connection (never a pooled one: recycling runs UNLISTEN) that
-//! LISTENs on webhooks_wakeup and reconnects with backoff. Notifications can be lost while it is
+//! LISTENs on webhooks_wakeup (new events) and webhooks_probes (verification and test requests)
+//! and reconnects with backoff. Notifications can be lost while it is
 //! down, so every (re)connect also wakes the relay, and the relay polls anyway.
 
 use futures_util::stream::BoxStream;
@@ -12,6 +13,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
 pub const CHANNEL: &str = "webhooks_wakeup";
+pub const PROBES_CHANNEL: &str = "webhooks_probes";
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -22,14 +24,28 @@ struct Session {
     messages: BoxStream<'static, Result<AsyncMessage, tokio_postgres::Error>>,
 }
 
-pub async fn run(config: tokio_postgres::Config, wake: Arc<Notify>, shutdown: CancellationToken) {
+/// Who is woken by which channel.
+#[derive(Clone, Default)]
+pub struct Wakeups {
+    pub deliveries: Arc<Notify>,
+    pub probes: Arc<Notify>,
+}
+
+impl Wakeups {
+    fn wake_all(&self) {
+        self.deliveries.notify_one();
+        self.probes.notify_one();
+    }
+}
+
+pub async fn run(config: tokio_postgres::Config, wake: Wakeups, shutdown: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     while !shutdown.is_cancelled() {
         match listen(&config).await {
             Ok(session) => {
                 backoff = MIN_BACKOFF;
-                tracing::debug!("listening on {CHANNEL}");
-                wake.notify_one(); // finds whatever was sent while we were not listening
+                tracing::debug!("listening on {CHANNEL} and {PROBES_CHANNEL}");
+                wake.wake_all(); // finds whatever was sent while we were not listening
                 match forward(session, &wake, &shutdown).await {
                     Ok(()) if shutdown.is_cancelled() => return,
                     Ok(()) => {
@@ -59,7 +75,7 @@ async fn listen(config: &tokio_postgres::Config) -> Result<Session, tokio_postgr
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx))
         .fuse()
         .boxed();
-    let statement = format!("LISTEN {CHANNEL}");
+    let statement = format!("LISTEN {CHANNEL}; LISTEN {PROBES_CHANNEL}");
     {
         let mut listening = std::pin::pin!(client.batch_execute(&statement));
         loop {
@@ -84,7 +100,7 @@ async fn listen(config: &tokio_postgres::Config) -> Result<Session, tokio_postgr
 /// or we are shutting down).
 async fn forward(
     mut session: Session,
-    wake: &Notify,
+    wake: &Wakeups,
     shutdown: &CancellationToken,
 ) -> Result<(), tokio_postgres::Error> {
     loop {
@@ -93,7 +109,10 @@ async fn forward(
             _ = shutdown.cancelled() => return Ok(()),
         };
         match message {
-            Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+            Some(Ok(AsyncMessage::Notification(note))) if note.channel() == PROBES_CHANNEL => {
+                wake.probes.notify_one()
+            }
+            Some(Ok(AsyncMessage::Notification(_))) => wake.deliveries.notify_one(),
             Some(Ok(_)) => {}
             Some(Err(error)) => return Err(error),
             None => return Ok(()),

@@ -2,7 +2,8 @@
 //!
 //! An event's way through the modules: `listen` (wake-up) → `pipeline` (claim loop) →
 //! `claim` (lease in SQL) → `deliver` (per delivery: `limits`, `render`, `sign`, `send`,
-//! `retry`) → `acks` (batched outcomes back to SQL). `config` holds every option and default,
+//! `retry`) → `acks` (batched outcomes back to SQL). `probe` runs verification and test
+//! requests admins ask for. `config` holds every option and default,
 //! `lifecycle` signals and upkeep, `ssrf` the address policy, `metrics` /healthz and /metrics.
 
 mod acks;
@@ -14,6 +15,7 @@ mod limits;
 mod listen;
 mod metrics;
 mod pipeline;
+mod probe;
 mod render;
 mod retry;
 mod send;
@@ -24,7 +26,6 @@ use config::{Config, ConfigError, LogFormat};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
@@ -134,14 +135,14 @@ async fn run(config: Config) -> Result<(), StartError> {
         metrics.clone(),
         shutdown.clone(),
     ));
-    let wake = Arc::new(Notify::new());
+    let wake = listen::Wakeups::default();
     tokio::spawn(listen::run(database, wake.clone(), shutdown.clone()));
 
     let policy = Arc::new(ssrf::AddressPolicy {
         allowed: config.allowed_ranges(),
         https_only: config.https_only,
     });
-    let sender = send::Sender::new(
+    let sender = Arc::new(send::Sender::new(
         policy,
         &send::SendOptions {
             connect_timeout: config.connect_timeout,
@@ -150,7 +151,17 @@ async fn run(config: Config) -> Result<(), StartError> {
             response_excerpt_bytes: config.response_excerpt_bytes,
             max_connections_per_host: config.max_in_flight_per_webhook as usize,
         },
-    )?;
+    )?);
+    tokio::spawn(
+        probe::Prober {
+            pool: pool.clone(),
+            relay: relay.clone(),
+            sender: sender.clone(),
+            lease: config.lease,
+            poll_interval: config.poll_interval,
+        }
+        .run(wake.probes.clone(), shutdown.clone()),
+    );
     let deliverer = Arc::new(deliver::Deliverer {
         sender,
         policy: retry::RetryPolicy {
@@ -173,7 +184,7 @@ async fn run(config: Config) -> Result<(), StartError> {
             config.max_in_flight_per_webhook as usize,
             config.start_window(),
         ),
-        wake,
+        wake: wake.deliveries,
         metrics,
         timing: pipeline::Timing {
             poll_interval: config.poll_interval,

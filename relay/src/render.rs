@@ -1,14 +1,19 @@
 //! The request body: `{"type": <event>, "timestamp": <RFC 3339, UTC, microseconds>, "data": ...}`.
 
 use crate::claim::Delivery;
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 pub fn body(delivery: &Delivery) -> Vec<u8> {
+    event_body(&delivery.event, delivery.occurred_at, &delivery.data)
+}
+
+/// The body for an event that is not (yet) a delivery, such as a test request.
+pub fn event_body(event: &str, occurred_at: DateTime<Utc>, data: &serde_json::Value) -> Vec<u8> {
     json!({
-        "type": delivery.event,
-        "timestamp": delivery.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        "data": delivery.data,
+        "type": event,
+        "timestamp": occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        "data": data,
     })
     .to_string()
     .into_bytes()
@@ -22,7 +27,7 @@ pub fn message_id(delivery: &Delivery) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
+    use chrono::TimeZone;
 
     #[test]
     fn the_body_has_type_timestamp_and_data_in_that_order() {

@@ -56,21 +56,36 @@ impl Sender {
     }
 
     pub async fn post(&self, url: &str, signature_headers: HeaderMap, body: Vec<u8>) -> Reply {
+        self.exchange(url, |client, target| {
+            client
+                .post(target)
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .headers(signature_headers)
+                .body(body)
+        })
+        .await
+    }
+
+    /// A plain GET under the same address policy (for verification files).
+    pub async fn get(&self, url: &str) -> Reply {
+        self.exchange(url, |client, target| client.get(target))
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        url: &str,
+        request: impl FnOnce(&reqwest::Client, reqwest::Url) -> reqwest::RequestBuilder,
+    ) -> Reply {
         let started = Instant::now();
         let target = match self.policy.check_url(url) {
             Ok(target) => target,
             Err(refusal) => return Reply::failed(refusal.error_class(), started.elapsed()),
         };
-        let request = self
-            .client
-            .post(target)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(
-                USER_AGENT,
-                concat!("pg-webhooks-relay/", env!("CARGO_PKG_VERSION")),
-            )
-            .headers(signature_headers)
-            .body(body);
+        let request = request(&self.client, target).header(
+            USER_AGENT,
+            concat!("pg-webhooks-relay/", env!("CARGO_PKG_VERSION")),
+        );
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(error) => return Reply::failed(error_class(&error), started.elapsed()),

@@ -3,12 +3,37 @@
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
+use reqwest::header::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SignError {
     #[error("a webhook secret is not in the whsec_<base64> form")]
     BadSecret,
+    #[error("the message id cannot be a header value")]
+    BadMessageId,
+}
+
+/// The `webhook-id`, `webhook-timestamp` and `webhook-signature` headers of a request.
+pub fn headers(
+    secrets: &[String],
+    message_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<HeaderMap, SignError> {
+    let signature = signature_header(secrets, message_id, timestamp, body)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "webhook-id",
+        HeaderValue::from_str(message_id).map_err(|_| SignError::BadMessageId)?,
+    );
+    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+    // base64 and "v1," only: always a valid header value
+    headers.insert(
+        "webhook-signature",
+        HeaderValue::from_str(&signature).map_err(|_| SignError::BadSecret)?,
+    );
+    Ok(headers)
 }
 
 /// The `webhook-signature` header value.

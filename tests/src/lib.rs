@@ -7,6 +7,7 @@
 pub mod database;
 pub mod receiver;
 pub mod relay;
+pub mod verifier;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 pub use database::TestDb;
 pub use receiver::{Received, Receiver, Reply};
 pub use relay::Relay;
+pub use verifier::verify_with_official_library;
 
 /// Poll `check` until it returns Some, or panic with `what` after `limit`.
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T

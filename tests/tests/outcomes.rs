@@ -250,8 +250,10 @@ async fn a_receiver_that_keeps_failing_is_disabled_with_a_notification() {
     let db = TestDb::create("auto_disable").await;
     let receiver = Receiver::answering(|_, _| Reply::status(500)).await;
     let hook = db.create_webhook("*", &receiver.url("/")).await;
-    db.execute("INSERT INTO webhooks.settings (disable_after_failures, disable_after) VALUES (4, '1 second')")
-        .await;
+    db.execute(
+        "UPDATE webhooks.settings SET disable_after_failures = 4, disable_after = '1 second'",
+    )
+    .await;
     let _relay = Relay::start(
         &db,
         "r1",

@@ -12,7 +12,7 @@ CREATE FUNCTION fail_all(relay text) RETURNS integer LANGUAGE sql AS $$
 $$;
 
 -- failures below the threshold keep the webhook active
-INSERT INTO webhooks.settings (disable_after_failures, disable_after) VALUES (3, '1 hour');
+UPDATE webhooks.settings SET disable_after_failures = 3, disable_after = '1 hour';
 SELECT webhooks.emit('life.signal', jsonb_build_object('n', n)) FROM generate_series(1, 3) n \g /dev/null
 SELECT fail_all('relay');
 SELECT status, consecutive_failures FROM webhooks.get(:hook);
@@ -45,7 +45,7 @@ FROM webhooks.claim('relay', 100, 100, '{}', '1 minute');
 SELECT kind, reason FROM webhooks.notifications WHERE webhook_id = :gone_hook;
 
 -- recover queues failed and dropped deliveries since a time again
-DELETE FROM webhooks.settings;
+UPDATE webhooks.settings SET disable_after_failures = NULL, disable_after = NULL;
 SELECT webhooks.activate(:hook, replay_events => false) AS replayed;
 SELECT state, count(*) FROM webhooks.delivery_status WHERE webhook_id = :hook
 GROUP BY state ORDER BY state;

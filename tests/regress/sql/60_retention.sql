@@ -37,9 +37,9 @@ SELECT c.relname, e.extcondition IS NOT NULL AS dumped
 FROM pg_extension e, unnest(e.extconfig) cfg JOIN pg_class c ON c.oid = cfg
 WHERE e.extname = 'pg_webhooks' ORDER BY c.relname;
 
--- settings start empty (the defaults apply); a row overrides only what it sets
+-- a NULL setting means its default; a value overrides only itself
 SELECT * FROM webhooks._settings();
-INSERT INTO webhooks.settings (retention) VALUES ('14 days');
+UPDATE webhooks.settings SET retention = '14 days';
 SELECT * FROM webhooks._settings();
 SELECT try($$UPDATE webhooks.settings SET retention = '1 hour'$$);
-DELETE FROM webhooks.settings;
+UPDATE webhooks.settings SET retention = NULL;
