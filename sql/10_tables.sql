@@ -76,6 +76,20 @@ CREATE TABLE webhooks.webhooks (
     verification_reason     text,
     verified_at             timestamptz,
     expired_events          bigint NOT NULL DEFAULT 0,  -- held longer than replay_window, dropped
+    -- what is sent and when (sql/25_options.sql, webhooks.configure)
+    format                  text NOT NULL DEFAULT 'json' CHECK (format IN ('json', 'form', 'query')),
+    method                  text NOT NULL DEFAULT 'POST' CHECK (method IN ('POST', 'GET', 'PUT')),
+    fields                  jsonb,          -- [{"column", "name", "default"}]: send only these
+    key_field               text,           -- always sent with fields (default 'email')
+    parameters              jsonb,          -- fixed parameters, sent as parameters[key]=value
+    source                  regclass,       -- only events from this table
+    filter                  jsonpath,       -- only events whose payload satisfies it
+    on_change               text[],         -- updates only when one of these columns changed
+    include_columns         text[],         -- row columns sent (NULL: all)
+    exclude_columns         text[],         -- row columns never sent
+    exclude_origins         text[],         -- events from these origins are not sent
+    throttle                interval,       -- at most one event per throttle_per value per interval
+    throttle_per            text,
     created_at              timestamptz NOT NULL DEFAULT now(),
     updated_at              timestamptz NOT NULL DEFAULT now()
 );
@@ -93,11 +107,14 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT hook.status = 'active' AND (hook.verified_at IS NOT NULL OR NOT hook.verification_required)
 $$;
 
--- Tables whose row changes become events.
+-- Tables whose row changes become events. A child table (Copernica's subprofiles in a
+-- collection) names the column that holds its parent profile's id.
 CREATE TABLE webhooks.tracked (
     source       regclass PRIMARY KEY,
     entity       text NOT NULL,
     key_columns  text[] NOT NULL,
+    parent_column text,
+    parent_table regclass,      -- the table parent_column references, when a foreign key says so
     tracked_at   timestamptz NOT NULL DEFAULT now()
 );
 
@@ -197,6 +214,15 @@ CREATE TABLE webhooks.notifications (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX notifications_webhook_idx ON webhooks.notifications (webhook_id, created_at);
+
+-- When a throttled webhook last sent an event for each throttle_per value (KlickTipp: a tag
+-- webhook fires at most once per contact every 6 hours).
+CREATE TABLE webhooks.throttles (
+    webhook_id  bigint NOT NULL REFERENCES webhooks.webhooks (id) ON DELETE CASCADE,
+    value       text NOT NULL,
+    sent_at     timestamptz NOT NULL,
+    PRIMARY KEY (webhook_id, value)
+);
 
 -- One-off requests the relay makes for an admin (sql/45_probes.sql): fetching a webhook's
 -- verification file (kind 'verify') or sending one test request (kind 'test').

@@ -80,6 +80,12 @@ SELECT id, app, event, url,
        previous_secret_until > now() AS rotating_secret,
        verification_required, verification_status, verification_reason, verified_at,
        webhooks._sends(w) AS sending, expired_events,
+       jsonb_strip_nulls(jsonb_build_object(
+           'format', nullif(format, 'json'), 'method', nullif(method, 'POST'), 'fields', fields,
+           'key_field', key_field, 'parameters', parameters, 'source', source::text,
+           'filter', filter::text, 'on_change', on_change, 'include_columns', include_columns,
+           'exclude_columns', exclude_columns, 'exclude_origins', exclude_origins,
+           'throttle', throttle::text, 'throttle_per', throttle_per)) AS options,
        created_at, updated_at
 FROM webhooks.webhooks w;
 
@@ -183,6 +189,7 @@ BEGIN
         rate_limit_per_second = coalesce(update.rate_limit_per_second, w.rate_limit_per_second),
         updated_at = now()
     WHERE w.id = hook.id;
+    PERFORM webhooks._check_options(webhooks._find_webhook(hook.id)); -- URL placeholders
     IF new_url IS DISTINCT FROM hook.url AND new_url IS NOT NULL THEN
         UPDATE webhooks.webhooks w
         SET verification_status = 'unverified', verified_at = NULL,

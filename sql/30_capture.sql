@@ -61,16 +61,25 @@ END $$;
 
 -- Remember a tracked table. SECURITY DEFINER: the caller creates the triggers with its own
 -- rights (track() is SECURITY INVOKER), but has no rights on webhooks.tracked.
-CREATE FUNCTION webhooks._remember_tracked(source regclass, entity text) RETURNS void
+CREATE FUNCTION webhooks._remember_tracked(source regclass, entity text, parent text)
+RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO webhooks.tracked (source, entity, key_columns)
+    INSERT INTO webhooks.tracked (source, entity, key_columns, parent_column, parent_table)
     SELECT _remember_tracked.source, _remember_tracked.entity,
            coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
                      FROM pg_index i
                      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                      WHERE i.indrelid = _remember_tracked.source AND i.indisprimary),
-                    '{}')
+                    '{}'),
+           parent,
+           -- the table a single-column foreign key on the parent column points to
+           (SELECT c.confrelid::regclass
+            FROM pg_constraint c
+            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+            WHERE c.conrelid = _remember_tracked.source AND c.contype = 'f'
+              AND cardinality(c.conkey) = 1 AND a.attname = parent
+            LIMIT 1)
 $$;
 
 CREATE FUNCTION webhooks._forget_tracked(source regclass) RETURNS void
@@ -115,7 +124,8 @@ BEGIN
     END IF;
 END $$;
 
-CREATE FUNCTION webhooks.track(source regclass, entity text DEFAULT NULL) RETURNS void
+CREATE FUNCTION webhooks.track(source regclass, entity text DEFAULT NULL, parent text DEFAULT NULL)
+RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     entity_name text;
@@ -124,6 +134,13 @@ BEGIN
     entity_name := webhooks._check_event_name(
         'entity', coalesce(entity, (SELECT c.relname::text FROM pg_class c WHERE c.oid = source)));
     PERFORM webhooks._check_trackable(source);
+    IF parent IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_attribute a
+        WHERE a.attrelid = source AND a.attname = parent AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" has no column "%" for the parent profile', source,
+            left(parent, 200)
+            USING ERRCODE = 'undefined_column';
+    END IF;
     IF webhooks._is_tracked(source) THEN
         RAISE EXCEPTION 'pg_webhooks: table "%" is already tracked', source
             USING ERRCODE = 'duplicate_object',
@@ -142,7 +159,7 @@ BEGIN
         'CREATE TRIGGER webhooks_capture_delete AFTER DELETE ON %s '
         'REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT '
         'EXECUTE FUNCTION webhooks._capture(%L)', source, entity_name);
-    PERFORM webhooks._remember_tracked(source, entity_name);
+    PERFORM webhooks._remember_tracked(source, entity_name, parent);
 END $$;
 
 CREATE FUNCTION webhooks.untrack(source regclass) RETURNS void
@@ -172,7 +189,7 @@ CREATE EVENT TRIGGER webhooks_forget_dropped_tables ON sql_drop
     EXECUTE FUNCTION webhooks._forget_dropped_tables();
 
 CREATE VIEW webhooks.tracked_tables AS
-SELECT source, entity, key_columns, tracked_at FROM webhooks.tracked;
+SELECT source, entity, key_columns, parent_column, parent_table, tracked_at FROM webhooks.tracked;
 
 -- An application event: anything that is not a row change (an email was opened, a contact got a
 -- tag...). Written in the caller's transaction; returns the event id.
@@ -198,9 +215,11 @@ BEGIN
     RETURN event_id;
 END $$;
 
-COMMENT ON FUNCTION webhooks.track(regclass, text) IS
+COMMENT ON FUNCTION webhooks.track(regclass, text, text) IS
 'Emit <entity>.created, <entity>.updated and <entity>.deleted events for the row changes of a '
-'table (entity defaults to the table name). The caller needs the TRIGGER privilege on it.';
+'table (entity defaults to the table name). For a child table (subprofiles), parent names the '
+'column holding the parent profile''s id: its events then carry profile, collection and '
+'database. The caller needs the TRIGGER privilege on it.';
 COMMENT ON FUNCTION webhooks.untrack(regclass) IS
 'Stop emitting events for a table''s row changes.';
 COMMENT ON FUNCTION webhooks.emit(text, jsonb, text) IS

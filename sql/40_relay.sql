@@ -41,7 +41,7 @@ BEGIN
     END IF;
 
     WITH batch AS MATERIALIZED (
-        SELECT e.id, e.created_at, e.xid, e.event
+        SELECT e.id, e.created_at, e.xid, e.event, e.source, e.origin, e.payload
         FROM webhooks.events e
         WHERE e.xid >= pg_snapshot_xmin(state.done_upto)
           AND e.xid < pg_snapshot_xmax(state.batch_upto)
@@ -50,17 +50,39 @@ BEGIN
           AND NOT pg_visible_in_snapshot(e.xid, state.done_upto)
         ORDER BY e.xid, e.id
         LIMIT max_events
+    ), wanted AS (
+        -- the webhooks that want each event (sql/25_options.sql: pattern, verification, source,
+        -- origins, filter, columns); an event nobody wants gets no delivery at all
+        SELECT b.id, b.xid, b.created_at, w.id AS webhook_id, webhooks._sends(w) AS sends,
+               w.throttle, webhooks._throttle_value(w, b.payload) AS throttle_value
+        FROM batch b
+        JOIN webhooks.webhooks w ON webhooks._wants(w, b.event, b.source, b.origin, b.payload)
+    ), decided AS (
+        -- throttled: the webhook sent for this value within its throttle, before or earlier in
+        -- this batch; such events are dropped, visibly
+        SELECT x.*, x.throttle_value IS NOT NULL AND (
+                   row_number() OVER (PARTITION BY x.webhook_id, x.throttle_value
+                                      ORDER BY x.xid, x.id) > 1
+                   OR EXISTS (SELECT 1 FROM webhooks.throttles t
+                              WHERE t.webhook_id = x.webhook_id AND t.value = x.throttle_value
+                                AND t.sent_at > x.created_at - x.throttle)) AS throttled
+        FROM wanted x
     ), fanned AS (
         INSERT INTO webhooks.deliveries
-            (event_id, event_xid, event_created_at, webhook_id, state, due_at)
-        SELECT b.id, b.xid, b.created_at, w.id,
-               CASE WHEN webhooks._sends(w) THEN 'pending' ELSE 'held' END,
-               CASE WHEN webhooks._sends(w) THEN now() END
-        FROM batch b
-        -- an unverified webhook is not subscribed yet: nothing is recorded for it
-        JOIN webhooks.webhooks w ON webhooks._event_matches(w.event, b.event)
-             AND (w.verified_at IS NOT NULL OR NOT w.verification_required)
-        ORDER BY b.xid, b.id, w.id
+            (event_id, event_xid, event_created_at, webhook_id, state, due_at, last_error)
+        SELECT d.id, d.xid, d.created_at, d.webhook_id,
+               CASE WHEN d.throttled THEN 'dropped' WHEN d.sends THEN 'pending' ELSE 'held' END,
+               CASE WHEN d.sends AND NOT d.throttled THEN now() END,
+               CASE WHEN d.throttled THEN 'throttled' END
+        FROM decided d
+        ORDER BY d.xid, d.id, d.webhook_id
+    ), remembered AS (
+        INSERT INTO webhooks.throttles (webhook_id, value, sent_at)
+        SELECT d.webhook_id, d.throttle_value, max(d.created_at)
+        FROM decided d
+        WHERE d.throttle_value IS NOT NULL AND NOT d.throttled
+        GROUP BY d.webhook_id, d.throttle_value
+        ON CONFLICT (webhook_id, value) DO UPDATE SET sent_at = excluded.sent_at
     )
     SELECT count(*)::integer,
            (array_agg(b.xid ORDER BY b.xid DESC, b.id DESC))[1],
@@ -86,17 +108,23 @@ LANGUAGE sql STABLE AS $$
                 ELSE ARRAY[hook.secret] END
 $$;
 
--- The `data` of a request body. Row events get the table, the entity and the primary key added.
-CREATE FUNCTION webhooks._event_data(e webhooks.events) RETURNS jsonb
+-- The `data` of a request body, as this webhook is sent it (its column lists applied). Row
+-- events get the table, the entity and the primary key added; rows of a child table also the
+-- parent profile's id, the collection (the child's entity) and the parent table (database).
+CREATE FUNCTION webhooks._event_data(e webhooks.events, hook webhooks.webhooks) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN e.source IS NULL THEN e.payload
-           ELSE e.payload || jsonb_build_object(
+    SELECT CASE WHEN e.source IS NULL THEN webhooks._visible_payload(hook, e.payload, false)
+           ELSE webhooks._visible_payload(hook, e.payload, true) || jsonb_build_object(
                'table', e.source::text,
                'entity', t.entity,
-               'key', (SELECT jsonb_object_agg(k.col, coalesce(e.payload -> 'new', e.payload -> 'old') -> k.col)
+               'key', (SELECT jsonb_object_agg(k.col, image -> k.col)
                        FROM unnest(t.key_columns) AS k(col)))
+               || CASE WHEN t.parent_column IS NULL THEN '{}' ELSE jsonb_build_object(
+                      'profile', image -> t.parent_column,
+                      'collection', t.entity,
+                      'database', t.parent_table::text) END
            END
-    FROM (SELECT 1) one
+    FROM (SELECT coalesce(e.payload -> 'new', e.payload -> 'old') AS image) row_image
     LEFT JOIN webhooks.tracked t ON t.source = e.source
 $$;
 
@@ -112,7 +140,8 @@ CREATE FUNCTION webhooks.claim(
 ) RETURNS TABLE (
     delivery_id bigint, attempt integer, webhook_id bigint, url text, secrets text[],
     event_id bigint, event text, occurred_at timestamptz, data jsonb,
-    max_in_flight integer, rate_limit_per_second double precision
+    max_in_flight integer, rate_limit_per_second double precision,
+    format text, method text, fields jsonb, key_field text, parameters jsonb
 )
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -145,8 +174,9 @@ BEGIN
         RETURNING d.id, d.attempts, d.webhook_id, d.event_id, d.event_xid, d.event_created_at
     )
     SELECT l.id, l.attempts, w.id, w.url, webhooks._signing_secrets(w),
-           e.id, e.event, e.created_at, webhooks._event_data(e),
-           w.max_in_flight, w.rate_limit_per_second
+           e.id, e.event, e.created_at, webhooks._event_data(e, w),
+           w.max_in_flight, w.rate_limit_per_second,
+           w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters
     FROM leased l
     JOIN webhooks.webhooks w ON w.id = l.webhook_id
     JOIN webhooks.events e

@@ -136,6 +136,10 @@ BEGIN
         RETURN NEXT;
     END IF;
 
+    -- throttle marks older than their webhook's throttle decide nothing any more
+    DELETE FROM webhooks.throttles t USING webhooks.webhooks w
+    WHERE w.id = t.webhook_id AND (w.throttle IS NULL OR t.sent_at < now() - w.throttle);
+
     -- relays that stopped heartbeating (crashed) no longer ask writers for NOTIFY
     DELETE FROM webhooks.relays r WHERE r.seen_at < now() - interval '10 minutes';
 END $$;

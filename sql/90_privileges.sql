@@ -40,7 +40,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks.test(bigint, jsonb, text),
     webhooks.probe(bigint, interval),
     webhooks.sample_data(text),
-    webhooks.track(regclass, text),
+    webhooks.track(regclass, text, text),
+    webhooks.configure(bigint, jsonb),
     webhooks.untrack(regclass),
     webhooks.redeliver(bigint),
     webhooks.recover(bigint, timestamptz),
@@ -52,7 +53,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks._check_event_name(text, text),
     webhooks._check_trackable(regclass),
     webhooks._is_tracked(regclass),
-    webhooks._remember_tracked(regclass, text),
+    webhooks._remember_tracked(regclass, text, text),
     webhooks._forget_tracked(regclass),
     webhooks._capture()
 TO webhooks_admin;

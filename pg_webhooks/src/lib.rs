@@ -19,9 +19,14 @@ extension_sql_file!(
     requires = ["tables", check_url, new_secret, check_secret]
 );
 extension_sql_file!(
+    "../../sql/25_options.sql",
+    name = "options",
+    requires = ["registry"]
+);
+extension_sql_file!(
     "../../sql/30_capture.sql",
     name = "capture",
-    requires = ["registry"]
+    requires = ["options"]
 );
 extension_sql_file!(
     "../../sql/40_relay.sql",

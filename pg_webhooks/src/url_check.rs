@@ -38,6 +38,13 @@ pub fn check_webhook_url(url: &str) -> Result<String, UrlError> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(invalid(url, "it has no host"));
     }
+    // placeholders are filled from event data: never let data choose the host
+    if parsed.host_str().is_some_and(|host| host.contains("__")) {
+        return Err(invalid(
+            url,
+            "placeholders (__name__) may appear in the path and query, not in the host",
+        ));
+    }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid(url, "credentials in the URL are not allowed"));
     }
@@ -146,6 +153,12 @@ mod tests {
     #[test]
     fn refuses_credentials() {
         assert!(check_webhook_url("https://user:pw@example.com/").is_err());
+    }
+
+    #[test]
+    fn allows_placeholders_in_path_and_query_but_not_in_the_host() {
+        assert!(check_webhook_url("https://h.example/__list__/add?email=__email__").is_ok());
+        assert!(check_webhook_url("https://__tenant__.example/hook").is_err());
     }
 
     #[test]

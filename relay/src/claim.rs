@@ -1,8 +1,10 @@
 //! Leasing due deliveries (webhooks.claim) and recording attempt outcomes (webhooks.ack).
 
 use crate::limits::WebhookLimits;
+use crate::render::{Field, Shape};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use reqwest::Method;
 use serde::Serialize;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -14,6 +16,8 @@ pub enum DatabaseError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {0}")]
     Query(#[from] tokio_postgres::Error),
+    #[error("unexpected {what} from the database: {value}")]
+    Unexpected { what: &'static str, value: String },
 }
 
 /// One leased delivery: an event on its way to one webhook.
@@ -29,6 +33,7 @@ pub struct Delivery {
     pub occurred_at: DateTime<Utc>,
     pub data: serde_json::Value,
     pub limits: WebhookLimits,
+    pub shape: Shape,
     /// Taken just before the claim was sent, so the lease surely ends after `claimed_at + lease`.
     pub claimed_at: Instant,
 }
@@ -47,7 +52,8 @@ pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Vec<Deliver
     let statement = client
         .prepare_cached(
             "SELECT delivery_id, attempt, webhook_id, url, secrets, event_id, event, occurred_at, \
-                    data, max_in_flight, rate_limit_per_second \
+                    data, max_in_flight, rate_limit_per_second, \
+                    format, method, fields, key_field, parameters \
              FROM webhooks.claim($1, $2, $3, $4, make_interval(secs => $5))",
         )
         .await?;
@@ -86,7 +92,32 @@ fn delivery_from_row(
             max_in_flight: row.try_get("max_in_flight")?,
             rate_limit_per_second: row.try_get("rate_limit_per_second")?,
         },
+        shape: shape_from_row(row)?,
         claimed_at,
+    })
+}
+
+/// A webhook's request options, from the columns claim() and claim_probes() return.
+pub fn shape_from_row(row: &tokio_postgres::Row) -> Result<Shape, DatabaseError> {
+    let format: String = row.try_get("format")?;
+    let method: String = row.try_get("method")?;
+    let fields: Option<Json<Vec<Field>>> = row.try_get("fields")?;
+    let parameters: Option<Json<serde_json::Map<String, serde_json::Value>>> =
+        row.try_get("parameters")?;
+    Ok(Shape {
+        format: serde_json::from_value(serde_json::Value::String(format.clone())).map_err(
+            |_| DatabaseError::Unexpected {
+                what: "format",
+                value: format,
+            },
+        )?,
+        method: Method::from_bytes(method.as_bytes()).map_err(|_| DatabaseError::Unexpected {
+            what: "method",
+            value: method.clone(),
+        })?,
+        fields: fields.map(|Json(fields)| fields),
+        key_field: row.try_get("key_field")?,
+        parameters: parameters.map(|Json(parameters)| parameters),
     })
 }
 

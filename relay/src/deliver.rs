@@ -3,6 +3,7 @@
 use crate::claim::{AttemptReport, Delivery};
 use crate::limits::Ticket;
 use crate::metrics::Metrics;
+use crate::render::{Message, Shape};
 use crate::retry::{parse_retry_after, Answer, Decision, RetryPolicy};
 use crate::send::{Reply, Sender};
 use crate::{render, sign};
@@ -58,17 +59,24 @@ impl Deliverer {
 
     async fn attempt(&self, delivery: &Delivery) -> AttemptReport {
         let started_at = Utc::now();
-        let body = render::body(delivery);
-        let id = render::message_id(delivery);
-        let reply = match sign::headers(&delivery.secrets, &id, started_at.timestamp(), &body) {
-            Ok(headers) => {
-                let _in_flight = self.metrics.in_flight();
-                self.sender.post(&delivery.url, headers, body).await
-            }
-            Err(error) => {
-                tracing::error!(webhook = delivery.webhook_id, %error, "cannot sign");
-                Reply::failed("bad_secret", Duration::ZERO)
-            }
+        let id = render::message_id(delivery.event_id);
+        let message = Message {
+            id: &id,
+            event_id: delivery.event_id,
+            event: &delivery.event,
+            occurred_at: delivery.occurred_at,
+            data: &delivery.data,
+        };
+        let reply = {
+            let _in_flight = self.metrics.in_flight();
+            send_message(
+                &self.sender,
+                &message,
+                &delivery.url,
+                &delivery.shape,
+                &delivery.secrets,
+            )
+            .await
         };
         let decision = self.policy.decide(
             delivery.attempt,
@@ -95,6 +103,31 @@ impl Deliverer {
             response: reply.excerpt,
             started_at,
             duration_ms: i32::try_from(reply.duration.as_millis()).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+/// Render a message in the webhook's shape, sign it with its secrets (the signature's timestamp
+/// is now) and send it. Deliveries and test requests go this same way.
+pub async fn send_message(
+    sender: &Sender,
+    message: &Message<'_>,
+    url: &str,
+    shape: &Shape,
+    secrets: &[String],
+) -> Reply {
+    let request = match render::request(message, url, shape) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::error!(message = message.id, %error, "cannot render");
+            return Reply::failed("render", Duration::ZERO);
+        }
+    };
+    match sign::headers(secrets, message.id, Utc::now().timestamp(), &request.signed) {
+        Ok(headers) => sender.send(request, headers).await,
+        Err(error) => {
+            tracing::error!(message = message.id, %error, "cannot sign");
+            Reply::failed("bad_secret", Duration::ZERO)
         }
     }
 }

@@ -2,9 +2,10 @@
 //! the webhook's verification file and compares its content; `test` sends one signed request.
 //! Neither retries: the admin reads the result with webhooks.probe() and asks again.
 
-use crate::claim::DatabaseError;
+use crate::claim::{shape_from_row, DatabaseError};
+use crate::deliver::send_message;
+use crate::render::{Message, Shape};
 use crate::send::{Reply, Sender};
-use crate::{render, sign};
 use chrono::Utc;
 use deadpool_postgres::Pool;
 use serde::Serialize;
@@ -35,6 +36,7 @@ enum Kind {
         secrets: Vec<String>,
         event: String,
         payload: serde_json::Value,
+        shape: Box<Shape>,
     },
 }
 
@@ -98,7 +100,8 @@ impl Prober {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT probe_id, kind, url, secrets, event, payload, file_urls, file_content \
+                "SELECT probe_id, kind, url, secrets, event, payload, file_urls, file_content, \
+                        format, method, fields, key_field, parameters \
                  FROM webhooks.claim_probes($1, $2, make_interval(secs => $3))",
                 &[&self.relay, &PROBES_PER_CLAIM, &self.lease.as_secs_f64()],
             )
@@ -113,7 +116,18 @@ impl Prober {
                 secrets,
                 event,
                 payload,
-            } => self.test(probe, secrets, event, payload).await,
+                shape,
+            } => {
+                let id = format!("test_{}", probe.id);
+                let message = Message {
+                    id: &id,
+                    event_id: 0,
+                    event,
+                    occurred_at: Utc::now(),
+                    data: payload,
+                };
+                self.test(probe, &message, shape, secrets).await
+            }
         }
     }
 
@@ -139,20 +153,11 @@ impl Prober {
     async fn test(
         &self,
         probe: &Probe,
+        message: &Message<'_>,
+        shape: &Shape,
         secrets: &[String],
-        event: &str,
-        payload: &serde_json::Value,
     ) -> Outcome {
-        let now = Utc::now();
-        let body = render::event_body(event, now, payload);
-        let message_id = format!("test_{}", probe.id);
-        let reply = match sign::headers(secrets, &message_id, now.timestamp(), &body) {
-            Ok(headers) => self.sender.post(&probe.url, headers, body).await,
-            Err(error) => {
-                tracing::error!(probe = probe.id, %error, "cannot sign");
-                Reply::failed("bad_secret", Duration::ZERO)
-            }
-        };
+        let reply = send_message(&self.sender, message, &probe.url, shape, secrets).await;
         let result = match (reply.status, reply.error) {
             (Some(status), _) => format!("HTTP {status}"),
             (None, Some(error)) => format!("no answer: {error}"),
@@ -208,6 +213,7 @@ fn probe_from_row(row: &tokio_postgres::Row) -> Result<Probe, DatabaseError> {
             secrets: row.try_get("secrets")?,
             event: row.try_get("event")?,
             payload: row.try_get::<_, Json<serde_json::Value>>("payload")?.0,
+            shape: Box::new(shape_from_row(row)?),
         }
     };
     Ok(Probe {

@@ -1,5 +1,6 @@
 //! One HTTP attempt: POST the signed body, read at most a capped part of the answer.
 
+use crate::render::Request;
 use crate::ssrf::{AddressPolicy, GuardedResolver, LookupFailed, Refusal};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use std::error::Error;
@@ -55,13 +56,18 @@ impl Sender {
         })
     }
 
-    pub async fn post(&self, url: &str, signature_headers: HeaderMap, body: Vec<u8>) -> Reply {
-        self.exchange(url, |client, target| {
-            client
-                .post(target)
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .headers(signature_headers)
-                .body(body)
+    /// Send a rendered request with its signature headers.
+    pub async fn send(&self, request: Request, signature_headers: HeaderMap) -> Reply {
+        self.exchange(&request.url, |client, target| {
+            let mut builder = client
+                .request(request.method, target)
+                .headers(signature_headers);
+            if let Some(content_type) = request.content_type {
+                builder = builder
+                    .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
+                    .body(request.body);
+            }
+            builder
         })
         .await
     }
@@ -205,7 +211,14 @@ mod tests {
     async fn post(sender: &Sender, url: &str) -> Reply {
         let mut headers = HeaderMap::new();
         headers.insert("webhook-id", HeaderValue::from_static("evt_1"));
-        sender.post(url, headers, b"{}".to_vec()).await
+        let request = Request {
+            method: reqwest::Method::POST,
+            url: url.to_owned(),
+            content_type: Some("application/json"),
+            body: b"{}".to_vec(),
+            signed: b"{}".to_vec(),
+        };
+        sender.send(request, headers).await
     }
 
     /// Accepts one connection, reads the request head, answers `response` and hands back

@@ -3,7 +3,7 @@
 
 PGRX_VERSION=0.18.1
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo
-              pkg-config python3-venv curl)
+              pkg-config python3-venv curl php-cli)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

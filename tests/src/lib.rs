@@ -5,6 +5,7 @@
 //! the relay and sets PG_WEBHOOKS_RELAY_BIN.
 
 pub mod database;
+pub mod php;
 pub mod receiver;
 pub mod relay;
 pub mod verifier;
@@ -13,9 +14,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use database::TestDb;
+pub use php::PhpReceiver;
 pub use receiver::{Received, Receiver, Reply};
 pub use relay::Relay;
-pub use verifier::verify_with_official_library;
+pub use verifier::{signed_payload, verify_signed_payloads, verify_with_official_library};
 
 /// Poll `check` until it returns Some, or panic with `what` after `limit`.
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T

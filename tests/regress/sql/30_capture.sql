@@ -61,10 +61,10 @@ UPDATE subscriptions SET list = 'daily' WHERE profile_id = 1;
 INSERT INTO devices (name) VALUES ('phone');
 INSERT INTO tags VALUES ('vip');
 INSERT INTO visits VALUES ('2026-01-01', '/');
-SELECT e.event, webhooks._event_data(e) -> 'key' AS key FROM webhooks.events e
+SELECT e.event, webhooks._event_data(e, NULL::webhooks.webhooks) -> 'key' AS key FROM webhooks.events e
 WHERE e.event ~ '^(subscription|devices|tag|visit)\.' AND e.event <> 'devices.created'
 ORDER BY e.id;
-SELECT jsonb_typeof(webhooks._event_data(e) #> '{key,id}') AS uuid_key
+SELECT jsonb_typeof(webhooks._event_data(e, NULL::webhooks.webhooks) #> '{key,id}') AS uuid_key
 FROM webhooks.events e WHERE e.event = 'devices.created';
 
 -- partitioned tables: changes in every partition become events of the parent

@@ -1,0 +1,180 @@
+//! Copernica-style parameters, as a PHP receiver reads them from `$_POST` (or `$_GET`).
+//!
+//! Row events: `type` (create, update, delete), `profile`, `database`, `timestamp`
+//! (`YYYY-MM-DD HH:MM:SS`, UTC), `time` (unix seconds), `created`, `modified`, `fields[column]`,
+//! `interests[]` (from an array column named `interests`), `parameters[key]`; rows of a child
+//! table (a collection) add `subprofile` and `collection`, and have no `interests`; delete events
+//! have no `created`, `modified` or `interests`.
+//! Application events: their payload's keys, with `id`, `type` (Copernica's name for email
+//! events: `open`, `click`, `bounce`, `failure`, `delivery`, `unsubscribe`, `abuse`; otherwise
+//! the event name), `timestamp` and `time`.
+
+use super::Message;
+use serde_json::{json, Map, Value};
+
+/// Keyed arrays as `fields[email]=...`, plain arrays as `interests[]=...`.
+fn config(form_encoding: bool) -> serde_qs::Config {
+    serde_qs::Config::new()
+        .use_form_encoding(form_encoding)
+        .array_format(serde_qs::ArrayFormat::EmptyIndexed)
+}
+
+/// An `application/x-www-form-urlencoded` body (brackets percent-encoded, as browsers send them).
+pub fn encode_body(parameters: &Value) -> Result<String, serde_qs::Error> {
+    config(true).serialize_string(parameters)
+}
+
+/// A query string (brackets left readable, as PHP's http_build_query output is usually written).
+pub fn encode_query(parameters: &Value) -> Result<String, serde_qs::Error> {
+    config(false).serialize_string(parameters)
+}
+
+pub fn document(message: &Message, parameters: Option<&Map<String, Value>>) -> Value {
+    let mut document = if message.data.get("entity").is_some() {
+        row_event(message)
+    } else {
+        application_event(message)
+    };
+    let timestamp = message.occurred_at.format("%Y-%m-%d %H:%M:%S").to_string();
+    for (name, value) in [
+        ("timestamp", json!(timestamp)),
+        ("time", json!(message.occurred_at.timestamp())),
+    ] {
+        document.insert(name.to_owned(), value);
+    }
+    if let Some(parameters) = parameters {
+        document.insert("parameters".to_owned(), Value::Object(parameters.clone()));
+    }
+    Value::Object(document)
+}
+
+fn row_event(message: &Message) -> Map<String, Value> {
+    let data = message.data;
+    let kind = match message.event.rsplit('.').next() {
+        Some("created") => "create",
+        Some("deleted") => "delete",
+        _ => "update",
+    };
+    let image = data
+        .get(if kind == "delete" { "old" } else { "new" })
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let key = key_text(data.get("key"));
+    let in_collection = data.get("collection").is_some();
+    let mut document = Map::new();
+    document.insert("type".to_owned(), json!(kind));
+    if in_collection {
+        document.insert("profile".to_owned(), data["profile"].clone());
+        document.insert("database".to_owned(), data["database"].clone());
+        document.insert("collection".to_owned(), data["collection"].clone());
+        document.insert("subprofile".to_owned(), json!(key));
+    } else {
+        document.insert("profile".to_owned(), json!(key));
+        document.insert("database".to_owned(), data["table"].clone());
+    }
+    if kind != "delete" {
+        let when = message.occurred_at.format("%Y-%m-%d %H:%M:%S").to_string();
+        for (name, columns) in [
+            ("created", ["created_at", "created"]),
+            ("modified", ["updated_at", "modified"]),
+        ] {
+            let value = columns.iter().find_map(|c| image.get(*c)).cloned();
+            document.insert(name.to_owned(), value.unwrap_or_else(|| json!(when)));
+        }
+    }
+    let mut fields = image;
+    let interests = fields.remove("interests");
+    document.insert("fields".to_owned(), Value::Object(fields));
+    if let Some(interests @ Value::Array(_)) = interests {
+        if kind != "delete" && !in_collection {
+            document.insert("interests".to_owned(), interests);
+        }
+    }
+    document
+}
+
+/// A primary key as one value: the value of a one-column key, else the values joined by commas.
+fn key_text(key: Option<&Value>) -> String {
+    let text = |value: &Value| match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    match key.and_then(Value::as_object) {
+        Some(columns) => columns.values().map(text).collect::<Vec<_>>().join(","),
+        None => String::new(),
+    }
+}
+
+fn application_event(message: &Message) -> Map<String, Value> {
+    let mut document = message.data.as_object().cloned().unwrap_or_default();
+    document.insert("id".to_owned(), json!(message.event_id));
+    document.insert("type".to_owned(), json!(copernica_type(message.event)));
+    document
+}
+
+fn copernica_type(event: &str) -> &str {
+    match event {
+        "email.opened" => "open",
+        "email.clicked" => "click",
+        "email.bounced" => "bounce",
+        "email.failed" => "failure",
+        "email.delivered" => "delivery",
+        "email.unsubscribed" => "unsubscribe",
+        "email.abuse" => "abuse",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(event: &str, data: &Value) -> String {
+        let message = Message {
+            id: "evt_9",
+            event_id: 9,
+            event,
+            occurred_at: super::super::tests::at_ten(),
+            data,
+        };
+        let parameters = json!({"source": "crm"});
+        encode_query(&document(&message, parameters.as_object())).expect("encodes")
+    }
+
+    #[test]
+    fn a_profile_update_has_copernicas_fields_and_interests() {
+        let data = json!({"table": "public.profiles", "entity": "profile", "key": {"id": 42},
+                          "new": {"id": 42, "email": "a@b.nl", "interests": ["sports", "music"]}});
+        assert_eq!(
+            render("profile.updated", &data),
+            "type=update&profile=42&database=public.profiles\
+             &created=2026-11-22+10:00:00&modified=2026-11-22+10:00:00\
+             &fields[id]=42&fields[email]=a@b.nl&interests[]=sports&interests[]=music\
+             &timestamp=2026-11-22+10:00:00&time=1795341600&parameters[source]=crm"
+        );
+    }
+
+    #[test]
+    fn a_subprofile_delete_names_its_profile_and_collection() {
+        let data = json!({"table": "public.orders", "entity": "order", "key": {"id": 5},
+                          "profile": 42, "collection": "order", "database": "public.profiles",
+                          "old": {"id": 5, "profile_id": 42}});
+        assert_eq!(
+            render("order.deleted", &data),
+            "type=delete&profile=42&database=public.profiles&collection=order&subprofile=5\
+             &fields[id]=5&fields[profile_id]=42\
+             &timestamp=2026-11-22+10:00:00&time=1795341600&parameters[source]=crm"
+        );
+    }
+
+    #[test]
+    fn email_events_carry_copernicas_type_names() {
+        let data = json!({"recipient": "a@b.nl", "tags": ["x"]});
+        assert_eq!(
+            render("email.opened", &data),
+            "recipient=a@b.nl&tags[]=x&id=9&type=open\
+             &timestamp=2026-11-22+10:00:00&time=1795341600&parameters[source]=crm"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! KlickTipp-style field mapping: send only chosen values, each under its own name, with a
+//! default for NULL or missing ones; the key field (the email) always goes along. And URL
+//! placeholders `__name__`, filled in URL-encoded.
+
+use regex::{Captures, Regex};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::sync::LazyLock;
+
+/// One mapped value: `column` of the row (or key of an application event's payload), sent as
+/// `name`, or `default` when it is NULL or missing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Field {
+    pub column: String,
+    pub name: String,
+    #[serde(default)]
+    pub default: Option<Value>,
+}
+
+#[cfg(test)]
+impl Field {
+    pub fn named(column: &str, name: &str, default: Option<Value>) -> Field {
+        Field {
+            column: column.to_owned(),
+            name: name.to_owned(),
+            default,
+        }
+    }
+}
+
+/// The values to send: the key field first, then each field under its name.
+pub fn mapped_values(data: &Value, fields: &[Field], key_field: &str) -> Map<String, Value> {
+    let source = super::row_or_payload(data);
+    let value_of = |column: &str, default: Option<&Value>| match source.get(column) {
+        Some(value) if !value.is_null() => value.clone(),
+        _ => default.cloned().unwrap_or(Value::String(String::new())),
+    };
+    let mut values = Map::new();
+    values.insert(key_field.to_owned(), value_of(key_field, None));
+    for field in fields {
+        values.insert(
+            field.name.clone(),
+            value_of(&field.column, field.default.as_ref()),
+        );
+    }
+    values
+}
+
+static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"__([A-Za-z0-9](?:[A-Za-z0-9_]*[A-Za-z0-9])?)__").expect("a valid pattern")
+});
+
+/// Replace each `__name__` with the URL-encoded value of `name` (empty when there is none).
+/// The extension allows placeholders only in the path and query, so a value cannot change the
+/// host, and encoding keeps it from adding path segments or parameters.
+pub fn fill_placeholders(url: &str, values: &Map<String, Value>) -> String {
+    PLACEHOLDER
+        .replace_all(url, |captures: &Captures| {
+            let text = match values.get(&captures[1]) {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>()
+        })
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn mapped_values_rename_and_fall_back_to_defaults() {
+        let data = json!({"new": {"email": "a@b.nl", "first_name": null, "city": "Utrecht"}});
+        let fields = [
+            Field::named("first_name", "fname", Some(json!("friend"))),
+            Field::named("city", "town", None),
+            Field::named("missing", "gone", None),
+        ];
+        assert_eq!(
+            Value::Object(mapped_values(&data, &fields, "email")),
+            json!({"email": "a@b.nl", "fname": "friend", "town": "Utrecht", "gone": ""})
+        );
+    }
+
+    #[test]
+    fn application_events_map_their_payload() {
+        let data = json!({"recipient": "a@b.nl", "ip": "192.0.2.1"});
+        let fields = [Field::named("ip", "address", None)];
+        assert_eq!(
+            Value::Object(mapped_values(&data, &fields, "recipient")),
+            json!({"recipient": "a@b.nl", "address": "192.0.2.1"})
+        );
+    }
+
+    #[test]
+    fn placeholder_values_cannot_add_path_segments_or_parameters() {
+        let values = json!({"email": "x/../admin?drop=1&a=b", "id": 7});
+        let values = values.as_object().expect("object");
+        assert_eq!(
+            fill_placeholders("https://h.example/u/__id__/?e=__email__&n=__none__", values),
+            "https://h.example/u/7/?e=x%2F..%2Fadmin%3Fdrop%3D1%26a%3Db&n="
+        );
+    }
+
+    #[test]
+    fn names_with_underscores_are_one_placeholder() {
+        let values = json!({"first_name": "Jan"});
+        assert_eq!(
+            fill_placeholders(
+                "https://h.example/?n=__first_name__",
+                values.as_object().expect("object")
+            ),
+            "https://h.example/?n=Jan"
+        );
+    }
+}

@@ -1,0 +1,345 @@
+-- pg_webhooks: per-webhook options, what a webhook is sent and when.
+--
+--   SELECT webhooks.configure(7, '{"format": "form", "exclude_columns": ["password_hash"]}');
+--
+-- Options (a key set to null returns the option to its default):
+--   format           "json" (default), "form" (Copernica-style x-www-form-urlencoded) or "query"
+--                    (the same parameters in the URL's query string, no body)
+--   method           "POST" (default), "PUT" or "GET" (GET needs format "query")
+--   fields           [{"column": "first_name", "name": "fname", "default": "friend"}, ...]: send
+--                    only these values, each under its own name, with a default for NULL or
+--                    missing values (KlickTipp). URL placeholders __name__ are filled from them.
+--   key_field        the value always sent with fields (default "email")
+--   parameters       {"key": "value", ...}: fixed parameters, sent as parameters[key]=value
+--   source           a tracked table: only its events (Copernica's database or collection)
+--   filter           an SQL/JSON path over the event's payload: a predicate that must be true,
+--                    such as '$.new.country == "NL"', or a path that must find a value
+--   on_change        ["email", ...]: update events only when one of these columns changed
+--   include_columns  ["email", ...]: row columns sent; the others are left out
+--   exclude_columns  ["password_hash", ...]: row columns never sent
+--   exclude_origins  ["squeezely", ...]: events written by these origins (SET pg_webhooks.origin,
+--                    or application_name) are not sent: a receiver that writes back does not
+--                    get its own change again
+--   throttle         "6 hours": at most one event per throttle_per value in this time; events
+--   throttle_per     within it are dropped (state dropped, last_error 'throttled'), not merged
+--
+-- Filters are decided at fan-out: an event a webhook does not want gets no delivery at all.
+
+CREATE FUNCTION webhooks._bad_option(name text, value jsonb, reason text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'pg_webhooks: invalid option % %: %', name, left(value::text, 200), reason
+        USING ERRCODE = 'invalid_parameter_value';
+END $$;
+
+-- A text option: a JSON string, one of choices if given.
+CREATE FUNCTION webhooks._text_option(name text, value jsonb, choices text[] DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF jsonb_typeof(value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(value) <> 'string' OR btrim(value #>> '{}') = '' THEN
+        PERFORM webhooks._bad_option(name, value, 'expected a non-empty string');
+    END IF;
+    IF choices IS NOT NULL AND NOT (value #>> '{}') = ANY (choices) THEN
+        PERFORM webhooks._bad_option(name, value, 'expected one of ' || array_to_string(choices, ', '));
+    END IF;
+    RETURN value #>> '{}';
+END $$;
+
+-- A list option: a JSON array of non-empty strings (NULL for JSON null).
+CREATE FUNCTION webhooks._names_option(name text, value jsonb) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF jsonb_typeof(value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(value) <> 'array' OR jsonb_array_length(value) = 0
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(value) v
+                  WHERE jsonb_typeof(v) <> 'string' OR btrim(v #>> '{}') = '') THEN
+        PERFORM webhooks._bad_option(name, value, 'expected a non-empty array of non-empty strings');
+    END IF;
+    RETURN ARRAY(SELECT jsonb_array_elements_text(value));
+END $$;
+
+-- fields: [{"column": ..., "name": ..., "default": ...}], names unique; returned with every
+-- name filled in.
+CREATE FUNCTION webhooks._fields_option(value jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    field jsonb;
+    result jsonb := '[]';
+BEGIN
+    IF jsonb_typeof(value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(value) <> 'array' OR jsonb_array_length(value) = 0 THEN
+        PERFORM webhooks._bad_option('fields', value, 'expected a non-empty array of objects');
+    END IF;
+    FOR field IN SELECT jsonb_array_elements(value) LOOP
+        IF jsonb_typeof(field) <> 'object'
+           OR jsonb_typeof(field -> 'column') IS DISTINCT FROM 'string'
+           OR btrim(field ->> 'column') = ''
+           OR EXISTS (SELECT 1 FROM jsonb_object_keys(field) k
+                      WHERE k NOT IN ('column', 'name', 'default'))
+           OR jsonb_typeof(coalesce(field -> 'name', '""')) <> 'string'
+           OR jsonb_typeof(coalesce(field -> 'default', '""')) NOT IN ('string', 'number', 'null') THEN
+            PERFORM webhooks._bad_option('fields', field,
+                'each field is {"column": <text>, "name": <text>, "default": <text or number>}');
+        END IF;
+        result := result || jsonb_build_array(jsonb_build_object(
+            'column', field -> 'column',
+            'name', coalesce(nullif(field ->> 'name', ''), field ->> 'column'),
+            'default', field -> 'default'));
+    END LOOP;
+    IF (SELECT count(DISTINCT f ->> 'name') FROM jsonb_array_elements(result) f)
+       <> jsonb_array_length(result) THEN
+        PERFORM webhooks._bad_option('fields', value, 'two fields have the same name');
+    END IF;
+    RETURN result;
+END $$;
+
+CREATE FUNCTION webhooks._parameters_option(value jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF jsonb_typeof(value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(value) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_each(value) p
+                  WHERE jsonb_typeof(p.value) NOT IN ('string', 'number', 'boolean')) THEN
+        PERFORM webhooks._bad_option('parameters', value,
+            'expected an object of text, number or boolean values');
+    END IF;
+    RETURN value;
+END $$;
+
+CREATE FUNCTION webhooks._source_option(value jsonb) RETURNS regclass
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    table_name text := webhooks._text_option('source', value);
+    tracked_source regclass;
+BEGIN
+    IF table_name IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- by schema-qualified name, or by table name alone when that is unambiguous (this function
+    -- runs with its own search_path, so the caller's cannot resolve the name)
+    SELECT t.source INTO tracked_source
+    FROM webhooks.tracked t
+    JOIN pg_class c ON c.oid = t.source
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE table_name IN (n.nspname || '.' || c.relname, c.relname)
+    ORDER BY table_name = n.nspname || '.' || c.relname DESC
+    LIMIT 1;
+    IF NOT FOUND THEN
+        PERFORM webhooks._bad_option('source', value, 'not a tracked table');
+    END IF;
+    RETURN tracked_source;
+END $$;
+
+CREATE FUNCTION webhooks._filter_option(value jsonb) RETURNS jsonpath
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    path text := webhooks._text_option('filter', value);
+BEGIN
+    RETURN path::jsonpath;
+EXCEPTION WHEN syntax_error OR invalid_text_representation THEN
+    PERFORM webhooks._bad_option('filter', value, 'not an SQL/JSON path (' || SQLERRM || ')');
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION webhooks._throttle_option(value jsonb) RETURNS interval
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    period interval;
+BEGIN
+    BEGIN
+        period := webhooks._text_option('throttle', value)::interval;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+        PERFORM webhooks._bad_option('throttle', value, 'not an interval such as "6 hours"');
+    END;
+    IF period <= '0' THEN
+        PERFORM webhooks._bad_option('throttle', value, 'must be longer than 0');
+    END IF;
+    RETURN period;
+END $$;
+
+-- Options that only make sense together, and URL placeholders that fields cannot fill.
+CREATE FUNCTION webhooks._check_options(hook webhooks.webhooks) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF hook.method = 'GET' AND hook.format <> 'query' THEN
+        RAISE EXCEPTION 'pg_webhooks: method GET sends no body, so it needs format "query", not "%"',
+            hook.format
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (hook.throttle IS NULL) <> (hook.throttle_per IS NULL) THEN
+        RAISE EXCEPTION 'pg_webhooks: throttle and throttle_per go together'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example {"throttle": "6 hours", "throttle_per": "contact_id"}.';
+    END IF;
+    IF hook.fields IS NOT NULL THEN
+        SELECT p[1] INTO missing
+        FROM regexp_matches(hook.url, '__([A-Za-z0-9](?:[A-Za-z0-9_]*[A-Za-z0-9])?)__', 'g') p
+        WHERE p[1] <> coalesce(hook.key_field, 'email')
+          AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(hook.fields) f WHERE f ->> 'name' = p[1])
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'pg_webhooks: the URL placeholder __%__ is not one of the fields', missing
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+END $$;
+
+CREATE FUNCTION webhooks.configure(id bigint, options jsonb) RETURNS webhooks.webhook_info
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    o jsonb := options;
+    unknown text;
+BEGIN
+    PERFORM webhooks._require_value('options', options IS NULL);
+    IF jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'pg_webhooks: options must be a JSON object, not %', jsonb_typeof(options)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT k INTO unknown FROM jsonb_object_keys(options) k
+    WHERE k <> ALL (ARRAY['format', 'method', 'fields', 'key_field', 'parameters', 'source',
+                          'filter', 'on_change', 'include_columns', 'exclude_columns',
+                          'exclude_origins', 'throttle', 'throttle_per'])
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: unknown option "%"', left(unknown, 200)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The options are listed in COMMENT ON FUNCTION webhooks.configure.';
+    END IF;
+    hook := webhooks._lock_webhook(configure.id);
+    IF o ? 'format' THEN
+        hook.format := coalesce(webhooks._text_option('format', o -> 'format',
+                                                      ARRAY['json', 'form', 'query']), 'json');
+    END IF;
+    IF o ? 'method' THEN
+        hook.method := coalesce(webhooks._text_option('method', o -> 'method',
+                                                      ARRAY['POST', 'PUT', 'GET']), 'POST');
+    END IF;
+    IF o ? 'fields' THEN hook.fields := webhooks._fields_option(o -> 'fields'); END IF;
+    IF o ? 'key_field' THEN hook.key_field := webhooks._text_option('key_field', o -> 'key_field'); END IF;
+    IF o ? 'parameters' THEN hook.parameters := webhooks._parameters_option(o -> 'parameters'); END IF;
+    IF o ? 'source' THEN hook.source := webhooks._source_option(o -> 'source'); END IF;
+    IF o ? 'filter' THEN hook.filter := webhooks._filter_option(o -> 'filter'); END IF;
+    IF o ? 'on_change' THEN hook.on_change := webhooks._names_option('on_change', o -> 'on_change'); END IF;
+    IF o ? 'include_columns' THEN
+        hook.include_columns := webhooks._names_option('include_columns', o -> 'include_columns');
+    END IF;
+    IF o ? 'exclude_columns' THEN
+        hook.exclude_columns := webhooks._names_option('exclude_columns', o -> 'exclude_columns');
+    END IF;
+    IF o ? 'exclude_origins' THEN
+        hook.exclude_origins := webhooks._names_option('exclude_origins', o -> 'exclude_origins');
+    END IF;
+    IF o ? 'throttle' THEN hook.throttle := webhooks._throttle_option(o -> 'throttle'); END IF;
+    IF o ? 'throttle_per' THEN
+        hook.throttle_per := webhooks._text_option('throttle_per', o -> 'throttle_per');
+    END IF;
+    PERFORM webhooks._check_options(hook);
+    UPDATE webhooks.webhooks w
+    SET format = hook.format, method = hook.method, fields = hook.fields,
+        key_field = hook.key_field, parameters = hook.parameters, source = hook.source,
+        filter = hook.filter, on_change = hook.on_change, include_columns = hook.include_columns,
+        exclude_columns = hook.exclude_columns, exclude_origins = hook.exclude_origins,
+        throttle = hook.throttle, throttle_per = hook.throttle_per, updated_at = now()
+    WHERE w.id = hook.id;
+    RETURN webhooks.get(hook.id);
+END $$;
+
+-- Does a path hold for a payload? A predicate ('$.new.country == "NL"') must be true; any other
+-- path ('$.new ? (@.vip == true)') must find something other than null. Errors in the data (a
+-- missing key in strict mode, a type mismatch) make a predicate unknown, which counts as "no".
+CREATE FUNCTION webhooks._path_holds(path jsonpath, payload jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(CASE jsonb_typeof(r) WHEN 'boolean' THEN r::text::boolean
+                                         WHEN 'null' THEN false
+                                         ELSE r IS NOT NULL END,
+                    false)
+    FROM (SELECT jsonb_path_query_first(payload, path, silent => true) AS r) first_result
+$$;
+
+-- Is a row column sent to this webhook?
+CREATE FUNCTION webhooks._column_sent(hook webhooks.webhooks, col text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (hook.include_columns IS NULL OR col = ANY (hook.include_columns))
+       AND (hook.exclude_columns IS NULL OR col <> ALL (hook.exclude_columns))
+$$;
+
+-- Does this webhook want this event? Everything but the throttle, which fan_out decides.
+-- An update is wanted only if a column the webhook sees (and, with on_change, listens to)
+-- changed: a change to an excluded password_hash alone sends nothing.
+CREATE FUNCTION webhooks._wants(
+    hook webhooks.webhooks, event text, source regclass, origin text, payload jsonb
+) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT webhooks._event_matches(hook.event, event)
+       AND (hook.verified_at IS NOT NULL OR NOT hook.verification_required)
+       AND (hook.source IS NULL OR hook.source = source)
+       AND (hook.exclude_origins IS NULL OR origin IS NULL OR origin <> ALL (hook.exclude_origins))
+       AND (hook.filter IS NULL OR webhooks._path_holds(hook.filter, payload))
+       AND (source IS NULL OR right(event, 8) <> '.updated'
+            OR (hook.on_change IS NULL AND hook.include_columns IS NULL
+                AND hook.exclude_columns IS NULL)
+            OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(payload -> 'changed') c(col)
+                       WHERE webhooks._column_sent(hook, c.col)
+                         AND (hook.on_change IS NULL OR c.col = ANY (hook.on_change))))
+$$;
+
+-- The value a throttled webhook is throttled by, from the row (new, else old) or the payload.
+CREATE FUNCTION webhooks._throttle_value(hook webhooks.webhooks, payload jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN hook.throttle IS NOT NULL THEN
+        coalesce(payload -> 'new', payload -> 'old', payload) ->> hook.throttle_per END
+$$;
+
+-- A row image with only the columns the webhook is sent.
+CREATE FUNCTION webhooks._visible_row(hook webhooks.webhooks, image jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN image IS NULL OR jsonb_typeof(image) <> 'object' THEN image
+        WHEN hook.include_columns IS NULL AND hook.exclude_columns IS NULL THEN image
+        ELSE (SELECT coalesce(jsonb_object_agg(c.key, c.value), '{}')
+              FROM jsonb_each(image) c WHERE webhooks._column_sent(hook, c.key))
+    END
+$$;
+
+-- The payload as this webhook is sent it: row images and the changed list without the columns
+-- it is not sent; for application events, the payload without them.
+CREATE FUNCTION webhooks._visible_payload(hook webhooks.webhooks, payload jsonb, is_row boolean)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN hook.include_columns IS NULL AND hook.exclude_columns IS NULL THEN payload
+        WHEN NOT is_row THEN webhooks._visible_row(hook, payload)
+        ELSE payload
+            || CASE WHEN payload ? 'old'
+                    THEN jsonb_build_object('old', webhooks._visible_row(hook, payload -> 'old'))
+                    ELSE '{}' END
+            || CASE WHEN payload ? 'new'
+                    THEN jsonb_build_object('new', webhooks._visible_row(hook, payload -> 'new'))
+                    ELSE '{}' END
+            || CASE WHEN payload ? 'changed'
+                    THEN jsonb_build_object('changed', coalesce(
+                        (SELECT jsonb_agg(c.col ORDER BY c.col)
+                         FROM jsonb_array_elements_text(payload -> 'changed') c(col)
+                         WHERE webhooks._column_sent(hook, c.col)), '[]'))
+                    ELSE '{}' END
+    END
+$$;
+
+COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
+'Set a webhook''s options: format (json, form, query), method (POST, PUT, GET), fields, '
+'key_field, parameters, source, filter, on_change, include_columns, exclude_columns, '
+'exclude_origins, throttle, throttle_per; a key set to null restores the default. See '
+'sql/25_options.sql. Returns the webhook as get() shows it.';
