@@ -69,8 +69,8 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- A realistic `data` for an event, shaped as the real ones are: row events as the capture
--- trigger writes them (sql/30_capture.sql), email and subscription events as emit() callers
--- are documented to send them.
+-- trigger writes them (sql/30_capture.sql), email and subscription events with the fields
+-- docs/events.md documents for emit() callers.
 CREATE FUNCTION webhooks.sample_data(event text) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     WITH profile(old_row, new_row) AS (
@@ -82,26 +82,36 @@ LANGUAGE sql IMMUTABLE AS $$
         SELECT jsonb_build_object('table', 'public.' || split_part(event, '.', 1) || 's',
                                   'entity', split_part(event, '.', 1),
                                   'key', jsonb_build_object('id', 42)) AS row_event,
-               jsonb_build_object('email', 'jane@example.com', 'profile_id', 42,
+               jsonb_build_object('recipient', 'jane@example.com', 'profile_id', 42,
                                   'message_id', 'msg-20261122-0001',
-                                  'timestamp', '2026-11-22T10:00:00Z') AS email_event
+                                  'tags', jsonb_build_array('newsletter')) AS email_event,
+               jsonb_build_object('ip', '192.0.2.10', 'useragent', 'Mozilla/5.0 (X11; Linux x86_64)',
+                                  'referer', 'https://mail.example.com/') AS reader
     )
     SELECT CASE
         WHEN event LIKE '%.created' THEN b.row_event || jsonb_build_object('new', p.new_row)
         WHEN event LIKE '%.updated' THEN b.row_event || jsonb_build_object(
             'old', p.old_row, 'new', p.new_row, 'changed', jsonb_build_array('country'))
         WHEN event LIKE '%.deleted' THEN b.row_event || jsonb_build_object('old', p.old_row)
-        WHEN event ~ '\.(opened|clicked)$' THEN b.email_event || jsonb_build_object(
-            'ip', '192.0.2.10', 'useragent', 'Mozilla/5.0 (X11; Linux x86_64)',
-            'referer', 'https://mail.example.com/',
-            'url', CASE WHEN event LIKE '%.clicked' THEN 'https://shop.example.com/offer' END)
-        WHEN event ~ '\.(bounced|failed)$' THEN b.email_event || jsonb_build_object(
-            'recipient', 'jane@example.com', 'code', '550',
-            'description', '5.1.1 The email account that you tried to reach does not exist')
-        WHEN event ~ '\.(delivered|unsubscribed|abuse)$' THEN b.email_event
-        WHEN event ~ '(optin|optout|profilemanager)_finalized$' THEN jsonb_build_object(
-            'email', 'jane@example.com', 'profile_id', 42, 'list_id', 7,
-            'timestamp', '2026-11-22T10:00:00Z')
+        WHEN event = 'email.opened' THEN b.email_event || b.reader
+        WHEN event = 'email.clicked' THEN b.email_event || b.reader
+            || jsonb_build_object('original', 'https://shop.example.com/offer?id=7')
+        WHEN event = 'email.bounced' THEN b.email_event || jsonb_build_object(
+            'envelope', 'bounces@mail.example.com',
+            'mime', 'Final-Recipient: rfc822; jane@example.com' || chr(10) || 'Status: 5.1.1')
+        WHEN event = 'email.failed' THEN b.email_event || jsonb_build_object(
+            'action', 'failed', 'state', 'permanent', 'code', 550, 'extended', '5.1.1',
+            'description', 'The email account that you tried to reach does not exist')
+        WHEN event IN ('email.delivered', 'email.unsubscribed', 'email.abuse') THEN b.email_event
+        WHEN event IN ('optin_finalized', 'optout_finalized', 'profilemanager_finalized') THEN
+            jsonb_build_object(
+                'id', 1001, 'subscriber_id', 42,
+                'fields', jsonb_build_array(jsonb_build_object('id', 1, 'value', 'jane@example.com'),
+                                            jsonb_build_object('id', 2, 'value', 'Jane')),
+                'lists', jsonb_build_array(jsonb_build_object(
+                    'id', 7, 'state', CASE WHEN event = 'optout_finalized' THEN 'unsubscribed'
+                                           ELSE 'subscribed' END)),
+                'timestamp', '2026-11-22T10:00:00Z')
         ELSE jsonb_build_object('message', 'a test request from pg_webhooks')
     END
     FROM profile p, base b

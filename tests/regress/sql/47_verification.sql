@@ -44,7 +44,13 @@ SELECT try('SELECT webhooks.test(NULL)');
 SELECT try('SELECT webhooks.verify(999)');
 SELECT try('SELECT webhooks.probe(999)');
 SELECT try('SELECT webhooks.verification_file(NULL)');
-SELECT key FROM jsonb_object_keys(webhooks.sample_data('email.bounced')) key ORDER BY key;
+-- each documented application event has a sample with the fields docs/events.md lists
+SELECT e AS event,
+       (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(webhooks.sample_data(e)) k)
+           AS fields
+FROM unnest(ARRAY['email.opened', 'email.clicked', 'email.bounced', 'email.failed',
+                  'email.delivered', 'email.unsubscribed', 'email.abuse', 'optin_finalized',
+                  'optout_finalized', 'profilemanager_finalized']) e;
 
 -- a verification made against an old URL does not count for the new one
 SELECT webhooks.verify(:hook) AS stale_probe \gset
