@@ -276,9 +276,18 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
        AND (hook.exclude_columns IS NULL OR col <> ALL (hook.exclude_columns))
 $$;
 
+-- Did an update change a column this webhook sees (and, with on_change, listens to)? A change to
+-- an excluded password_hash alone sends nothing.
+CREATE FUNCTION webhooks._visible_change(hook webhooks.webhooks, payload jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT EXISTS (SELECT 1 FROM jsonb_array_elements_text(payload -> 'changed') c(col)
+                   WHERE webhooks._column_sent(hook, c.col)
+                     AND (hook.on_change IS NULL OR c.col = ANY (hook.on_change)))
+$$;
+
 -- Does this webhook want this event? Everything but the throttle, which fan_out decides.
--- An update is wanted only if a column the webhook sees (and, with on_change, listens to)
--- changed: a change to an excluded password_hash alone sends nothing.
+-- Kept free of subqueries so the planner inlines it into fan-out: the checks a webhook does
+-- not use then cost next to nothing (BENCHMARKS.md).
 CREATE FUNCTION webhooks._wants(
     hook webhooks.webhooks, event text, source regclass, origin text, payload jsonb
 ) RETURNS boolean
@@ -291,9 +300,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
        AND (source IS NULL OR right(event, 8) <> '.updated'
             OR (hook.on_change IS NULL AND hook.include_columns IS NULL
                 AND hook.exclude_columns IS NULL)
-            OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(payload -> 'changed') c(col)
-                       WHERE webhooks._column_sent(hook, c.col)
-                         AND (hook.on_change IS NULL OR c.col = ANY (hook.on_change))))
+            OR webhooks._visible_change(hook, payload))
 $$;
 
 -- The value a throttled webhook is throttled by, from the row (new, else old) or the payload.

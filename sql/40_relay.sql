@@ -57,16 +57,24 @@ BEGIN
                w.throttle, webhooks._throttle_value(w, b.payload) AS throttle_value
         FROM batch b
         JOIN webhooks.webhooks w ON webhooks._wants(w, b.event, b.source, b.origin, b.payload)
+    ), repeats AS (
+        -- events of throttled webhooks that follow an earlier one for the same value here
+        SELECT r.id, r.webhook_id
+        FROM (SELECT x.id, x.webhook_id,
+                     row_number() OVER (PARTITION BY x.webhook_id, x.throttle_value
+                                        ORDER BY x.xid, x.id) AS nth
+              FROM wanted x WHERE x.throttle_value IS NOT NULL) r
+        WHERE r.nth > 1
     ), decided AS (
         -- throttled: the webhook sent for this value within its throttle, before or earlier in
         -- this batch; such events are dropped, visibly
         SELECT x.*, x.throttle_value IS NOT NULL AND (
-                   row_number() OVER (PARTITION BY x.webhook_id, x.throttle_value
-                                      ORDER BY x.xid, x.id) > 1
+                   r.id IS NOT NULL
                    OR EXISTS (SELECT 1 FROM webhooks.throttles t
                               WHERE t.webhook_id = x.webhook_id AND t.value = x.throttle_value
                                 AND t.sent_at > x.created_at - x.throttle)) AS throttled
         FROM wanted x
+        LEFT JOIN repeats r ON r.id = x.id AND r.webhook_id = x.webhook_id
     ), fanned AS (
         INSERT INTO webhooks.deliveries
             (event_id, event_xid, event_created_at, webhook_id, state, due_at, last_error)

@@ -114,6 +114,19 @@ impl Receiver {
         self.state.received.lock().expect("receiver lock").clone()
     }
 
+    /// What arrived, ordered by event id (from `webhook-id: evt_<id>`): requests to one
+    /// webhook run concurrently, so arrival order is not event order.
+    pub fn received_in_event_order(&self) -> Vec<Received> {
+        let mut requests = self.received();
+        requests.sort_by_key(|r| {
+            r.header("webhook-id")
+                .trim_start_matches("evt_")
+                .parse::<i64>()
+                .unwrap_or_default()
+        });
+        requests
+    }
+
     pub fn count(&self) -> usize {
         self.state.received.lock().expect("receiver lock").len()
     }

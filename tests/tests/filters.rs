@@ -47,14 +47,8 @@ async fn received_for(db: &TestDb, receiver: &Receiver, sql: &str) -> Vec<Value>
         (marker_arrived && queued == 0).then_some(())
     })
     .await;
-    let mut requests = receiver.received();
-    requests.sort_by_key(|r| {
-        r.header("webhook-id")
-            .trim_start_matches("evt_")
-            .parse::<i64>()
-            .unwrap_or_default()
-    });
-    requests
+    receiver
+        .received_in_event_order()
         .iter()
         .map(|r| r.json()["data"].clone())
         .filter(|data| data["new"]["email"] != "marker@example.com")

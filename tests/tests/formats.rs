@@ -236,9 +236,9 @@ async fn a_tag_webhook_fires_once_per_contact_within_its_throttle_and_others_fir
         db.execute(sql).await;
     }
 
+    immediate.wait_for_requests(3, WAIT).await;
     let fired: Vec<Value> = immediate
-        .wait_for_requests(3, WAIT)
-        .await
+        .received_in_event_order()
         .iter()
         .map(|r| r.json()["data"]["new"]["contact_id"].clone())
         .collect();
