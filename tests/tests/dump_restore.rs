@@ -16,12 +16,16 @@ async fn a_dump_and_restore_keeps_webhooks_secrets_and_tracking() {
     let source = TestDb::create("dump_source").await;
     source
         .execute(
-            "CREATE TABLE profiles (id serial PRIMARY KEY, email text);
-                  SELECT webhooks.track('profiles', entity => 'profile');
-                  SELECT webhooks.create('crm', 'profile.updated', 'https://example.com/hook.php');
-                  SELECT webhooks.create('crm', 'profile.*', 'https://example.com/all.php');
-                  SELECT webhooks.deactivate(2);
-                  INSERT INTO profiles (email) VALUES ('ann@example.com');",
+            r#"CREATE TABLE profiles (id serial PRIMARY KEY, email text);
+               SELECT webhooks.track('profiles', entity => 'profile');
+               SELECT webhooks.create('crm', 'profile.updated', 'https://example.com/hook.php');
+               SELECT webhooks.create('crm', 'profile.*', 'https://example.com/all.php');
+               SELECT webhooks.deactivate(2);
+               SELECT webhooks.configure(2, '{"source": "profiles", "format": "form",
+                   "filter": "$.new.email like_regex \"@example\"", "exclude_columns": ["x"]}');
+               CREATE TABLE orders (id serial PRIMARY KEY, profile_id int REFERENCES profiles);
+               SELECT webhooks.track('orders', entity => 'order', parent => 'profile_id');
+               INSERT INTO profiles (email) VALUES ('ann@example.com');"#,
         )
         .await;
     let secret = source.secret(1).await;
@@ -56,11 +60,24 @@ async fn a_dump_and_restore_keeps_webhooks_secrets_and_tracking() {
         ]
     );
     assert_eq!(target.secret(1).await, secret);
+    let options = "SELECT options::text FROM webhooks.get(2)";
+    assert_eq!(
+        target.value::<String>(options).await,
+        source.value::<String>(options).await
+    );
+    let parents =
+        "SELECT string_agg(concat(source, ':', parent_table), ',') FROM webhooks.tracked_tables";
+    assert_eq!(
+        target.value::<String>(parents).await,
+        source.value::<String>(parents).await
+    );
     assert_eq!(
         target
-            .value::<String>("SELECT entity FROM webhooks.tracked_tables")
+            .value::<String>(
+                "SELECT string_agg(entity, ',' ORDER BY entity) FROM webhooks.tracked_tables"
+            )
             .await,
-        "profile"
+        "order,profile"
     );
     assert_eq!(
         target
