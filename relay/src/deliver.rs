@@ -123,7 +123,12 @@ pub async fn send_message(
             return Reply::failed("render", Duration::ZERO);
         }
     };
-    match sign::headers(secrets, message.id, Utc::now().timestamp(), &request.signed) {
+    match sign::headers(
+        secrets,
+        message.id,
+        Utc::now().timestamp(),
+        request.signed(),
+    ) {
         Ok(headers) => sender.send(request, headers).await,
         Err(error) => {
             tracing::error!(message = message.id, %error, "cannot sign");

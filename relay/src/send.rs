@@ -216,7 +216,7 @@ mod tests {
             url: url.to_owned(),
             content_type: Some("application/json"),
             body: b"{}".to_vec(),
-            signed: b"{}".to_vec(),
+            signed_query: None,
         };
         sender.send(request, headers).await
     }

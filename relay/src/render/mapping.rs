@@ -31,7 +31,8 @@ impl Field {
 /// The values to send: the key field first, then each field under its name.
 pub fn mapped_values(data: &Value, fields: &[Field], key_field: &str) -> Map<String, Value> {
     let source = super::row_or_payload(data);
-    let value_of = |column: &str, default: Option<&Value>| match source.get(column) {
+    let value_of = |column: &str, default: Option<&Value>| match source.and_then(|s| s.get(column))
+    {
         Some(value) if !value.is_null() => value.clone(),
         _ => default.cloned().unwrap_or(Value::String(String::new())),
     };
@@ -53,10 +54,10 @@ static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
 /// Replace each `__name__` with the URL-encoded value of `name` (empty when there is none).
 /// The extension allows placeholders only in the path and query, so a value cannot change the
 /// host, and encoding keeps it from adding path segments or parameters.
-pub fn fill_placeholders(url: &str, values: &Map<String, Value>) -> String {
+pub fn fill_placeholders(url: &str, values: Option<&Map<String, Value>>) -> String {
     PLACEHOLDER
         .replace_all(url, |captures: &Captures| {
-            let text = match values.get(&captures[1]) {
+            let text = match values.and_then(|values| values.get(&captures[1])) {
                 Some(Value::String(text)) => text.clone(),
                 Some(Value::Null) | None => String::new(),
                 Some(other) => other.to_string(),
@@ -98,7 +99,7 @@ mod tests {
     #[test]
     fn placeholder_values_cannot_add_path_segments_or_parameters() {
         let values = json!({"email": "x/../admin?drop=1&a=b", "id": 7});
-        let values = values.as_object().expect("object");
+        let values = values.as_object();
         assert_eq!(
             fill_placeholders("https://h.example/u/__id__/?e=__email__&n=__none__", values),
             "https://h.example/u/7/?e=x%2F..%2Fadmin%3Fdrop%3D1%26a%3Db&n="
@@ -109,10 +110,7 @@ mod tests {
     fn names_with_underscores_are_one_placeholder() {
         let values = json!({"first_name": "Jan"});
         assert_eq!(
-            fill_placeholders(
-                "https://h.example/?n=__first_name__",
-                values.as_object().expect("object")
-            ),
+            fill_placeholders("https://h.example/?n=__first_name__", values.as_object()),
             "https://h.example/?n=Jan"
         );
     }
