@@ -11,6 +11,26 @@
 -- transactions visible in a new snapshot but not in the last finished one; a large batch is
 -- walked in (xid, id) order over several calls. Only one relay fans out at a time (SKIP LOCKED);
 -- the others go straight on to claiming.
+-- The next events of a fan-out batch, in (xid, id) order. The planner cannot know how few rows
+-- the snapshot tests keep, and left to itself it sorts the whole remaining backlog on every
+-- call (quadratic: 43 ms per 1,000 events at a 100k backlog, BENCHMARKS.md). Without sorts and
+-- bitmap scans it walks each day's (xid, id) index in order (a Merge Append) and stops at the
+-- limit; the settings apply to this function alone.
+CREATE FUNCTION webhooks._fan_out_batch(state webhooks.fan_out_state, max_events integer)
+RETURNS SETOF webhooks.events
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+SET enable_sort = off SET enable_bitmapscan = off AS $$
+    SELECT e.*
+    FROM webhooks.events e
+    WHERE e.xid >= pg_snapshot_xmin(state.done_upto)
+      AND e.xid < pg_snapshot_xmax(state.batch_upto)
+      AND (e.xid, e.id) > (state.after_xid, state.after_id)
+      AND pg_visible_in_snapshot(e.xid, state.batch_upto)
+      AND NOT pg_visible_in_snapshot(e.xid, state.done_upto)
+    ORDER BY e.xid, e.id
+    LIMIT max_events
+$$;
+
 CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -41,15 +61,7 @@ BEGIN
     END IF;
 
     WITH batch AS MATERIALIZED (
-        SELECT e.id, e.created_at, e.xid, e.event, e.source, e.origin, e.payload
-        FROM webhooks.events e
-        WHERE e.xid >= pg_snapshot_xmin(state.done_upto)
-          AND e.xid < pg_snapshot_xmax(state.batch_upto)
-          AND (e.xid, e.id) > (state.after_xid, state.after_id)
-          AND pg_visible_in_snapshot(e.xid, state.batch_upto)
-          AND NOT pg_visible_in_snapshot(e.xid, state.done_upto)
-        ORDER BY e.xid, e.id
-        LIMIT max_events
+        SELECT * FROM webhooks._fan_out_batch(state, max_events)
     ), wanted AS (
         -- the webhooks that want each event (sql/25_options.sql: pattern, verification, source,
         -- origins, filter, columns); an event nobody wants gets no delivery at all
