@@ -10,6 +10,7 @@ writer_setup() {
     psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $BENCH_DB" -c "CREATE DATABASE $BENCH_DB"
     psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" <<'SQL'
 CREATE EXTENSION pg_webhooks;
+INSERT INTO webhooks.settings (require_verification) VALUES (false);
 CREATE TABLE untracked (id bigserial PRIMARY KEY, email text NOT NULL, country text,
                         created_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE tracked (LIKE untracked INCLUDING ALL);

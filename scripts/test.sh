@@ -46,8 +46,18 @@ PG_WEBHOOKS_RELAY_BIN="$REPO/target/debug/pg-webhooks-relay" \
 PG_WEBHOOKS_TEST_PYTHON="$REPO/.tmp/venv/bin/python" \
     counted cargo test -p pg-webhooks-tests --tests -- --test-threads=4
 
+log "benchmarks, quick mode (scripts/bench.sh --quick): every scenario still runs"
+# its own cluster and port; a failure fails the suite, and it counts as one test in the summary
+if scripts/bench.sh --quick; then
+    echo "test result: ok. 1 passed; 0 failed; (scripts/bench.sh --quick)" >>"$WORK/counts.log"
+else
+    echo "test result: FAILED. 0 passed; 1 failed; (scripts/bench.sh --quick)" >>"$WORK/counts.log"
+    BENCH_FAILED=1
+fi
+
 # pg_regress says "All N tests passed." / "N of M tests failed."; cargo says "test result: ..."
 awk '/^ *All [0-9]+ tests passed/ { passed += $2 }
      /^ *[0-9]+ of [0-9]+ tests failed/ { failed += $1; passed += $3 - $1 }
      /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) passed += $i; if ($(i+1) ~ /^failed/) failed += $i } }
      END { printf "all suites: %d passed, %d failed\n", passed, failed }' "$WORK/counts.log"
+[ -z "${BENCH_FAILED:-}" ]

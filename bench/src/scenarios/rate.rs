@@ -1,0 +1,122 @@
+//! Delivery rate: a pre-filled outbox drained by the relay (fan-out, claim, render, sign, send,
+//! acknowledge), against the raw ceiling: a plain HTTP client sending the same bodies to the
+//! same receiver with the same concurrency, in the same run.
+
+use crate::receiver::Receiver;
+use crate::setup::{start_relay, stop_relay, BenchDb};
+use crate::stats::spread;
+use crate::Options;
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// The relay's defaults: 256 requests in flight, 16 per webhook.
+fn relay_concurrency(endpoints: usize) -> usize {
+    (16 * endpoints).min(256)
+}
+
+pub async fn run(options: &Options) -> anyhow::Result<()> {
+    let events = options.scale(100_000, 3_000);
+    println!(
+        "Delivery rate: {events} pre-filled events, signed, against a plain HTTP client sending \
+         the same bodies (goal: ratio >= 0.6)"
+    );
+    for endpoints in [1, 100] {
+        let (mut relay_rates, mut raw_rates, mut ratios) = (vec![], vec![], vec![]);
+        for _ in 0..options.repeats() {
+            let (relay_rate, raw_rate) = measure(options, events, endpoints).await?;
+            relay_rates.push(relay_rate);
+            raw_rates.push(raw_rate);
+            ratios.push(relay_rate / raw_rate);
+        }
+        println!(
+            "  {endpoints:>3} endpoint(s): relay {} events/s | raw client {} requests/s | ratio {}",
+            spread(&relay_rates, 0),
+            spread(&raw_rates, 0),
+            spread(&ratios, 2)
+        );
+    }
+    Ok(())
+}
+
+/// (relay events/s, raw client requests/s)
+async fn measure(options: &Options, events: usize, endpoints: usize) -> anyhow::Result<(f64, f64)> {
+    let receiver = Receiver::start(None).await?;
+    let urls: Vec<String> = (0..endpoints)
+        .map(|i| receiver.url(&format!("/e{i}")))
+        .collect();
+    let db = BenchDb::create(&options.cluster, "bench_rate").await?;
+    db.subscribe(&urls).await?;
+    db.fill(events, endpoints).await?;
+    let limit = Duration::from_secs(60 + events as u64 / 100);
+
+    let started = Instant::now();
+    let relay = start_relay(&options.relay_bin, &db.conninfo, &[])?;
+    let done = receiver
+        .wait_for(events, limit)
+        .await
+        .context("the relay did not deliver every event in time")?;
+    let relay_rate = events as f64 / (done - started).as_secs_f64();
+    stop_relay(relay).await?;
+
+    let raw_rate = raw_client(&receiver, &urls, events, relay_concurrency(endpoints)).await?;
+    Ok((relay_rate, raw_rate))
+}
+
+/// Send `count` bodies shaped like the relay's (same size, headers without a real signature)
+/// round-robin to `urls`, `concurrency` at a time; requests per second.
+async fn raw_client(
+    receiver: &Receiver,
+    urls: &[String],
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let already = receiver.count();
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut requests = JoinSet::new();
+    let started = Instant::now();
+    for n in 0..count {
+        let permit = slots.clone().acquire_owned().await?;
+        let request = client
+            .post(&urls[n % urls.len()])
+            .header("content-type", "application/json")
+            .header("webhook-id", format!("evt_{n}"))
+            .header("webhook-timestamp", "1795341600")
+            .header(
+                "webhook-signature",
+                "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+            )
+            .body(body(n));
+        requests.spawn(async move {
+            let result = request.send().await;
+            drop(permit);
+            result.map(drop)
+        });
+        while let Some(done) = requests.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = requests.join_next().await {
+        done??;
+    }
+    receiver
+        .wait_for(already + count, Duration::from_secs(10))
+        .await
+        .context("the raw client's requests did not all arrive")?;
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The body the relay sends for event n of BenchDb::fill.
+fn body(n: usize) -> String {
+    serde_json::json!({
+        "type": "bench.e0",
+        "timestamp": "2026-11-22T10:00:00.000000Z",
+        "data": {"n": n, "pad": "x".repeat(200), "email": format!("user{n}@example.com")},
+    })
+    .to_string()
+}
