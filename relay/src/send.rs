@@ -86,7 +86,10 @@ impl Sender {
         let started = Instant::now();
         let target = match self.policy.check_url(url) {
             Ok(target) => target,
-            Err(refusal) => return Reply::failed(refusal.error_class(), started.elapsed()),
+            Err(refusal) => {
+                tracing::warn!(url, reason = %refusal, "refused by the address policy");
+                return Reply::failed(refusal.error_class(), started.elapsed());
+            }
         };
         let request = request(&self.client, target).header(
             USER_AGENT,
@@ -94,7 +97,14 @@ impl Sender {
         );
         let mut response = match request.send().await {
             Ok(response) => response,
-            Err(error) => return Reply::failed(error_class(&error), started.elapsed()),
+            Err(error) => {
+                let class = error_class(&error);
+                if class == "refused_address" {
+                    // a name that resolved to internal addresses; the reason is in the chain
+                    tracing::warn!(url, reason = %error_chain(&error), "refused by the address policy");
+                }
+                return Reply::failed(class, started.elapsed());
+            }
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -135,6 +145,18 @@ impl Reply {
             duration,
         }
     }
+}
+
+/// An error and its causes, "a: b: c".
+fn error_chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
 }
 
 /// A short, stable name for why no answer arrived.

@@ -1,4 +1,5 @@
-//! A fresh database with the extension, one per test, on the suite's cluster.
+//! A fresh database with the extension, one per test, on the suite's cluster (or on a test's
+//! own cluster, tests/src/cluster.rs).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio_postgres::{Client, NoTls, Row};
@@ -8,12 +9,15 @@ static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 pub struct TestDb {
     pub name: String,
     pub client: Client,
+    /// `host=... port=... user=...` of the cluster it lives on
+    cluster: String,
 }
 
-fn cluster_conninfo(dbname: &str) -> String {
+/// The suite's cluster, from the PGHOST and PGPORT scripts/test.sh exports.
+pub fn suite_cluster() -> String {
     let host = std::env::var("PGHOST").expect("PGHOST: run the tests through scripts/test.sh");
     let port = std::env::var("PGPORT").expect("PGPORT: run the tests through scripts/test.sh");
-    format!("host={host} port={port} user=postgres dbname={dbname}")
+    format!("host={host} port={port} user=postgres")
 }
 
 async fn connect(conninfo: &str) -> Client {
@@ -29,18 +33,23 @@ impl TestDb {
     /// in it need no ownership verification (tests/tests/verification.rs turns it back on),
     /// so the tests of everything else can post to loopback receivers at once.
     pub async fn create(test_name: &str) -> TestDb {
+        TestDb::create_on(&suite_cluster(), test_name).await
+    }
+
+    /// The same on another cluster (`host=... port=... user=...`).
+    pub async fn create_on(cluster: &str, test_name: &str) -> TestDb {
         let name = format!(
             "e2e_{}_{}_{}",
             test_name.chars().take(40).collect::<String>(),
             std::process::id(),
             NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
         );
-        let admin = connect(&cluster_conninfo("postgres")).await;
+        let admin = connect(&format!("{cluster} dbname=postgres")).await;
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
             .expect("create test database");
-        let client = connect(&cluster_conninfo(&name)).await;
+        let client = connect(&format!("{cluster} dbname={name}")).await;
         client
             .batch_execute(
                 "CREATE EXTENSION pg_webhooks; \
@@ -48,12 +57,16 @@ impl TestDb {
             )
             .await
             .expect("create extension");
-        TestDb { name, client }
+        TestDb {
+            name,
+            client,
+            cluster: cluster.to_owned(),
+        }
     }
 
     /// libpq key=value connection string for this database (what the relay is given).
     pub fn conninfo(&self) -> String {
-        cluster_conninfo(&self.name)
+        format!("{} dbname={}", self.cluster, self.name)
     }
 
     /// Another connection to this database.

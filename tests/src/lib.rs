@@ -4,6 +4,7 @@
 //! `scripts/test.sh` starts the cluster and exports PGHOST/PGPORT, installs the extension, builds
 //! the relay and sets PG_WEBHOOKS_RELAY_BIN.
 
+pub mod cluster;
 pub mod database;
 pub mod php;
 pub mod receiver;
@@ -13,6 +14,7 @@ pub mod verifier;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub use cluster::OwnCluster;
 pub use database::TestDb;
 pub use php::PhpReceiver;
 pub use receiver::{Received, Receiver, Reply};

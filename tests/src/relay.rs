@@ -57,9 +57,14 @@ fn defaults_not_in(args: &[&str]) -> Vec<&'static str> {
 impl Relay {
     /// Start a relay against `db` and wait until it logs that it has started.
     pub async fn start(db: &TestDb, name: &str, args: &[&str]) -> Relay {
+        Relay::start_with_conninfo(&db.conninfo(), name, args).await
+    }
+
+    /// The same with another connection string (another role, say).
+    pub async fn start_with_conninfo(conninfo: &str, name: &str, args: &[&str]) -> Relay {
         let mut child = Command::new(relay_binary())
             .arg("--database-url")
-            .arg(db.conninfo())
+            .arg(conninfo)
             .arg("--relay-name")
             .arg(name)
             .args(defaults_not_in(args))

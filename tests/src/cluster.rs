@@ -1,0 +1,64 @@
+//! A PostgreSQL cluster of a test's own, for faults that would disturb every other test on the
+//! suite's cluster (restarts, crashes). Started and stopped with scripts/lib/cluster.sh; the
+//! extension is already installed system-wide by scripts/test.sh.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct OwnCluster {
+    dir: PathBuf,
+    port: u16,
+}
+
+fn cluster_script(command: &str) {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!(". {repo}/scripts/lib/cluster.sh && {command}"))
+        .status()
+        .expect("run bash");
+    assert!(status.success(), "{command} failed");
+}
+
+impl OwnCluster {
+    pub fn start(name: &str) -> OwnCluster {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.tmp/clusters"))
+            .join(format!("{name}_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.parent().expect("parent")).expect("clusters directory");
+        cluster_script(&format!("cluster_start {} {port}", dir.display()));
+        OwnCluster { dir, port }
+    }
+
+    /// `host=... port=... user=postgres`, for TestDb::create_on and the relay.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=postgres",
+            self.dir.display(),
+            self.port
+        )
+    }
+
+    /// pg_ctl restart in `mode` (fast: sessions are ended cleanly; immediate: a crash, recovery
+    /// on start). Returns when the server accepts connections again.
+    pub fn restart(&self, mode: &str) {
+        cluster_script(&format!(
+            "as_cluster_owner \"$PG_BIN/pg_ctl\" -D {}/data -m {mode} -w -t 60 restart \
+             -l {}/postgres.log >/dev/null",
+            self.dir.display(),
+            self.dir.display()
+        ));
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        cluster_script(&format!("cluster_stop {}", self.dir.display()));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
