@@ -124,3 +124,61 @@ async fn both_secrets_sign_during_a_rotation_overlap() {
         );
     }
 }
+
+/// A copy of `request` with the timestamp moved by `shift_seconds` and signed again with the
+/// right secret, so only the timestamp is wrong.
+fn resigned_at(secret: &str, request: &Received, shift_seconds: i64) -> Received {
+    let mut moved = request.clone();
+    let timestamp: i64 = request
+        .header("webhook-timestamp")
+        .parse()
+        .expect("a number");
+    moved.headers.insert(
+        "webhook-timestamp",
+        (timestamp + shift_seconds)
+            .to_string()
+            .parse()
+            .expect("header"),
+    );
+    let signature = expected_signature(secret, &moved);
+    moved
+        .headers
+        .insert("webhook-signature", signature.parse().expect("header"));
+    moved
+}
+
+#[tokio::test]
+async fn the_official_library_rejects_stale_and_future_timestamps_and_missing_headers() {
+    let db = TestDb::create("verifier_timestamps").await;
+    let receiver = Receiver::start().await;
+    let hook = db.create_webhook("*", &receiver.url("/")).await;
+    let secret = db.secret(hook).await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("SELECT webhooks.emit('email.opened', '{}')")
+        .await;
+
+    let genuine = receiver
+        .wait_for_requests(1, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let mut cases = vec![
+        ("genuine", genuine.clone()),
+        ("10 minutes old", resigned_at(&secret, &genuine, -600)),
+        ("10 minutes ahead", resigned_at(&secret, &genuine, 600)),
+    ];
+    for header in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        let mut without = genuine.clone();
+        without.headers.remove(header);
+        cases.push((header, without));
+    }
+    let requests: Vec<Received> = cases.iter().map(|(_, r)| r.clone()).collect();
+    let verdicts = verify_with_official_library(&secret, &requests);
+    for ((case, _), verdict) in cases.iter().zip(&verdicts) {
+        if *case == "genuine" {
+            assert_eq!(verdict, "ok");
+        } else {
+            assert!(verdict.starts_with("rejected"), "{case}: {verdict}");
+        }
+    }
+}
