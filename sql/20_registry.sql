@@ -4,6 +4,8 @@
 --   22004 null_value_not_allowed   an argument is NULL
 --   22023 invalid_parameter_value  an argument is empty or malformed (URL, event name, secret...)
 --   P0002 no_data_found            no webhook (or delivery) has this id
+--   22001 string_data_right_truncation  a text argument is longer than its limit
+--   54000 program_limit_exceeded   an emitted payload is larger than 1 MiB
 -- Every function checks all its input before it writes, so a refused call changes nothing.
 
 -- Raise 22004/22023 unless the text argument has a value.
@@ -17,6 +19,18 @@ BEGIN
     IF btrim(value) = '' THEN
         RAISE EXCEPTION 'pg_webhooks: % must not be empty', arg_name
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN value;
+END $$;
+
+-- Raise 22001 when a text argument is longer than max_length characters.
+CREATE FUNCTION webhooks._check_length(arg_name text, value text, max_length integer) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF length(value) > max_length THEN
+        RAISE EXCEPTION 'pg_webhooks: % is % characters long; at most % are allowed',
+            arg_name, length(value), max_length
+            USING ERRCODE = 'string_data_right_truncation';
     END IF;
     RETURN value;
 END $$;
@@ -146,7 +160,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     new_id bigint;
 BEGIN
-    PERFORM webhooks._require('app', app);
+    PERFORM webhooks._check_length('app', webhooks._require('app', app), 200);
+    PERFORM webhooks._check_length('description', description, 2000);
     PERFORM webhooks._check_event_pattern(event);
     PERFORM webhooks._check_limits(max_in_flight, rate_limit_per_second);
     INSERT INTO webhooks.webhooks
@@ -179,6 +194,7 @@ BEGIN
     IF event IS NOT NULL THEN
         PERFORM webhooks._check_event_pattern(event);
     END IF;
+    PERFORM webhooks._check_length('description', description, 2000);
     PERFORM webhooks._check_limits(max_in_flight, rate_limit_per_second);
     hook := webhooks._lock_webhook(update.id);
     UPDATE webhooks.webhooks w

@@ -208,6 +208,11 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: payload must be a JSON object, not %', jsonb_typeof(payload)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF pg_column_size(payload) > 1048576 THEN
+        RAISE EXCEPTION 'pg_webhooks: payload is % bytes; at most 1 MiB is sent', pg_column_size(payload)
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    PERFORM webhooks._check_length('origin', emit.origin, 200);
     INSERT INTO webhooks.events (event, origin, payload)
     VALUES (emit.event, coalesce(emit.origin, webhooks._origin()), emit.payload)
     RETURNING id INTO event_id;
