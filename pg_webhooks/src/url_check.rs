@@ -171,4 +171,25 @@ mod tests {
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LENGTH));
         assert!(check_webhook_url(&long).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_accepted_as_a_stable_url_or_refused_without_panicking(text in "\\PC{0,80}") {
+            if let Ok(url) = check_webhook_url(&text) {
+                proptest::prop_assert_eq!(check_webhook_url(&url), Ok(url.clone()));
+            }
+        }
+
+        #[test]
+        fn verification_files_stay_on_the_webhooks_host(
+            path in "(/[a-z0-9._-]{0,8}){0,4}", file in "[a-z0-9-]{1,20}\\.txt"
+        ) {
+            let url = format!("https://h.example{path}");
+            for candidate in verification_urls(&url, &file).expect("plain names are fine") {
+                let parsed = url::Url::parse(&candidate).expect("a URL");
+                proptest::prop_assert_eq!(parsed.host_str(), Some("h.example"));
+                proptest::prop_assert!(parsed.path().ends_with(&file));
+            }
+        }
+    }
 }

@@ -177,4 +177,30 @@ mod tests {
              &timestamp=2026-11-22+10:00:00&time=1795341600&parameters[source]=crm"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_row_comes_back_field_for_field_when_the_form_is_decoded(
+            row in proptest::collection::btree_map("[a-z_][a-z0-9_]{0,10}", ".*", 0..8)
+        ) {
+            let data = json!({"table": "public.t", "entity": "t", "key": {"id": 1},
+                              "new": row.clone()});
+            let message = Message {
+                id: "evt_1",
+                event_id: 1,
+                event: "t.created",
+                occurred_at: super::super::tests::at_ten(),
+                data: &data,
+            };
+            let body = encode_body(&document(&message, None)).expect("encodes");
+            let decoded: std::collections::BTreeMap<String, Value> =
+                serde_qs::Config::new().use_form_encoding(true).deserialize_str(&body).expect("decodes");
+            let fields = decoded.get("fields").cloned().unwrap_or_else(|| json!({}));
+            for (column, value) in &row {
+                if column != "interests" {
+                    proptest::prop_assert_eq!(&fields[column], &json!(value));
+                }
+            }
+        }
+    }
 }

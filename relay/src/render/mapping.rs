@@ -114,4 +114,16 @@ mod tests {
             "https://h.example/?n=Jan"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_placeholder_value_changes_the_host_or_the_path_segments(value in ".*") {
+            let values = json!({"x": value});
+            let filled = fill_placeholders("https://h.example/a/__x__/b?q=__x__", values.as_object());
+            let url = url::Url::parse(&filled).expect("still a URL");
+            proptest::prop_assert_eq!(url.host_str(), Some("h.example"));
+            proptest::prop_assert_eq!(url.path_segments().map(Iterator::count), Some(3));
+            proptest::prop_assert_eq!(url.query_pairs().count(), 1);
+        }
+    }
 }
