@@ -20,6 +20,11 @@ fn arrivals(receiver: &Receiver) -> HashMap<i64, usize> {
     seen
 }
 
+/// PG_WEBHOOKS_SOAK=1 runs the long variants (RELIABILITY.md).
+fn soak() -> bool {
+    std::env::var_os("PG_WEBHOOKS_SOAK").is_some()
+}
+
 /// Options for relays that are killed: leases short enough to be taken over quickly.
 const CRASHY: &[&str] = &["--lease", "2s", "--request-timeout", "1s"];
 const MAX_IN_FLIGHT: usize = 256;
@@ -30,7 +35,11 @@ async fn ten_sigkills_under_load_lose_no_event_and_duplicate_only_what_was_in_fl
     let receiver = Receiver::start().await;
     db.create_webhook("load.*", &receiver.url("/")).await;
     let writer = db.connect().await;
-    let (batches, per_batch) = (100i64, 100i64);
+    let (batches, per_batch) = if soak() {
+        (1000i64, 100i64)
+    } else {
+        (100, 100)
+    };
     let writing = tokio::spawn(async move {
         for batch in 0..batches {
             writer
@@ -45,7 +54,7 @@ async fn ten_sigkills_under_load_lose_no_event_and_duplicate_only_what_was_in_fl
         }
     });
 
-    let kills = 10;
+    let kills = if soak() { 100 } else { 10 };
     for round in 0..kills {
         let relay = Relay::start(&db, &format!("crash{round}"), CRASHY).await;
         tokio::time::sleep(Duration::from_millis(900)).await;
@@ -57,7 +66,7 @@ async fn ten_sigkills_under_load_lose_no_event_and_duplicate_only_what_was_in_fl
     let events = (batches * per_batch) as usize;
     let seen = wait_for(
         "every event delivered",
-        Duration::from_secs(120),
+        Duration::from_secs(600),
         || async {
             let seen = arrivals(&receiver);
             (seen.len() == events).then_some(seen)
