@@ -132,6 +132,9 @@ impl Pipeline {
             };
             let notified = tokio::select! {
                 _ = self.wake.notified() => true,
+                // a finished request frees a slot of its webhook: claim again at once rather
+                // than after --busy-poll (BENCHMARKS.md: the one-endpoint delivery rate)
+                _ = self.limits.freed.notified(), if self.limits.total() > 0 => false,
                 _ = tokio::time::sleep(wait) => false,
                 _ = shutdown.cancelled() => break,
             };

@@ -61,11 +61,13 @@ UPDATE subscriptions SET list = 'daily' WHERE profile_id = 1;
 INSERT INTO devices (name) VALUES ('phone');
 INSERT INTO tags VALUES ('vip');
 INSERT INTO visits VALUES ('2026-01-01', '/');
-SELECT e.event, webhooks._event_data(e, NULL::webhooks.webhooks) -> 'key' AS key FROM webhooks.events e
+SELECT e.event, webhooks._event_data(e, NULL::webhooks.webhooks, t) -> 'key' AS key
+FROM webhooks.events e LEFT JOIN webhooks.tracked t ON t.source = e.source
 WHERE e.event ~ '^(subscription|devices|tag|visit)\.' AND e.event <> 'devices.created'
 ORDER BY e.id;
-SELECT jsonb_typeof(webhooks._event_data(e, NULL::webhooks.webhooks) #> '{key,id}') AS uuid_key
-FROM webhooks.events e WHERE e.event = 'devices.created';
+SELECT jsonb_typeof(webhooks._event_data(e, NULL::webhooks.webhooks, t) #> '{key,id}') AS uuid_key
+FROM webhooks.events e LEFT JOIN webhooks.tracked t ON t.source = e.source
+WHERE e.event = 'devices.created';
 
 -- partitioned tables: changes in every partition become events of the parent
 CREATE TABLE orders (id bigint, placed date, PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
