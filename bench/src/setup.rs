@@ -116,3 +116,84 @@ pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
         .context("no VmHWM in /proc/PID/status")?;
     Ok(kib / 1024.0)
 }
+
+/// CPU use over an interval, from /proc (both in the kernel's clock ticks, so no tick rate is
+/// needed): how busy the whole machine was, and how many cores one process kept busy. Tells a
+/// relay that waits (on the database, on claims) from one that runs out of CPU.
+pub struct CpuMeter {
+    pid: u32,
+    machine: MachineTicks,
+    process: u64,
+}
+
+#[derive(Clone, Copy)]
+struct MachineTicks {
+    busy: u64,
+    total: u64,
+    cores: u64,
+}
+
+/// Machine busy share (0..1) and the process's cores (0..cores) over the interval.
+pub struct CpuUse {
+    pub machine_busy: f64,
+    pub process_cores: f64,
+}
+
+impl CpuMeter {
+    pub fn start(pid: u32) -> anyhow::Result<CpuMeter> {
+        Ok(CpuMeter {
+            pid,
+            machine: machine_ticks()?,
+            process: process_ticks(pid)?,
+        })
+    }
+
+    pub fn read(&self) -> anyhow::Result<CpuUse> {
+        let machine = machine_ticks()?;
+        let total = machine.total.saturating_sub(self.machine.total).max(1) as f64;
+        let busy = machine.busy.saturating_sub(self.machine.busy) as f64;
+        let process = process_ticks(self.pid)?.saturating_sub(self.process) as f64;
+        Ok(CpuUse {
+            machine_busy: busy / total,
+            process_cores: process / (total / machine.cores as f64),
+        })
+    }
+}
+
+/// The "cpu" line of /proc/stat: user nice system idle iowait irq softirq steal ...
+fn machine_ticks() -> anyhow::Result<MachineTicks> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let mut lines = stat.lines();
+    let ticks: Vec<u64> = lines
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    anyhow::ensure!(ticks.len() >= 5, "short cpu line in /proc/stat");
+    let idle = ticks[3] + ticks[4];
+    let total: u64 = ticks.iter().take(8).sum();
+    let cores = lines.filter(|line| line.starts_with("cpu")).count().max(1) as u64;
+    Ok(MachineTicks {
+        busy: total - idle,
+        total,
+        cores,
+    })
+}
+
+/// utime + stime of a process (fields 14 and 15 of /proc/PID/stat, counted after the
+/// parenthesised command name, which may contain spaces).
+fn process_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed /proc/PID/stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let tick = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc/PID/stat")?.parse()?)
+    };
+    // after ")" the fields start at 3 (state), so utime (14) and stime (15) are at 11 and 12
+    Ok(tick(11)? + tick(12)?)
+}

@@ -5,7 +5,7 @@
 //! retention (7 days) may drop them once they are delivered, as it would a week later.
 
 use crate::receiver::Receiver;
-use crate::setup::{peak_rss_mib, start_relay, stop_relay, BenchDb};
+use crate::setup::{peak_rss_mib, start_relay, stop_relay, BenchDb, CpuMeter};
 use crate::Options;
 use anyhow::Context;
 use std::time::{Duration, Instant};
@@ -35,6 +35,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         &["--maintain-every", "1h"],
     )?;
     let pid = relay.id().context("relay pid")?;
+    let cpu = CpuMeter::start(pid)?;
     let done = receiver
         .wait_for(events, Duration::from_secs(120 + events as u64 / 200))
         .await
@@ -45,14 +46,18 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await; // the last acknowledgements
     }
     let peak = peak_rss_mib(pid)?;
+    let cpu = cpu.read()?;
     stop_relay(relay).await?;
     let drained = sizes(&db).await?;
     db.client.execute("SELECT webhooks.maintain()", &[]).await?;
     let retained = sizes(&db).await?;
 
     println!(
-        "  drained in {elapsed:.1} s ({:.0} events/s); relay peak RSS {peak:.1} MiB",
-        events as f64 / elapsed
+        "  drained in {elapsed:.1} s ({:.0} events/s); relay peak RSS {peak:.1} MiB; relay process \
+         {:.2} cores, machine {:.2} busy",
+        events as f64 / elapsed,
+        cpu.process_cores,
+        cpu.machine_busy
     );
     for (i, table) in ["events", "deliveries", "attempts"].iter().enumerate() {
         println!(
@@ -63,6 +68,10 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
             retained[i] as f64 / empty[i] as f64
         );
     }
+    println!(
+        "  (the goal is for events and deliveries; attempts are dated by when they were made, \
+         today, so retention keeps them for its full period)"
+    );
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! same receiver with the same concurrency, in the same run.
 
 use crate::receiver::Receiver;
-use crate::setup::{start_relay, stop_relay, BenchDb};
+use crate::setup::{start_relay, stop_relay, BenchDb, CpuMeter};
 use crate::stats::spread;
 use crate::Options;
 use anyhow::Context;
@@ -25,11 +25,14 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     );
     for endpoints in [1, 100] {
         let (mut relay_rates, mut raw_rates, mut ratios) = (vec![], vec![], vec![]);
+        let (mut relay_cores, mut machine_busy) = (vec![], vec![]);
         for _ in 0..options.repeats() {
-            let (relay_rate, raw_rate) = measure(options, events, endpoints).await?;
-            relay_rates.push(relay_rate);
-            raw_rates.push(raw_rate);
-            ratios.push(relay_rate / raw_rate);
+            let run = measure(options, events, endpoints).await?;
+            relay_rates.push(run.relay_rate);
+            raw_rates.push(run.raw_rate);
+            ratios.push(run.relay_rate / run.raw_rate);
+            relay_cores.push(run.relay_cores);
+            machine_busy.push(run.machine_busy);
         }
         println!(
             "  {endpoints:>3} endpoint(s): relay {} events/s | raw client {} requests/s | ratio {}",
@@ -37,12 +40,26 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
             spread(&raw_rates, 0),
             spread(&ratios, 2)
         );
+        println!(
+            "        while the relay drained: relay process {} cores, machine {} busy",
+            spread(&relay_cores, 2),
+            spread(&machine_busy, 2)
+        );
     }
     Ok(())
 }
 
-/// (relay events/s, raw client requests/s)
-async fn measure(options: &Options, events: usize, endpoints: usize) -> anyhow::Result<(f64, f64)> {
+struct Run {
+    relay_rate: f64,
+    raw_rate: f64,
+    /// cores the relay process kept busy during its drain
+    relay_cores: f64,
+    /// share of the machine's CPU time that was busy during the drain (everything: PostgreSQL,
+    /// relay, receiver)
+    machine_busy: f64,
+}
+
+async fn measure(options: &Options, events: usize, endpoints: usize) -> anyhow::Result<Run> {
     let receiver = Receiver::start(None).await?;
     let urls: Vec<String> = (0..endpoints)
         .map(|i| receiver.url(&format!("/e{i}")))
@@ -54,15 +71,22 @@ async fn measure(options: &Options, events: usize, endpoints: usize) -> anyhow::
 
     let started = Instant::now();
     let relay = start_relay(&options.relay_bin, &db.conninfo, &[])?;
+    let cpu = CpuMeter::start(relay.id().context("relay pid")?)?;
     let done = receiver
         .wait_for(events, limit)
         .await
         .context("the relay did not deliver every event in time")?;
     let relay_rate = events as f64 / (done - started).as_secs_f64();
+    let cpu = cpu.read()?;
     stop_relay(relay).await?;
 
     let raw_rate = raw_client(&receiver, &urls, events, relay_concurrency(endpoints)).await?;
-    Ok((relay_rate, raw_rate))
+    Ok(Run {
+        relay_rate,
+        raw_rate,
+        relay_cores: cpu.process_cores,
+        machine_busy: cpu.machine_busy,
+    })
 }
 
 /// Send `count` bodies shaped like the relay's (same size, headers without a real signature)
