@@ -26,6 +26,10 @@ pub struct Options {
     /// Repeats of each measurement (min / median / max are printed)
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// An option for every relay started (repeatable), to see what a setting is worth:
+    /// --relay-arg=--max-in-flight-per-webhook=64. The published figures use the defaults.
+    #[arg(long = "relay-arg", allow_hyphen_values = true)]
+    pub relay_args: Vec<String>,
     /// Run only these scenarios (rate, latency, backlog, isolation)
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -1,7 +1,7 @@
 //! A fresh database per measurement, events put into its outbox, and the relay as a process.
 
+use crate::Options;
 use anyhow::Context;
-use std::path::Path;
 use std::process::Stdio;
 use tokio::process::{Child, Command};
 use tokio_postgres::{Client, NoTls};
@@ -77,8 +77,10 @@ impl BenchDb {
     }
 }
 
-/// The relay with its defaults (and `extra` options), allowed to post to loopback.
-pub fn start_relay(relay_bin: &Path, conninfo: &str, extra: &[&str]) -> anyhow::Result<Child> {
+/// The relay with its defaults (and the scenario's `extra` options, then --relay-arg ones),
+/// allowed to post to loopback.
+pub fn start_relay(options: &Options, conninfo: &str, extra: &[&str]) -> anyhow::Result<Child> {
+    let relay_bin = &options.relay_bin;
     Command::new(relay_bin)
         .args([
             "--database-url",
@@ -89,6 +91,7 @@ pub fn start_relay(relay_bin: &Path, conninfo: &str, extra: &[&str]) -> anyhow::
             "127.0.0.1:0",
         ])
         .args(extra)
+        .args(&options.relay_args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

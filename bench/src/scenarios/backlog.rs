@@ -29,11 +29,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
 
     let started = Instant::now();
     // maintenance only when this scenario says so, to measure the tables before retention
-    let relay = start_relay(
-        &options.relay_bin,
-        &db.conninfo,
-        &["--maintain-every", "1h"],
-    )?;
+    let relay = start_relay(options, &db.conninfo, &["--maintain-every", "1h"])?;
     let pid = relay.id().context("relay pid")?;
     let cpu = CpuMeter::start(pid)?;
     let done = receiver

@@ -48,11 +48,7 @@ async fn healthy_rate(options: &Options, events: usize, with_silent: bool) -> an
     db.subscribe(&urls).await?;
     db.fill(total, urls.len()).await?;
     let started = Instant::now();
-    let relay = start_relay(
-        &options.relay_bin,
-        &db.conninfo,
-        &["--shutdown-grace", "1s"],
-    )?;
+    let relay = start_relay(options, &db.conninfo, &["--shutdown-grace", "1s"])?;
     let done = receiver
         .wait_for(events, Duration::from_secs(60 + events as u64 / 100))
         .await

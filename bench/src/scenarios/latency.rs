@@ -39,7 +39,7 @@ async fn measure(options: &Options, seconds: u64) -> anyhow::Result<(f64, f64, f
     let receiver = Receiver::start(Some(arrivals_tx)).await?;
     let db = BenchDb::create(&options.cluster, "bench_latency").await?;
     db.subscribe(&[receiver.url("/hook")]).await?;
-    let relay = start_relay(&options.relay_bin, &db.conninfo, &[])?;
+    let relay = start_relay(options, &db.conninfo, &[])?;
     tokio::time::sleep(Duration::from_secs(2)).await; // started, and idle: waiting for NOTIFY
 
     let emit = db

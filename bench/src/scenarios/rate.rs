@@ -70,7 +70,7 @@ async fn measure(options: &Options, events: usize, endpoints: usize) -> anyhow::
     let limit = Duration::from_secs(60 + events as u64 / 100);
 
     let started = Instant::now();
-    let relay = start_relay(&options.relay_bin, &db.conninfo, &[])?;
+    let relay = start_relay(options, &db.conninfo, &[])?;
     let cpu = CpuMeter::start(relay.id().context("relay pid")?)?;
     let done = receiver
         .wait_for(events, limit)
