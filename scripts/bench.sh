@@ -35,6 +35,7 @@ cleanup() {
     cluster_stop "$WORK/cluster"
 }
 trap cleanup EXIT
+cluster_stop "$WORK/cluster" # one left running by an interrupted run would hold the port
 rm -rf "$WORK"
 mkdir -p "$WORK"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
