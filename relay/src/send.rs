@@ -20,6 +20,39 @@ pub struct Sender {
     policy: Arc<AddressPolicy>,
     max_response_bytes: usize,
     excerpt_bytes: usize,
+    refusals: RefusalLog,
+}
+
+/// Refusals by the address policy are logged as warnings once per URL per
+/// REFUSAL_LOG_EVERY: a webhook aimed at an internal address would otherwise write a line for
+/// every event (each attempt's error class is in webhooks.delivery_log anyway).
+#[derive(Default)]
+struct RefusalLog {
+    last: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(600);
+
+impl RefusalLog {
+    fn log(&self, url: &str, reason: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.len() > 1000 {
+            last.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_EVERY);
+        }
+        let due = last
+            .get(url)
+            .is_none_or(|at| now.duration_since(*at) >= REFUSAL_LOG_EVERY);
+        if due {
+            last.insert(url.to_owned(), now);
+            tracing::warn!(url, reason = %reason, "refused by the address policy");
+        } else {
+            tracing::debug!(url, reason = %reason, "refused by the address policy");
+        }
+    }
 }
 
 /// What came back from one attempt.
@@ -53,6 +86,7 @@ impl Sender {
             policy,
             max_response_bytes: options.max_response_bytes,
             excerpt_bytes: options.response_excerpt_bytes,
+            refusals: RefusalLog::default(),
         })
     }
 
@@ -87,7 +121,7 @@ impl Sender {
         let target = match self.policy.check_url(url) {
             Ok(target) => target,
             Err(refusal) => {
-                tracing::warn!(url, reason = %refusal, "refused by the address policy");
+                self.refusals.log(url, &refusal);
                 return Reply::failed(refusal.error_class(), started.elapsed());
             }
         };
@@ -101,7 +135,7 @@ impl Sender {
                 let class = error_class(&error);
                 if class == "refused_address" {
                     // a name that resolved to internal addresses; the reason is in the chain
-                    tracing::warn!(url, reason = %error_chain(&error), "refused by the address policy");
+                    self.refusals.log(url, &error_chain(&error));
                 }
                 return Reply::failed(class, started.elapsed());
             }
