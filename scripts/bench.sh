@@ -17,7 +17,7 @@ REPEATS=5 SECONDS_EACH=15 PROFILE=release
 if [ "${1:-}" = "--quick" ]; then
     QUICK=--quick REPEATS=1 SECONDS_EACH=3 PROFILE=debug
 fi
-WORK=$REPO/.tmp/bench
+WORK=${PG_WEBHOOKS_BENCH_DIR:-$REPO/.tmp/bench}
 PORT=${PG_WEBHOOKS_BENCH_PORT:-55435}
 
 ensure_deps

@@ -47,9 +47,10 @@ PG_WEBHOOKS_TEST_PYTHON="$REPO/.tmp/venv/bin/python" \
     counted cargo test -p pg-webhooks-tests --tests -- --test-threads=4
 
 log "benchmarks, quick mode (scripts/bench.sh --quick): every scenario still runs"
-# its own cluster, on a port apart from a full benchmark run's (55435); a failure fails the
-# suite, and it counts as one test in the summary
-if PG_WEBHOOKS_BENCH_PORT=${PG_WEBHOOKS_BENCH_QUICK_PORT:-55436} scripts/bench.sh --quick; then
+# its own cluster, in a directory and on a port apart from a full benchmark run's
+# (.tmp/bench, 55435); a failure fails the suite, and it counts as one test in the summary
+if PG_WEBHOOKS_BENCH_DIR="$WORK/bench" PG_WEBHOOKS_BENCH_PORT=${PG_WEBHOOKS_BENCH_QUICK_PORT:-55436} \
+    scripts/bench.sh --quick; then
     echo "test result: ok. 1 passed; 0 failed; (scripts/bench.sh --quick)" >>"$WORK/counts.log"
 else
     echo "test result: FAILED. 0 passed; 1 failed; (scripts/bench.sh --quick)" >>"$WORK/counts.log"
