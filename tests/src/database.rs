@@ -117,6 +117,15 @@ impl TestDb {
             .get(0)
     }
 
+    /// (outcome, status, error) of each logged attempt, oldest first.
+    pub async fn attempts(&self) -> Vec<(String, Option<i32>, Option<String>)> {
+        self.query("SELECT outcome, status, error FROM webhooks.delivery_log ORDER BY attempt")
+            .await
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect()
+    }
+
     /// Count of deliveries in a state.
     pub async fn deliveries_in(&self, state: &str) -> i64 {
         self.client

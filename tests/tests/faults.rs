@@ -207,15 +207,6 @@ async fn read_request_head(stream: &mut tokio::net::TcpStream) {
     }
 }
 
-/// (outcome, status, error) of each attempt, oldest first.
-async fn attempts(db: &TestDb) -> Vec<(String, Option<i32>, Option<String>)> {
-    db.query("SELECT outcome, status, error FROM webhooks.delivery_log ORDER BY attempt")
-        .await
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect()
-}
-
 async fn wait_for_state(db: &TestDb, state: &str) {
     wait_for(state, Duration::from_secs(20), || async {
         (db.deliveries_in(state).await == 1).then_some(())
@@ -239,7 +230,7 @@ async fn a_connection_reset_before_the_answer_is_retried_on_schedule_then_parked
     db.execute("SELECT webhooks.emit('job.done', '{}')").await;
 
     wait_for_state(&db, "failed").await;
-    let outcomes: Vec<_> = attempts(&db).await;
+    let outcomes: Vec<_> = db.attempts().await;
     assert_eq!(outcomes.len(), 2, "{outcomes:?}");
     assert!(
         outcomes
@@ -294,7 +285,7 @@ async fn a_host_name_that_does_not_resolve_is_retried_then_parked() {
 
     wait_for_state(&db, "failed").await;
     assert_eq!(
-        attempts(&db).await,
+        db.attempts().await,
         [
             ("retry".into(), None, Some("dns".into())),
             ("failed".into(), None, Some("dns".into()))
@@ -350,7 +341,7 @@ async fn every_loopback_address_form_is_refused_without_a_request_and_with_a_log
         (db.deliveries_in("failed").await == forms.len() as i64).then_some(())
     })
     .await;
-    let errors: Vec<Option<String>> = attempts(&db).await.into_iter().map(|a| a.2).collect();
+    let errors: Vec<Option<String>> = db.attempts().await.into_iter().map(|a| a.2).collect();
     assert!(
         errors
             .iter()

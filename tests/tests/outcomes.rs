@@ -8,15 +8,6 @@ async fn emit_one(db: &TestDb) {
         .await;
 }
 
-/// (outcome, status, error) of each logged attempt, oldest first.
-async fn attempts(db: &TestDb) -> Vec<(String, Option<i32>, Option<String>)> {
-    db.query("SELECT outcome, status, error FROM webhooks.delivery_log ORDER BY attempt")
-        .await
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect()
-}
-
 async fn wait_for_state(db: &TestDb, state: &str) {
     wait_for(state, Duration::from_secs(15), || async {
         (db.deliveries_in(state).await == 1).then_some(())
@@ -52,7 +43,8 @@ async fn server_errors_are_retried_on_the_schedule_until_success() {
         second_gap >= Duration::from_millis(1900) && second_gap < Duration::from_millis(2900),
         "{second_gap:?}"
     );
-    let outcomes: Vec<_> = attempts(&db)
+    let outcomes: Vec<_> = db
+        .attempts()
         .await
         .into_iter()
         .map(|a| (a.0, a.1))
@@ -86,7 +78,7 @@ async fn after_the_last_attempt_the_delivery_is_parked_and_can_be_redelivered() 
     wait_for_state(&db, "failed").await;
     assert_eq!(receiver.count(), 2);
     assert_eq!(
-        attempts(&db).await.last().map(|a| a.0.clone()),
+        db.attempts().await.last().map(|a| a.0.clone()),
         Some("failed".into())
     );
     db.execute("SELECT webhooks.redeliver(delivery_id) FROM webhooks.delivery_status")
@@ -111,7 +103,7 @@ async fn redirects_are_failures_and_are_not_followed() {
 
     wait_for_state(&db, "failed").await;
     assert_eq!(target.count(), 0);
-    assert_eq!(attempts(&db).await[0].1, Some(302));
+    assert_eq!(db.attempts().await[0].1, Some(302));
 }
 
 #[tokio::test]
@@ -185,7 +177,7 @@ async fn a_receiver_that_does_not_answer_in_time_is_a_timeout() {
 
     wait_for_state(&db, "failed").await;
     assert_eq!(
-        attempts(&db).await[0],
+        db.attempts().await[0],
         ("failed".into(), None, Some("timeout".into()))
     );
 }
@@ -235,7 +227,7 @@ async fn loopback_receivers_are_refused_without_the_allow_list() {
         0,
         "a request reached the loopback receiver"
     );
-    let errors: Vec<Option<String>> = attempts(&db).await.into_iter().map(|a| a.2).collect();
+    let errors: Vec<Option<String>> = db.attempts().await.into_iter().map(|a| a.2).collect();
     assert_eq!(
         errors,
         [
