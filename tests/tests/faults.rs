@@ -216,7 +216,7 @@ async fn wait_for_state(db: &TestDb, state: &str) {
 
 #[tokio::test]
 async fn a_connection_reset_before_the_answer_is_retried_on_schedule_then_parked() {
-    let db = TestDb::create("reset_mid_body").await;
+    let db = TestDb::create("reset_before_answer").await;
     let (url, connections) = raw_server(|mut stream| async move {
         read_request_head(&mut stream).await;
         // close with RST, not FIN; a zero linger resets at once instead of blocking the drop
@@ -243,6 +243,32 @@ async fn a_connection_reset_before_the_answer_is_retried_on_schedule_then_parked
         ["retry", "failed"]
     );
     assert_eq!(*connections.lock().expect("count"), 2);
+}
+
+#[tokio::test]
+async fn a_connection_reset_in_the_middle_of_the_answer_keeps_its_status() {
+    let db = TestDb::create("reset_in_answer").await;
+    let (url, _) = raw_server(|mut stream| async move {
+        read_request_head(&mut stream).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial")
+            .await;
+        // close with RST, not FIN; a zero linger resets at once instead of blocking the drop
+        #[allow(deprecated)]
+        let _ = stream.set_linger(Some(Duration::ZERO));
+    })
+    .await;
+    db.create_webhook("*", &url).await;
+    let _relay = Relay::start(&db, "r1", &["--retry-schedule", "0s,1s"]).await;
+
+    db.execute("SELECT webhooks.emit('job.done', '{}')").await;
+
+    // the receiver answered 200 before the body broke off: delivered, the break recorded
+    wait_for_state(&db, "delivered").await;
+    assert_eq!(
+        db.attempts().await,
+        [("delivered".into(), Some(200), Some("body".into()))]
+    );
 }
 
 #[tokio::test]
