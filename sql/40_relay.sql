@@ -44,9 +44,12 @@ BEGIN
     IF NOT EXISTS (
         SELECT 1 FROM webhooks.fan_out_state s
         WHERE s.batch_upto IS NOT NULL
+           -- not visible in done_upto: at or after its xmax, or in progress when it was taken
+           -- (two index probes; "xid >= xmin" would walk every event committed since xmin)
            OR EXISTS (SELECT 1 FROM webhooks.events e
-                      WHERE e.xid >= pg_snapshot_xmin(s.done_upto)
-                        AND NOT pg_visible_in_snapshot(e.xid, s.done_upto))
+                      WHERE e.xid >= pg_snapshot_xmax(s.done_upto))
+           OR EXISTS (SELECT 1 FROM webhooks.events e
+                      WHERE e.xid IN (SELECT pg_snapshot_xip(s.done_upto)))
     ) THEN
         RETURN 0;
     END IF;
