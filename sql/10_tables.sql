@@ -193,7 +193,15 @@ CREATE TABLE webhooks.fan_out_state (
     after_xid   xid8 NOT NULL DEFAULT '0',
     after_id    bigint NOT NULL DEFAULT 0
 );
-INSERT INTO webhooks.fan_out_state (done_upto) VALUES (pg_current_snapshot());
+-- The first done_upto leaves this transaction's own xid and everything after it unseen: events
+-- written in the transaction that creates the extension must be fanned out too, and
+-- pg_current_snapshot() alone would count this transaction as done once a later one commits.
+-- Transactions in progress now stay unseen as they are in the current snapshot.
+INSERT INTO webhooks.fan_out_state (done_upto)
+SELECT format('%s:%s:%s', least(pg_snapshot_xmin(now_seen), own), own,
+              (SELECT string_agg(x::text, ',' ORDER BY x)
+               FROM pg_snapshot_xip(now_seen) x WHERE x < own))::pg_snapshot
+FROM pg_current_snapshot() now_seen, pg_current_xact_id() own;
 
 -- Relays that are waiting for a NOTIFY. Writers send one only while a relay is listed here as
 -- idle: a NOTIFY serialises commits (NOTES.md section 2), so a busy relay is never notified.

@@ -63,10 +63,16 @@ DECLARE
     open_work boolean := false;
     fanned pg_snapshot;
 BEGIN
-    SELECT coalesce(s.batch_upto, s.done_upto) INTO fanned FROM webhooks.fan_out_state s;
+    -- Events visible in done_upto have all their deliveries; the others (at or after its xmax,
+    -- or in progress when it was taken) may not. Two index probes, like fan_out's first look:
+    -- "xid >= xmin" would keep delivered days while a long transaction holds xmin back.
+    SELECT s.done_upto INTO fanned FROM webhooks.fan_out_state s;
     IF to_regclass(format('webhooks.%I', events_part)) IS NOT NULL THEN
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM webhooks.%I WHERE xid >= $1)', events_part)
-            INTO open_work USING pg_snapshot_xmin(fanned);
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM webhooks.%I WHERE xid >= $1)'
+                       ' OR EXISTS (SELECT 1 FROM webhooks.%I WHERE xid = ANY ($2))',
+                       events_part, events_part)
+            INTO open_work
+            USING pg_snapshot_xmax(fanned), ARRAY(SELECT pg_snapshot_xip(fanned));
     END IF;
     IF NOT open_work AND to_regclass(format('webhooks.%I', deliveries_part)) IS NOT NULL THEN
         EXECUTE format(
