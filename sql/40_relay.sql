@@ -32,7 +32,8 @@ SET enable_sort = off SET enable_bitmapscan = off AS $$
 $$;
 
 CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     state webhooks.fan_out_state;
     taken integer;
@@ -170,7 +171,8 @@ CREATE FUNCTION webhooks.claim(
 -- Nested loops only: a claim touches a few hundred rows by key, and with stale statistics the
 -- planner otherwise hashes the whole deliveries table to update them (25 ms at 100k rows).
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off SET plan_cache_mode = force_generic_plan
+AS $$
 BEGIN
     PERFORM webhooks.fan_out();
     RETURN QUERY
@@ -217,7 +219,8 @@ END $$;
 CREATE FUNCTION webhooks.ack(relay text, results jsonb) RETURNS integer
 -- Nested loops only, as in claim(): acknowledgements update rows by key.
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     applied integer;
     gone_webhooks bigint[];

@@ -40,7 +40,9 @@ pub struct Config {
     pub busy_poll: Duration,
 
     /// How long without work before the relay declares itself idle and waits for NOTIFY.
-    #[arg(long, env = "PG_WEBHOOKS_IDLE_AFTER", default_value = "200ms", value_parser = duration)]
+    /// Short, because a NOTIFY wakes the relay at once while a busy relay finds new work only
+    /// at its next poll; a busy relay is not notified, as NOTIFY serialises writers' commits.
+    #[arg(long, env = "PG_WEBHOOKS_IDLE_AFTER", default_value = "10ms", value_parser = duration)]
     pub idle_after: Duration,
 
     /// Deliveries leased per claim, at most.

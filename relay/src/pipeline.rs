@@ -2,8 +2,9 @@
 //!
 //! Busy: claim as long as work comes back and capacity remains; after an empty claim look again
 //! every --busy-poll. Idle: after --idle-after without work, mark this relay idle (writers then
-//! NOTIFY it), claim once more (a writer may have checked the flag just before it flipped), and
-//! wait for a notification or --poll-interval. On a notification, mark busy again.
+//! NOTIFY it), claim once more at once and once after --busy-poll (a writer may have checked the
+//! flag just before it flipped), then wait for a notification or --poll-interval. On a notification, claim, and mark busy again
+//! once that claim found work.
 
 use crate::acks;
 use crate::claim::{self, AttemptReport, ClaimRequest, DatabaseError};
@@ -21,6 +22,9 @@ use tokio_util::task::TaskTracker;
 /// After a failed claim (the database restarted, a session was killed) try again this soon,
 /// doubling up to --poll-interval.
 const FIRST_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Claims a relay makes at --busy-poll after marking itself idle, before it relies on NOTIFY.
+const LOOKS_AFTER_IDLE: u32 = 1;
 
 pub struct Timing {
     pub poll_interval: Duration,
@@ -40,6 +44,13 @@ pub struct Pipeline {
     pub timing: Timing,
     pub batch_size: usize,
     pub max_in_flight: usize,
+}
+
+#[derive(PartialEq)]
+enum Woken {
+    Notified,
+    Freed,
+    Timer,
 }
 
 struct Running {
@@ -86,6 +97,7 @@ impl Pipeline {
 
     async fn claim_until(&self, shutdown: &CancellationToken, running: &Running) {
         let mut idle = false;
+        let mut looks_after_idle = 0;
         let mut error_pause = FIRST_ERROR_PAUSE;
         let mut last_work = Instant::now(); // main() registered this relay as busy
         while !shutdown.is_cancelled() {
@@ -122,27 +134,30 @@ impl Pipeline {
             if !idle && last_work.elapsed() >= self.timing.idle_after {
                 self.mark_idle(true).await;
                 idle = true;
+                looks_after_idle = LOOKS_AFTER_IDLE;
                 tracing::debug!("idle: waiting for NOTIFY");
-                continue; // one more claim closes the race with a writer that saw us busy
+                continue;
             }
-            let wait = if idle {
-                self.timing.poll_interval
-            } else {
+            // A writer that checked the flag just before it flipped sends no NOTIFY; its event
+            // is found by the looks right after going idle (one at once, then one --busy-poll
+            // later for a commit still under way), else by the --poll-interval poll.
+            let wait = if !idle || looks_after_idle > 0 {
+                looks_after_idle = looks_after_idle.saturating_sub(1);
                 self.timing.busy_poll
+            } else {
+                self.timing.poll_interval
             };
-            let notified = tokio::select! {
-                _ = self.wake.notified() => true,
+            let woken = tokio::select! {
+                _ = self.wake.notified() => Woken::Notified,
                 // a finished request frees a slot of its webhook: claim again at once rather
                 // than after --busy-poll (BENCHMARKS.md: the one-endpoint delivery rate)
-                _ = self.limits.freed.notified(), if self.limits.total() > 0 => false,
-                _ = tokio::time::sleep(wait) => false,
+                _ = self.limits.freed.notified(), if self.limits.total() > 0 => Woken::Freed,
+                _ = tokio::time::sleep(wait) => Woken::Timer,
                 _ = shutdown.cancelled() => break,
             };
-            if idle && notified {
-                self.mark_idle(false).await;
-                idle = false;
-                last_work = Instant::now();
-            } else if idle {
+            // A notified relay claims before it says it is busy again (the claim above does
+            // that once it finds work): the event's latency does not wait for that write.
+            if idle && woken == Woken::Timer && wait == self.timing.poll_interval {
                 self.mark_idle(true).await; // heartbeat: maintain() forgets silent relays
             }
         }
