@@ -19,7 +19,7 @@
 CREATE FUNCTION webhooks._fan_out_batch(state webhooks.fan_out_state, max_events integer)
 RETURNS SETOF webhooks.events
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-SET enable_sort = off SET enable_bitmapscan = off AS $$
+SET enable_sort = off SET enable_bitmapscan = off SET jit = off AS $$
     SELECT e.*
     FROM webhooks.events e
     WHERE e.xid >= pg_snapshot_xmin(state.done_upto)
@@ -31,9 +31,14 @@ SET enable_sort = off SET enable_bitmapscan = off AS $$
     LIMIT max_events
 $$;
 
+-- Planner settings for fan_out, claim and ack, all measured (BENCHMARKS.md): generic plans,
+-- because re-planning these queries on every call was about 40% of PostgreSQL's time while
+-- draining a backlog; index scans only here, because statistics taken while a day was nearly
+-- empty made the first look read the whole day (14 ms per call at 100k events); never JIT, as
+-- the plan types turned off make every cost look huge and compiling took 0.8 s per call.
 CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan AS $$
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     state webhooks.fan_out_state;
     taken integer;
@@ -169,10 +174,12 @@ CREATE FUNCTION webhooks.claim(
     format text, method text, fields jsonb, key_field text, parameters jsonb
 )
 -- Nested loops only: a claim touches a few hundred rows by key, and with stale statistics the
--- planner otherwise hashes the whole deliveries table to update them (25 ms at 100k rows).
+-- planner otherwise hashes the whole deliveries table to update them (25 ms at 100k rows). No
+-- sorts where an index gives the order: stale statistics otherwise sort every due delivery of
+-- each webhook (100-150 ms per claim at 100k). Generic plans and no JIT: see fan_out.
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off SET enable_mergejoin = off SET plan_cache_mode = force_generic_plan
-AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off SET enable_sort = off
+SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 BEGIN
     PERFORM webhooks.fan_out();
     RETURN QUERY
@@ -219,8 +226,8 @@ END $$;
 CREATE FUNCTION webhooks.ack(relay text, results jsonb) RETURNS integer
 -- Nested loops only, as in claim(): acknowledgements update rows by key.
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off SET enable_mergejoin = off SET plan_cache_mode = force_generic_plan
-AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off
+SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     applied integer;
     gone_webhooks bigint[];
