@@ -160,13 +160,16 @@ $$;
 
 -- Fan out, then lease up to max_deliveries due deliveries: oldest first, at most per_webhook
 -- from one webhook and none from skip_webhooks (those the relay already has enough of in
--- flight), so one slow endpoint cannot take every slot.
+-- flight), so one slow endpoint cannot take every slot. room_webhooks may take room_sizes
+-- instead of per_webhook: the relay claims ahead for endpoints that answer quickly.
 CREATE FUNCTION webhooks.claim(
     relay text,
     max_deliveries integer,
     per_webhook integer,
     skip_webhooks bigint[],
-    lease interval
+    lease interval,
+    room_webhooks bigint[] DEFAULT '{}',
+    room_sizes integer[] DEFAULT '{}'
 ) RETURNS TABLE (
     delivery_id bigint, attempt integer, webhook_id bigint, url text, secrets text[],
     event_id bigint, event text, occurred_at timestamptz, data jsonb,
@@ -195,7 +198,9 @@ BEGIN
             ORDER BY d.due_at, d.event_id
             -- rows locked here beyond the outer LIMIT stay locked until the claim commits
             -- (at once, in the relay), so never lock more than one claim can take
-            LIMIT least(per_webhook, max_deliveries)
+            LIMIT greatest(0, least(coalesce(room_sizes[array_position(room_webhooks, w.id)],
+                                             per_webhook),
+                                    max_deliveries))
             FOR UPDATE SKIP LOCKED
         ) c
         WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'))
@@ -347,7 +352,7 @@ BEGIN
     END IF;
 END $$;
 
-COMMENT ON FUNCTION webhooks.claim(text, integer, integer, bigint[], interval) IS
+COMMENT ON FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]) IS
 'Relay API: fan out new events, then lease due deliveries. See sql/40_relay.sql.';
 COMMENT ON FUNCTION webhooks.ack(text, jsonb) IS
 'Relay API: record a batch of attempt outcomes. See relay/README.md for the JSON shape.';

@@ -64,7 +64,7 @@ GRANT SELECT ON webhooks.webhook_info, webhooks.tracked_tables, webhooks.deliver
     webhooks.delivery_log, webhooks.notifications, webhooks.probe_info TO webhooks_admin;
 
 GRANT EXECUTE ON FUNCTION
-    webhooks.claim(text, integer, integer, bigint[], interval),
+    webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]),
     webhooks.ack(text, jsonb),
     webhooks.relay_idle(text, boolean),
     webhooks.relay_leave(text),

@@ -1,6 +1,6 @@
 //! Leasing due deliveries (webhooks.claim) and recording attempt outcomes (webhooks.ack).
 
-use crate::limits::WebhookLimits;
+use crate::limits::{ClaimRooms, WebhookLimits};
 use crate::render::{Field, Shape};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -42,11 +42,17 @@ pub struct ClaimRequest<'a> {
     pub relay: &'a str,
     pub max_deliveries: i32,
     pub per_webhook: i32,
-    pub skip_webhooks: Vec<i64>,
+    pub rooms: ClaimRooms,
     pub lease: Duration,
 }
 
 pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Vec<Delivery>, DatabaseError> {
+    let (room_webhooks, room_sizes): (Vec<i64>, Vec<i32>) = request
+        .rooms
+        .room
+        .iter()
+        .map(|&(webhook, room)| (webhook, i32::try_from(room).unwrap_or(i32::MAX)))
+        .unzip();
     let client = pool.get().await?;
     let claimed_at = Instant::now();
     let statement = client
@@ -54,7 +60,7 @@ pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Vec<Deliver
             "SELECT delivery_id, attempt, webhook_id, url, secrets, event_id, event, occurred_at, \
                     data, max_in_flight, rate_limit_per_second, \
                     format, method, fields, key_field, parameters \
-             FROM webhooks.claim($1, $2, $3, $4, make_interval(secs => $5))",
+             FROM webhooks.claim($1, $2, $3, $4, make_interval(secs => $5), $6, $7)",
         )
         .await?;
     let rows = client
@@ -64,8 +70,10 @@ pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Vec<Deliver
                 &request.relay,
                 &request.max_deliveries,
                 &request.per_webhook,
-                &request.skip_webhooks,
+                &request.rooms.skip,
                 &request.lease.as_secs_f64(),
+                &room_webhooks,
+                &room_sizes,
             ],
         )
         .await?;

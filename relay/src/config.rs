@@ -57,6 +57,12 @@ pub struct Config {
     #[arg(long, env = "PG_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_in_flight_per_webhook: u32,
 
+    /// Deliveries a quickly answering webhook may have in hand (claimed, waiting for a slot),
+    /// in multiples of its in-flight limit: fewer claims per request. Only as many as surely
+    /// start before their lease runs out; 1 turns claiming ahead off.
+    #[arg(long, env = "PG_WEBHOOKS_CLAIM_AHEAD", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub claim_ahead: u32,
+
     /// How long a claimed delivery belongs to this relay; must outlast the request timeout.
     #[arg(long, env = "PG_WEBHOOKS_LEASE", default_value = "60s", value_parser = duration)]
     pub lease: Duration,

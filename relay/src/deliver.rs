@@ -41,7 +41,11 @@ impl Deliverer {
             _ = stop.shutdown.cancelled() => return self.release(&delivery, "shutting down"),
         };
         tokio::select! {
-            report = self.attempt(&delivery) => report,
+            report = self.attempt(&delivery) => {
+                // timeouts and failures count too: they hold a slot as long
+                ticket.attempt_took(Duration::from_millis(report.duration_ms.unsigned_abs().into()));
+                report
+            }
             _ = stop.abort.cancelled() => self.release(&delivery, "shutdown grace period over"),
         }
     }

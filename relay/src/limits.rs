@@ -1,5 +1,7 @@
 //! Isolation between webhooks: a per-webhook concurrency limit (a slow or dead endpoint cannot
 //! take every slot), an optional per-webhook rate limit, and the global in-flight count.
+//! Deliveries in hand may exceed the concurrency for an endpoint that answers quickly: they are
+//! claimed ahead and wait for a slot, so a claim round trip is not paid per few requests.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,13 +10,17 @@ use std::time::Duration;
 use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+/// How long a webhook's speed is remembered after its last answer while it has nothing in hand.
+const REMEMBER_SPEED_FOR: Duration = Duration::from_secs(10);
+
 /// What one webhook may have: how many requests at once, how many in hand, how fast.
 struct WebhookSlots {
     /// Deliveries in hand: sending, or waiting for their turn.
     in_hand: usize,
-    /// Claim no more for this webhook once `in_hand` reaches this (see `Limits::saturated`).
-    capacity: usize,
     concurrency: usize,
+    /// How long its attempts take (a moving average), once known.
+    typical_duration: Option<Duration>,
+    last_answer: Option<Instant>,
     semaphore: Arc<Semaphore>,
     /// Minimum spacing between request starts, from the webhook's rate limit.
     spacing: Option<Duration>,
@@ -27,28 +33,64 @@ impl WebhookSlots {
     fn new(concurrency: usize) -> WebhookSlots {
         WebhookSlots {
             in_hand: 0,
-            capacity: concurrency,
             concurrency,
+            typical_duration: None,
+            last_answer: None,
             semaphore: Arc::new(Semaphore::new(concurrency)),
             spacing: None,
             next_start: Arc::new(AsyncMutex::new(Instant::now())),
         }
     }
 
-    /// No use claiming more: as many in hand as it can use, or its rate limit lets the next
-    /// request start only after a delivery claimed now would have to be released.
-    fn saturated(&self, now: Instant, start_window: Duration) -> bool {
-        self.in_hand >= self.capacity
-            || self
-                .next_start
-                .try_lock()
-                .is_ok_and(|next_start| *next_start > now + start_window)
+    /// Deliveries it may have in hand: no more than surely start within the window. A
+    /// rate-limited webhook gets as many as its rate starts in the window; an endpoint of known
+    /// speed up to `claim_ahead` rounds of its concurrency, with half the window to spare; one
+    /// of unknown speed (new, or forgotten when idle) one round.
+    fn capacity(&self, start_window: Duration, claim_ahead: usize) -> usize {
+        let startable = |every: Duration| start_window.as_secs_f64() / every.as_secs_f64();
+        // float-to-int casts saturate; at least one, or the webhook would starve
+        match (self.spacing, self.typical_duration) {
+            (Some(spacing), _) if !spacing.is_zero() => {
+                (startable(spacing).floor() as usize).clamp(1, self.concurrency)
+            }
+            (_, Some(typical)) => {
+                let rounds = (startable(typical * 2).floor() as usize).clamp(1, claim_ahead);
+                self.concurrency * rounds
+            }
+            _ => self.concurrency,
+        }
     }
 
-    /// Nothing here that a fresh entry would not recreate: no delivery in hand and no rate
-    /// limit still spacing the next start.
+    /// How many more deliveries it can use now: none when it has its capacity in hand, or its
+    /// rate limit lets the next request start only after a delivery claimed now would have
+    /// to be released.
+    fn room(&self, now: Instant, start_window: Duration, claim_ahead: usize) -> usize {
+        let spaced_out = self
+            .next_start
+            .try_lock()
+            .is_ok_and(|next_start| *next_start > now + start_window);
+        if spaced_out {
+            return 0;
+        }
+        self.capacity(start_window, claim_ahead)
+            .saturating_sub(self.in_hand)
+    }
+
+    fn attempt_took(&mut self, took: Duration) {
+        self.last_answer = Some(Instant::now());
+        self.typical_duration = Some(match self.typical_duration {
+            Some(typical) => typical.mul_f64(0.8) + took.mul_f64(0.2),
+            None => took,
+        });
+    }
+
+    /// Nothing here that a fresh entry would not recreate: no delivery in hand, no rate limit
+    /// still spacing the next start, and no recent answer whose speed is worth remembering.
     fn forgettable(&self, now: Instant) -> bool {
         self.in_hand == 0
+            && self
+                .last_answer
+                .is_none_or(|at| now.duration_since(at) > REMEMBER_SPEED_FOR)
             && self
                 .next_start
                 .try_lock()
@@ -58,6 +100,8 @@ impl WebhookSlots {
 
 pub struct Limits {
     default_per_webhook: usize,
+    /// In hand per webhook, at most, in multiples of its concurrency (--claim-ahead).
+    claim_ahead: usize,
     /// How long after its claim a delivery may still start (lease minus request timeout).
     start_window: Duration,
     webhooks: Mutex<HashMap<i64, WebhookSlots>>,
@@ -72,6 +116,14 @@ pub struct Ticket {
     webhook_id: i64,
 }
 
+/// What the next claim may take: nothing from `skip`, and from the webhooks in `room` at most
+/// their number (instead of the default per webhook).
+#[derive(Debug, Default, PartialEq)]
+pub struct ClaimRooms {
+    pub skip: Vec<i64>,
+    pub room: Vec<(i64, usize)>,
+}
+
 /// A webhook's own settings, from its claim row.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WebhookLimits {
@@ -80,9 +132,14 @@ pub struct WebhookLimits {
 }
 
 impl Limits {
-    pub fn new(default_per_webhook: usize, start_window: Duration) -> Arc<Limits> {
+    pub fn new(
+        default_per_webhook: usize,
+        claim_ahead: usize,
+        start_window: Duration,
+    ) -> Arc<Limits> {
         Arc::new(Limits {
             default_per_webhook,
+            claim_ahead: claim_ahead.max(1),
             start_window,
             webhooks: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),
@@ -101,14 +158,19 @@ impl Limits {
         self.total.load(Ordering::Acquire)
     }
 
-    /// Webhooks that cannot use another delivery now: claim none for them.
-    pub fn saturated(&self) -> Vec<i64> {
+    /// How much each webhook in use can take in the next claim.
+    pub fn claim_rooms(&self) -> ClaimRooms {
         let now = Instant::now();
-        self.lock()
-            .iter()
-            .filter(|(_, slots)| slots.saturated(now, self.start_window))
-            .map(|(id, _)| *id)
-            .collect()
+        let mut rooms = ClaimRooms::default();
+        let mut webhooks = self.lock();
+        webhooks.retain(|_, slots| !slots.forgettable(now));
+        for (&id, slots) in webhooks.iter() {
+            match slots.room(now, self.start_window, self.claim_ahead) {
+                0 => rooms.skip.push(id),
+                room => rooms.room.push((id, room)),
+            }
+        }
+        rooms
     }
 
     pub fn default_per_webhook(&self) -> usize {
@@ -138,7 +200,6 @@ impl Limits {
             slots.semaphore = Arc::new(Semaphore::new(concurrency));
         }
         slots.spacing = spacing;
-        slots.capacity = capacity(concurrency, spacing, self.start_window);
         slots.in_hand += 1;
         self.total.fetch_add(1, Ordering::AcqRel);
         Ticket {
@@ -148,20 +209,14 @@ impl Limits {
     }
 }
 
-/// A rate-limited webhook gets no more deliveries than it can start within the window: any
-/// more would wait until their leases are at risk, only to be released.
-fn capacity(concurrency: usize, spacing: Option<Duration>, start_window: Duration) -> usize {
-    match spacing {
-        Some(spacing) if !spacing.is_zero() => {
-            let startable = start_window.as_secs_f64() / spacing.as_secs_f64();
-            // float-to-int casts saturate; at least one, or the webhook would starve
-            (startable.floor() as usize).clamp(1, concurrency)
-        }
-        _ => concurrency,
-    }
-}
-
 impl Ticket {
+    /// How long an attempt took: how many of this webhook's deliveries to claim ahead.
+    pub fn attempt_took(&self, took: Duration) {
+        if let Some(slots) = self.limits.lock().get_mut(&self.webhook_id) {
+            slots.attempt_took(took);
+        }
+    }
+
     /// Wait for a free slot of this webhook, and for its rate limit.
     pub async fn wait_turn(&self) -> Option<OwnedSemaphorePermit> {
         let (semaphore, spacing, next_start) = {
@@ -189,7 +244,7 @@ impl Drop for Ticket {
             let mut webhooks = self.limits.lock();
             if let Some(slots) = webhooks.get_mut(&self.webhook_id) {
                 slots.in_hand = slots.in_hand.saturating_sub(1);
-                // Forget idle webhooks, so `saturated` only walks the ones in use.
+                // Forget idle webhooks, so `claim_rooms` only walks the ones in use.
                 if slots.forgettable(Instant::now()) {
                     webhooks.remove(&self.webhook_id);
                 }
@@ -205,6 +260,7 @@ mod tests {
     use super::*;
 
     const WINDOW: Duration = Duration::from_secs(45);
+    const AHEAD: usize = 8;
 
     fn limited(max_in_flight: i32) -> WebhookLimits {
         WebhookLimits {
@@ -222,56 +278,56 @@ mod tests {
 
     #[test]
     fn a_webhook_at_its_limit_is_saturated_until_a_delivery_finishes() {
-        let limits = Limits::new(2, WINDOW);
+        let limits = Limits::new(2, AHEAD, WINDOW);
         let first = limits.enter(7, WebhookLimits::default());
         let _second = limits.enter(7, WebhookLimits::default());
         let _other = limits.enter(8, WebhookLimits::default());
-        assert_eq!(limits.saturated(), vec![7]);
+        assert_eq!(limits.claim_rooms().skip, vec![7]);
         assert_eq!(limits.total(), 3);
         drop(first);
-        assert!(limits.saturated().is_empty());
+        assert!(limits.claim_rooms().skip.is_empty());
         assert_eq!(limits.total(), 2);
     }
 
     #[test]
     fn a_webhooks_own_limit_wins() {
-        let limits = Limits::new(16, WINDOW);
+        let limits = Limits::new(16, AHEAD, WINDOW);
         let _only = limits.enter(1, limited(1));
-        assert_eq!(limits.saturated(), vec![1]);
+        assert_eq!(limits.claim_rooms().skip, vec![1]);
     }
 
     #[test]
     fn a_slow_rate_limit_caps_deliveries_in_hand() {
         // one start every 20 s: only two fit in a 45 s window
-        let limits = Limits::new(16, WINDOW);
+        let limits = Limits::new(16, AHEAD, WINDOW);
         let _first = limits.enter(1, rate(0.05));
-        assert!(limits.saturated().is_empty());
+        assert!(limits.claim_rooms().skip.is_empty());
         let _second = limits.enter(1, rate(0.05));
-        assert_eq!(limits.saturated(), vec![1]);
+        assert_eq!(limits.claim_rooms().skip, vec![1]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_webhook_whose_next_start_is_beyond_the_window_is_saturated() {
         // one start every 100 s: after a send, nothing claimed for 55 s could start in time
-        let limits = Limits::new(16, WINDOW);
+        let limits = Limits::new(16, AHEAD, WINDOW);
         let ticket = limits.enter(1, rate(0.01));
         drop(ticket.wait_turn().await);
         drop(ticket);
-        assert_eq!(limits.saturated(), vec![1]);
+        assert_eq!(limits.claim_rooms().skip, vec![1]);
         tokio::time::advance(Duration::from_secs(56)).await;
-        assert!(limits.saturated().is_empty());
+        assert!(limits.claim_rooms().skip.is_empty());
     }
 
     #[test]
     fn idle_webhooks_are_forgotten() {
-        let limits = Limits::new(2, WINDOW);
+        let limits = Limits::new(2, AHEAD, WINDOW);
         drop(limits.enter(7, WebhookLimits::default()));
         assert!(limits.lock().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_rate_limit_spaces_starts() {
-        let limits = Limits::new(10, WINDOW);
+        let limits = Limits::new(10, AHEAD, WINDOW);
         let start = Instant::now();
         let tickets: Vec<Ticket> = (0..3).map(|_| limits.enter(1, rate(10.0))).collect();
         for ticket in &tickets {
@@ -282,7 +338,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_rate_limited_webhook_is_remembered_until_its_spacing_passes() {
-        let limits = Limits::new(10, WINDOW);
+        let limits = Limits::new(10, AHEAD, WINDOW);
         let ticket = limits.enter(1, rate(1.0));
         drop(ticket.wait_turn().await);
         drop(ticket);
@@ -291,7 +347,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_that_gives_up_leaves_no_reservation() {
-        let limits = Limits::new(10, WINDOW);
+        let limits = Limits::new(10, AHEAD, WINDOW);
         let first = limits.enter(1, rate(1.0));
         let second = limits.enter(1, rate(1.0));
         let third = limits.enter(1, rate(1.0));
@@ -302,5 +358,43 @@ mod tests {
         let before = Instant::now();
         drop(third.wait_turn().await);
         assert!(before.elapsed() <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_webhook_of_unknown_speed_gets_one_round_of_its_concurrency() {
+        let limits = Limits::new(16, AHEAD, WINDOW);
+        let _first = limits.enter(1, WebhookLimits::default());
+        assert_eq!(limits.claim_rooms().room, vec![(1, 15)]);
+    }
+
+    #[test]
+    fn a_quick_webhook_is_claimed_ahead() {
+        let limits = Limits::new(16, AHEAD, WINDOW);
+        let first = limits.enter(1, WebhookLimits::default());
+        first.attempt_took(Duration::from_millis(2));
+        assert_eq!(limits.claim_rooms().room, vec![(1, 16 * AHEAD - 1)]);
+    }
+
+    #[test]
+    fn a_slow_webhook_gets_only_what_starts_within_the_window() {
+        // 10 s a request, with half the window to spare: two rounds of 16
+        let limits = Limits::new(16, AHEAD, WINDOW);
+        let first = limits.enter(1, WebhookLimits::default());
+        first.attempt_took(Duration::from_secs(10));
+        assert_eq!(limits.claim_rooms().room, vec![(1, 2 * 16 - 1)]);
+        first.attempt_took(Duration::from_secs(60));
+        first.attempt_took(Duration::from_secs(60));
+        assert_eq!(limits.claim_rooms().room, vec![(1, 16 - 1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_webhooks_speed_is_remembered_for_a_while_after_its_last_answer() {
+        let limits = Limits::new(16, AHEAD, WINDOW);
+        let ticket = limits.enter(1, WebhookLimits::default());
+        ticket.attempt_took(Duration::from_millis(2));
+        drop(ticket);
+        assert_eq!(limits.claim_rooms().room, vec![(1, 16 * AHEAD)]);
+        tokio::time::advance(REMEMBER_SPEED_FOR + Duration::from_secs(1)).await;
+        assert_eq!(limits.claim_rooms(), ClaimRooms::default());
     }
 }

@@ -182,6 +182,7 @@ async fn run(config: Config) -> Result<(), StartError> {
         deliverer,
         limits: limits::Limits::new(
             config.max_in_flight_per_webhook as usize,
+            config.claim_ahead as usize,
             config.start_window(),
         ),
         wake: wake.deliveries,

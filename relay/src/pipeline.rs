@@ -171,7 +171,7 @@ impl Pipeline {
                 relay: &self.relay,
                 max_deliveries: to_i32(room.min(self.batch_size)),
                 per_webhook: to_i32(self.limits.default_per_webhook()),
-                skip_webhooks: self.limits.saturated(),
+                rooms: self.limits.claim_rooms(),
                 lease: self.timing.lease,
             },
         )

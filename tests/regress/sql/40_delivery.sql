@@ -70,6 +70,13 @@ SELECT count(*) FROM webhooks.claim('relay-a', 100, 100, ARRAY[:created_hook, :a
 SELECT count(*) FROM webhooks.claim('relay-a', 3, 100, '{}', '60 seconds');
 UPDATE webhooks.deliveries SET state = 'delivered', due_at = NULL WHERE state IN ('pending', 'leased');
 
+-- room_webhooks take room_sizes instead of per_webhook (the relay claims ahead for quick ones)
+INSERT INTO contacts SELECT i, 'c' || i || '@example.com' FROM generate_series(30, 34) i;
+SELECT webhook_id = :created_hook AS created_hook, count(*)
+FROM webhooks.claim('relay-a', 100, 2, '{}', '60 seconds', ARRAY[:created_hook]::bigint[], ARRAY[4])
+GROUP BY 1 ORDER BY 1;
+UPDATE webhooks.deliveries SET state = 'delivered', due_at = NULL WHERE state IN ('pending', 'leased');
+
 -- 410 Gone disables the webhook at once, with a reason
 DELETE FROM contacts WHERE id = 10;
 SELECT delivery_id AS gone_delivery FROM webhooks.claim('relay-a', 10, 10, '{}', '60 seconds')
