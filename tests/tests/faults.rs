@@ -207,6 +207,20 @@ async fn read_request_head(stream: &mut tokio::net::TcpStream) {
     }
 }
 
+/// Close with RST, not FIN: a zero linger resets at once instead of blocking the drop.
+fn reset_on_drop(stream: &tokio::net::TcpStream) {
+    #[allow(deprecated)]
+    let _ = stream.set_linger(Some(Duration::ZERO));
+}
+
+/// One event for a webhook at `url`, sent by a relay that retries once, after 1 s.
+async fn one_event_retried_once(db: &TestDb, url: &str) -> Relay {
+    db.create_webhook("*", url).await;
+    let relay = Relay::start(db, "r1", &["--retry-schedule", "0s,1s"]).await;
+    db.execute("SELECT webhooks.emit('job.done', '{}')").await;
+    relay
+}
+
 async fn wait_for_state(db: &TestDb, state: &str) {
     wait_for(state, Duration::from_secs(20), || async {
         (db.deliveries_in(state).await == 1).then_some(())
@@ -219,15 +233,10 @@ async fn a_connection_reset_before_the_answer_is_retried_on_schedule_then_parked
     let db = TestDb::create("reset_before_answer").await;
     let (url, connections) = raw_server(|mut stream| async move {
         read_request_head(&mut stream).await;
-        // close with RST, not FIN; a zero linger resets at once instead of blocking the drop
-        #[allow(deprecated)]
-        let _ = stream.set_linger(Some(Duration::ZERO));
+        reset_on_drop(&stream);
     })
     .await;
-    db.create_webhook("*", &url).await;
-    let _relay = Relay::start(&db, "r1", &["--retry-schedule", "0s,1s"]).await;
-
-    db.execute("SELECT webhooks.emit('job.done', '{}')").await;
+    let _relay = one_event_retried_once(&db, &url).await;
 
     wait_for_state(&db, "failed").await;
     let outcomes: Vec<_> = db.attempts().await;
@@ -253,15 +262,10 @@ async fn a_connection_reset_in_the_middle_of_the_answer_keeps_its_status() {
         let _ = stream
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial")
             .await;
-        // close with RST, not FIN; a zero linger resets at once instead of blocking the drop
-        #[allow(deprecated)]
-        let _ = stream.set_linger(Some(Duration::ZERO));
+        reset_on_drop(&stream);
     })
     .await;
-    db.create_webhook("*", &url).await;
-    let _relay = Relay::start(&db, "r1", &["--retry-schedule", "0s,1s"]).await;
-
-    db.execute("SELECT webhooks.emit('job.done', '{}')").await;
+    let _relay = one_event_retried_once(&db, &url).await;
 
     // the receiver answered 200 before the body broke off: delivered, the break recorded
     wait_for_state(&db, "delivered").await;
