@@ -64,7 +64,7 @@ CREATE TABLE webhooks.webhooks (
     rate_limit_per_second   double precision CHECK (rate_limit_per_second > 0),
     consecutive_failures    integer NOT NULL DEFAULT 0,
     failing_since           timestamptz,
-    last_success_at         timestamptz,
+    last_success_at         timestamptz,        -- to the second: ack() rewrites it at most once a second
     -- ownership verification (sql/45_probes.sql): a file named verification_file with
     -- verification_token as content must be served next to the URL before anything is sent
     verification_required   boolean NOT NULL DEFAULT true,

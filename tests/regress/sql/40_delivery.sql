@@ -77,6 +77,14 @@ FROM webhooks.claim('relay-a', 100, 2, '{}', '60 seconds', ARRAY[:created_hook]:
 GROUP BY 1 ORDER BY 1;
 UPDATE webhooks.deliveries SET state = 'delivered', due_at = NULL WHERE state IN ('pending', 'leased');
 
+-- the webhooks with due work share a claim equally, also when one has all the older deliveries
+INSERT INTO contacts SELECT i, 'c' || i || '@example.com' FROM generate_series(40, 43) i;
+UPDATE webhooks.deliveries SET due_at = now() - interval '1 minute'
+WHERE webhook_id = :created_hook AND state = 'pending';
+SELECT webhook_id = :created_hook AS created_hook, count(*)
+FROM webhooks.claim('relay-a', 4, 100, '{}', '60 seconds') GROUP BY 1 ORDER BY 1;
+UPDATE webhooks.deliveries SET state = 'delivered', due_at = NULL WHERE state IN ('pending', 'leased');
+
 -- 410 Gone disables the webhook at once, with a reason
 DELETE FROM contacts WHERE id = 10;
 SELECT delivery_id AS gone_delivery FROM webhooks.claim('relay-a', 10, 10, '{}', '60 seconds')
