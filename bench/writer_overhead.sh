@@ -11,8 +11,9 @@
 BENCH_DB=bench
 
 writer_setup() {
-    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $BENCH_DB" -c "CREATE DATABASE $BENCH_DB"
-    psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" <<'SQL'
+    psql -X -q -d postgres -c "SET client_min_messages = warning" \
+        -c "DROP DATABASE IF EXISTS $BENCH_DB" -c "CREATE DATABASE $BENCH_DB"
+    psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" >/dev/null <<'SQL'
 CREATE EXTENSION pg_webhooks;
 INSERT INTO webhooks.settings (require_verification) VALUES (false);
 CREATE TABLE untracked (id bigserial PRIMARY KEY, email text NOT NULL, country text,
