@@ -3,7 +3,7 @@
 //! throttle, and email events.
 
 use pg_webhooks_tests::{
-    signed_payload, verify_signed_payloads, PhpReceiver, Receiver, Relay, TestDb,
+    signed_payload, verify_signed_payloads, wait_for, PhpReceiver, Receiver, Relay, TestDb,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -174,6 +174,34 @@ async fn mapped_fields_go_under_their_own_names_with_defaults_and_fill_url_place
             .starts_with("email=d%2B1%40example.com&"),
         "the placeholder is URL-encoded: {}",
         request["query_string"]
+    );
+}
+
+#[tokio::test]
+async fn a_placeholder_value_that_would_climb_the_path_is_parked_unsent() {
+    let db = crm_db("placeholder_dot_segment").await;
+    let receiver = Receiver::start().await;
+    subscribe(
+        &db,
+        "profile.created",
+        &receiver.url("/private/__country__/hook"),
+        json!({}),
+    )
+    .await;
+    let _relay = Relay::start(&db, "r1", &["--retry-schedule", "0s"]).await;
+
+    // "/private/../hook" would reach "/hook"
+    db.execute("INSERT INTO profiles (email, country) VALUES ('f@example.com', '..')")
+        .await;
+
+    wait_for("parked", WAIT, || async {
+        (db.deliveries_in("failed").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.count(), 0, "a request was sent");
+    assert_eq!(
+        db.attempts().await,
+        [("failed".to_owned(), None, Some("render".to_owned()))]
     );
 }
 

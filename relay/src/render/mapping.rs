@@ -53,10 +53,37 @@ static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Replace each `__name__` with the URL-encoded value of `name` (empty when there is none).
 /// The extension allows placeholders only in the path and query, so a value cannot change the
-/// host, and encoding keeps it from adding path segments or parameters.
-pub fn fill_placeholders(url: &str, values: Option<&Map<String, Value>>) -> String {
+/// host, and encoding keeps it from adding path segments or parameters. A path segment that
+/// values would make `.` or `..` is refused: URL parsers resolve those (WHATWG also their `%2e`
+/// spellings), so the request would go to another path.
+pub fn fill_placeholders(
+    url: &str,
+    values: Option<&Map<String, Value>>,
+) -> Result<String, DotSegment> {
+    let path_end = url.find(['?', '#']).unwrap_or(url.len());
+    let (path, rest) = url.split_at(path_end);
+    let mut filled = String::with_capacity(url.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            filled.push('/');
+        }
+        let segment_filled = fill(segment, values);
+        if segment_filled != segment && is_dot_segment(&segment_filled) {
+            return Err(DotSegment(segment_filled));
+        }
+        filled.push_str(&segment_filled);
+    }
+    filled.push_str(&fill(rest, values));
+    Ok(filled)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("URL placeholders make the path segment {0:?}, which would be resolved away")]
+pub struct DotSegment(String);
+
+fn fill(text: &str, values: Option<&Map<String, Value>>) -> String {
     PLACEHOLDER
-        .replace_all(url, |captures: &Captures| {
+        .replace_all(text, |captures: &Captures| {
             let text = match values.and_then(|values| values.get(&captures[1])) {
                 Some(Value::String(text)) => text.clone(),
                 Some(Value::Null) | None => String::new(),
@@ -65,6 +92,13 @@ pub fn fill_placeholders(url: &str, values: Option<&Map<String, Value>>) -> Stri
             url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>()
         })
         .into_owned()
+}
+
+fn is_dot_segment(segment: &str) -> bool {
+    matches!(
+        segment.to_ascii_lowercase().replace("%2e", ".").as_str(),
+        "." | ".."
+    )
 }
 
 #[cfg(test)]
@@ -101,7 +135,8 @@ mod tests {
         let values = json!({"email": "x/../admin?drop=1&a=b", "id": 7});
         let values = values.as_object();
         assert_eq!(
-            fill_placeholders("https://h.example/u/__id__/?e=__email__&n=__none__", values),
+            fill_placeholders("https://h.example/u/__id__/?e=__email__&n=__none__", values)
+                .expect("no dot segment"),
             "https://h.example/u/7/?e=x%2F..%2Fadmin%3Fdrop%3D1%26a%3Db&n="
         );
     }
@@ -110,8 +145,23 @@ mod tests {
     fn names_with_underscores_are_one_placeholder() {
         let values = json!({"first_name": "Jan"});
         assert_eq!(
-            fill_placeholders("https://h.example/?n=__first_name__", values.as_object()),
+            fill_placeholders("https://h.example/?n=__first_name__", values.as_object())
+                .expect("no dot segment"),
             "https://h.example/?n=Jan"
+        );
+    }
+
+    #[test]
+    fn a_value_that_would_make_a_dot_segment_is_refused() {
+        let values = json!({"id": "..", "part": "."});
+        let url = "https://h.example/admin/u/__id__/x";
+        assert!(fill_placeholders(url, values.as_object()).is_err());
+        let url = "https://h.example/u/__part__./x";
+        assert!(fill_placeholders(url, values.as_object()).is_err());
+        let url = "https://h.example/u/x__id__/?q=__id__";
+        assert_eq!(
+            fill_placeholders(url, values.as_object()).expect("not a whole segment"),
+            "https://h.example/u/x../?q=.."
         );
     }
 
@@ -119,11 +169,15 @@ mod tests {
         #[test]
         fn no_placeholder_value_changes_the_host_or_the_path_segments(value in ".*") {
             let values = json!({"x": value});
-            let filled = fill_placeholders("https://h.example/a/__x__/b?q=__x__", values.as_object());
-            let url = url::Url::parse(&filled).expect("still a URL");
-            proptest::prop_assert_eq!(url.host_str(), Some("h.example"));
-            proptest::prop_assert_eq!(url.path_segments().map(Iterator::count), Some(3));
-            proptest::prop_assert_eq!(url.query_pairs().count(), 1);
+            match fill_placeholders("https://h.example/a/__x__/b?q=__x__", values.as_object()) {
+                Ok(filled) => {
+                    let url = url::Url::parse(&filled).expect("still a URL");
+                    proptest::prop_assert_eq!(url.host_str(), Some("h.example"));
+                    proptest::prop_assert_eq!(url.path_segments().map(Iterator::count), Some(3));
+                    proptest::prop_assert_eq!(url.query_pairs().count(), 1);
+                }
+                Err(_) => proptest::prop_assert!(value == "." || value == ".."),
+            }
         }
     }
 }

@@ -82,6 +82,8 @@ impl Request {
 pub enum RenderError {
     #[error("cannot encode the parameters: {0}")]
     Encode(#[from] serde_qs::Error),
+    #[error(transparent)]
+    Url(#[from] mapping::DotSegment),
 }
 
 pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, RenderError> {
@@ -90,7 +92,7 @@ pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, R
         .as_ref()
         .map(|fields| mapping::mapped_values(message.data, fields, &shape.key_field));
     let url = if url.contains("__") {
-        mapping::fill_placeholders(url, mapped.as_ref().or(row_or_payload(message.data)))
+        mapping::fill_placeholders(url, mapped.as_ref().or(row_or_payload(message.data)))?
     } else {
         url.to_owned()
     };
