@@ -149,7 +149,9 @@ async fn run(config: Config) -> Result<(), StartError> {
             request_timeout: config.request_timeout,
             max_response_bytes: config.max_response_bytes,
             response_excerpt_bytes: config.response_excerpt_bytes,
-            max_connections_per_host: config.max_in_flight_per_webhook as usize,
+            // every request in flight may go to one host (the webhooks of one receiver); with
+            // fewer idle connections kept, each request past that count opens a new one
+            max_idle_connections_per_host: config.max_in_flight as usize,
         },
     )?);
     tokio::spawn(

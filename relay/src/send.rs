@@ -12,7 +12,7 @@ pub struct SendOptions {
     pub request_timeout: Duration,
     pub max_response_bytes: usize,
     pub response_excerpt_bytes: usize,
-    pub max_connections_per_host: usize,
+    pub max_idle_connections_per_host: usize,
 }
 
 pub struct Sender {
@@ -76,7 +76,7 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
-            .pool_max_idle_per_host(options.max_connections_per_host)
+            .pool_max_idle_per_host(options.max_idle_connections_per_host)
             .dns_resolver(Arc::new(GuardedResolver {
                 policy: policy.clone(),
             }))
@@ -254,7 +254,7 @@ mod tests {
                 request_timeout: Duration::from_millis(500),
                 max_response_bytes: 1024,
                 response_excerpt_bytes: EXCERPT,
-                max_connections_per_host: 1,
+                max_idle_connections_per_host: 1,
             },
         )
         .expect("client")
