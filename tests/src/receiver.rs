@@ -15,6 +15,8 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The client's address: one per connection.
+    pub peer: SocketAddr,
 }
 
 impl Received {
@@ -102,6 +104,7 @@ impl Receiver {
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { addr, state }
     }
@@ -127,6 +130,14 @@ impl Receiver {
         requests
     }
 
+    /// How many connections the requests so far came over.
+    pub fn connections(&self) -> usize {
+        let received = self.state.received.lock().expect("receiver lock");
+        let peers: std::collections::HashSet<SocketAddr> =
+            received.iter().map(|r| r.peer).collect();
+        peers.len()
+    }
+
     pub fn count(&self) -> usize {
         self.state.received.lock().expect("receiver lock").len()
     }
@@ -143,6 +154,7 @@ impl Receiver {
 
 async fn record_and_answer(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -154,6 +166,7 @@ async fn record_and_answer(
         headers,
         body,
         at: Instant::now(),
+        peer,
     };
     let reply = {
         let mut received = state.received.lock().expect("receiver lock");

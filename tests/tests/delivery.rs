@@ -1,6 +1,6 @@
 //! Committed events arrive as signed JSON POSTs; nothing else arrives.
 
-use pg_webhooks_tests::{wait_for, Receiver, Relay, TestDb};
+use pg_webhooks_tests::{wait_for, Receiver, Relay, Reply, TestDb};
 use std::time::Duration;
 
 const PROFILES: &str = "CREATE TABLE profiles (id bigserial PRIMARY KEY, email text, country text);
@@ -175,4 +175,33 @@ async fn a_delivery_is_recorded_in_the_attempt_log() {
     assert_eq!(row.get::<_, Option<i32>>(1), Some(200));
     assert!(row.get::<_, i32>(2) >= 0);
     assert_eq!(db.deliveries_in("delivered").await, 1);
+}
+
+#[tokio::test]
+async fn the_webhooks_of_one_receiver_reuse_its_connections() {
+    const WEBHOOKS: usize = 40; // more than --max-in-flight-per-webhook (16)
+    let db = TestDb::create("shared_connections").await;
+    // slow enough that every webhook's request is in flight at once
+    let receiver = Receiver::answering(|_, _| Reply::ok().after(Duration::from_millis(50))).await;
+    for i in 0..WEBHOOKS {
+        db.create_webhook("*", &receiver.url(&format!("/hook{i}")))
+            .await;
+    }
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    for round in 1..=3 {
+        db.execute("SELECT webhooks.emit('job.done', '{}')").await;
+        wait_for("every answer read", Duration::from_secs(15), || async {
+            let delivered = db.deliveries_in("delivered").await;
+            (delivered == (round * WEBHOOKS) as i64).then_some(())
+        })
+        .await;
+    }
+    // each round opens new connections for all but those kept idle from the round before
+    assert!(
+        receiver.connections() <= WEBHOOKS + 4,
+        "{} connections for {} requests",
+        receiver.connections(),
+        receiver.count()
+    );
 }
