@@ -60,21 +60,15 @@ pub fn fill_placeholders(
     url: &str,
     values: Option<&Map<String, Value>>,
 ) -> Result<String, DotSegment> {
-    let path_end = url.find(['?', '#']).unwrap_or(url.len());
-    let (path, rest) = url.split_at(path_end);
-    let mut filled = String::with_capacity(url.len());
-    for (i, segment) in path.split('/').enumerate() {
-        if i > 0 {
-            filled.push('/');
-        }
-        let segment_filled = fill(segment, values);
-        if segment_filled != segment && is_dot_segment(&segment_filled) {
-            return Err(DotSegment(segment_filled));
-        }
-        filled.push_str(&segment_filled);
-    }
-    filled.push_str(&fill(rest, values));
-    Ok(filled)
+    let (path, rest) = url.split_at(url.find(['?', '#']).unwrap_or(url.len()));
+    let segments = path
+        .split('/')
+        .map(|segment| match fill(segment, values) {
+            filled if filled != segment && is_dot_segment(&filled) => Err(DotSegment(filled)),
+            filled => Ok(filled),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(segments.join("/") + &fill(rest, values))
 }
 
 #[derive(Debug, thiserror::Error)]
