@@ -18,7 +18,7 @@ if [ "${1:-}" = "--quick" ]; then
     QUICK=--quick REPEATS=1 SECONDS_EACH=3 PROFILE=debug
 fi
 WORK=${PG_WEBHOOKS_BENCH_DIR:-$REPO/.tmp/bench}
-PORT=${PG_WEBHOOKS_BENCH_PORT:-55435}
+PORT=${PG_WEBHOOKS_BENCH_PORT:-25435}
 
 ensure_deps
 install_extension

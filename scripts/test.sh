@@ -10,7 +10,9 @@ cd "$REPO"
 . scripts/lib/regress.sh
 
 WORK=${PG_WEBHOOKS_TEST_DIR:-$REPO/.tmp/test}
-PORT=${PG_WEBHOOKS_TEST_PORT:-55433}
+# cluster ports sit below the ephemeral range (32768-60999), where a client connection could
+# already hold them (the demo right after the suite once found 55434 taken)
+PORT=${PG_WEBHOOKS_TEST_PORT:-25433}
 
 ensure_deps
 install_extension
@@ -69,8 +71,8 @@ fi
 
 log "benchmarks, quick mode (scripts/bench.sh --quick): every scenario still runs"
 # its own cluster, in a directory and on a port apart from a full benchmark run's
-# (.tmp/bench, 55435); a failure fails the suite, and it counts as one test in the summary
-if PG_WEBHOOKS_BENCH_DIR="$WORK/bench" PG_WEBHOOKS_BENCH_PORT=${PG_WEBHOOKS_BENCH_QUICK_PORT:-55436} \
+# (.tmp/bench, 25435); a failure fails the suite, and it counts as one test in the summary
+if PG_WEBHOOKS_BENCH_DIR="$WORK/bench" PG_WEBHOOKS_BENCH_PORT=${PG_WEBHOOKS_BENCH_QUICK_PORT:-25436} \
     scripts/bench.sh --quick; then
     echo "test result: ok. 1 passed; 0 failed; (scripts/bench.sh --quick)" >>"$WORK/counts.log"
 else
