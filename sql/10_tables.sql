@@ -60,8 +60,9 @@ CREATE TABLE webhooks.webhooks (
     status_reason           text,
     status_changed_at       timestamptz NOT NULL DEFAULT now(),
     description             text,
-    max_in_flight           integer CHECK (max_in_flight > 0),          -- NULL: relay default
-    rate_limit_per_second   double precision CHECK (rate_limit_per_second > 0),
+    max_in_flight           integer CHECK (max_in_flight BETWEEN 1 AND 10000), -- NULL: relay default
+    rate_limit_per_second   double precision
+                            CHECK (rate_limit_per_second BETWEEN 0.001 AND 1000000),
     consecutive_failures    integer NOT NULL DEFAULT 0,
     failing_since           timestamptz,
     last_success_at         timestamptz,        -- to the second: ack() rewrites it at most once a second
@@ -202,6 +203,13 @@ SELECT format('%s:%s:%s', least(pg_snapshot_xmin(now_seen), own), own,
               (SELECT string_agg(x::text, ',' ORDER BY x)
                FROM pg_snapshot_xip(now_seen) x WHERE x < own))::pg_snapshot
 FROM pg_current_snapshot() now_seen, pg_current_xact_id() own;
+
+-- maintain() locks this row so that only one maintainer runs at a time. It is granted to no
+-- role, so no one can hold it to switch maintenance off (an advisory lock anyone could take).
+CREATE TABLE webhooks.maintenance_lock (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton)
+);
+INSERT INTO webhooks.maintenance_lock DEFAULT VALUES;
 
 -- Relays that are waiting for a NOTIFY. Writers send one only while a relay is listed here as
 -- idle: a NOTIFY serialises commits (NOTES.md section 2), so a busy relay is never notified.

@@ -58,6 +58,19 @@ BEGIN
     RETURN name;
 END $$;
 
+-- Names under webhook. are pg_webhooks' own events (webhook.disabled): no application event
+-- and no tracked table's entity may take them, so a receiver can trust where they come from.
+CREATE FUNCTION webhooks._check_unreserved(arg_name text, name text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF name = 'webhook' OR left(name, 8) = 'webhook.' THEN
+        RAISE EXCEPTION 'pg_webhooks: % "%" is reserved: names under webhook. are pg_webhooks'' own events',
+            arg_name, name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN name;
+END $$;
+
 -- What a webhook subscribes to: an event name, 'prefix.*' or '*'.
 CREATE FUNCTION webhooks._check_event_pattern(pattern text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -131,17 +144,20 @@ BEGIN
     RETURN found_row;
 END $$;
 
--- Raise 22023 for a per-webhook limit out of range (NULL: the relay's default).
+-- Raise 22023 for a per-webhook limit out of range (NULL: the relay's default). The ranges:
+--   max_in_flight          1 to 10,000 requests at once
+--   rate_limit_per_second  0.001 to 1,000,000 (NaN and infinities are refused: PostgreSQL
+--                          counts NaN above every number, so "> 0" alone let it through)
 CREATE FUNCTION webhooks._check_limits(max_in_flight integer, rate_limit_per_second double precision)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF max_in_flight IS NOT NULL AND max_in_flight < 1 THEN
-        RAISE EXCEPTION 'pg_webhooks: max_in_flight must be at least 1, not %', max_in_flight
+    IF max_in_flight IS NOT NULL AND NOT max_in_flight BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'pg_webhooks: max_in_flight must be between 1 and 10000, not %', max_in_flight
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF rate_limit_per_second IS NOT NULL AND NOT rate_limit_per_second > 0 THEN
-        RAISE EXCEPTION 'pg_webhooks: rate_limit_per_second must be above 0, not %',
+    IF rate_limit_per_second IS NOT NULL AND NOT rate_limit_per_second BETWEEN 0.001 AND 1000000 THEN
+        RAISE EXCEPTION 'pg_webhooks: rate_limit_per_second must be between 0.001 and 1000000, not %',
             rate_limit_per_second
             USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -285,9 +285,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                      AND (hook.on_change IS NULL OR c.col = ANY (hook.on_change)))
 $$;
 
--- Does this webhook want this event? Everything but the throttle, which fan_out decides.
--- Kept free of subqueries so the planner inlines it into fan-out: the checks a webhook does
--- not use then cost next to nothing (BENCHMARKS.md).
+-- Does this webhook want this event? Everything but the filter (webhooks._filter_verdict) and
+-- the throttle, which fan_out decides. Kept free of subqueries so the planner inlines it into
+-- fan-out: the checks a webhook does not use then cost next to nothing (BENCHMARKS.md).
 CREATE FUNCTION webhooks._wants(
     hook webhooks.webhooks, event text, source regclass, origin text, payload jsonb
 ) RETURNS boolean
@@ -296,12 +296,43 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
        AND (hook.verified_at IS NOT NULL OR NOT hook.verification_required)
        AND (hook.source IS NULL OR hook.source = source)
        AND (hook.exclude_origins IS NULL OR origin IS NULL OR origin <> ALL (hook.exclude_origins))
-       AND (hook.filter IS NULL OR webhooks._path_holds(hook.filter, payload))
        AND (source IS NULL OR right(event, 8) <> '.updated'
             OR (hook.on_change IS NULL AND hook.include_columns IS NULL
                 AND hook.exclude_columns IS NULL)
             OR webhooks._visible_change(hook, payload))
 $$;
+
+-- Does the webhook's filter hold for this payload? true without a filter. Some paths fail on
+-- some data even in silent mode (comparing a date with a timestamptz, say): one such event must
+-- not stop fan-out for everyone. So fan_out first evaluates every filter plainly (no cost per
+-- call), and only when that statement failed, walks the batch again carefully: then a filter
+-- that fails gives NULL, the event counts as not matching, and a dropped delivery row keeps the
+-- reason (webhooks._filter_error) where SQL can see it.
+CREATE FUNCTION webhooks._filter_verdict(hook webhooks.webhooks, payload jsonb, careful boolean)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN hook.filter IS NULL THEN true
+                WHEN careful THEN webhooks._path_holds_or_null(hook.filter, payload)
+                ELSE webhooks._path_holds(hook.filter, payload) END
+$$;
+
+CREATE FUNCTION webhooks._path_holds_or_null(path jsonpath, payload jsonb) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN webhooks._path_holds(path, payload);
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END $$;
+
+-- Why a filter failed on a payload (NULL if it did not).
+CREATE FUNCTION webhooks._filter_error(path jsonpath, payload jsonb) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._path_holds(path, payload);
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN left(format('filter failed (%s): %s', SQLSTATE, SQLERRM), 1000);
+END $$;
 
 -- The value a throttled webhook is throttled by, from the row (new, else old) or the payload.
 CREATE FUNCTION webhooks._throttle_value(hook webhooks.webhooks, payload jsonb) RETURNS text

@@ -3,8 +3,8 @@
 -- track() puts three AFTER ... FOR EACH STATEMENT triggers on a table, one each for INSERT,
 -- UPDATE and DELETE, reading the statement's transition tables: a 100-row INSERT costs one
 -- INSERT ... SELECT into the outbox, not 100 trigger calls.
--- The trigger functions are SECURITY DEFINER: a role that may only write its own table still
--- produces events without any grant on the webhooks schema.
+-- A role that may only write its own table still produces events without any grant on the
+-- webhooks schema: the trigger appends them as webhooks_capture (see webhooks._capture below).
 
 -- Who caused this change: SET pg_webhooks.origin = '...' wins over application_name.
 -- No SET clause and LANGUAGE sql, so the planner inlines it into the capture INSERT.
@@ -14,7 +14,11 @@ LANGUAGE sql STABLE AS $$
                     nullif(pg_catalog.current_setting('application_name', true), ''))
 $$;
 
--- The one capture trigger function, for INSERT, UPDATE and DELETE statements.
+-- The one capture trigger function, for INSERT, UPDATE and DELETE statements, is in Rust
+-- (pg_webhooks/src/capture.rs): it makes the row images with the writer's rights and appends
+-- them to the outbox as the role webhooks_capture, so no code a table's owner controls (a cast
+-- of a column's type to json...) ever runs with more rights than the writer has. The event's
+-- entity and source come from webhooks.tracked, never from trigger arguments.
 --
 -- Updates: an update that changes nothing emits nothing. Values are compared as jsonb, which
 -- works for every column type (a row comparison fails on json or point columns). Old and new
@@ -22,48 +26,31 @@ $$;
 -- image in the same step, also when the update moves the row to another partition (then no
 -- row-level UPDATE trigger fires at all, which is why this is a statement trigger).
 -- tests/regress/sql/30_capture.sql guards this.
---
--- The wake-up: a NOTIFY takes a cluster-wide lock at commit and stops commits from grouping
--- (NOTES.md section 2), so writers notify only while some relay has said it is idle; a busy
--- relay polls. Everything here is one statement per branch plus the wake check: each extra
--- function call or query showed up as several percent of a single-row INSERT (BENCHMARKS.md).
 CREATE FUNCTION webhooks._capture() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO webhooks.events (event, source, origin, payload)
-        SELECT TG_ARGV[0] || '.created', TG_RELID, webhooks._origin(),
-               jsonb_build_object('new', to_jsonb(n))
-        FROM new_rows n;
-    ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO webhooks.events (event, source, origin, payload)
-        SELECT TG_ARGV[0] || '.updated', TG_RELID, webhooks._origin(),
-               jsonb_build_object(
-                   'old', o.image,
-                   'new', n.image,
-                   'changed', (SELECT jsonb_agg(col.key ORDER BY col.key)
-                               FROM jsonb_each(n.image) col
-                               WHERE o.image -> col.key IS DISTINCT FROM col.value))
-        FROM (SELECT to_jsonb(r) AS image, row_number() OVER () AS pos FROM old_rows r) o
-        JOIN (SELECT to_jsonb(r) AS image, row_number() OVER () AS pos FROM new_rows r) n
-          ON n.pos = o.pos
-        WHERE o.image <> n.image
-        ORDER BY o.pos;
-    ELSE
-        INSERT INTO webhooks.events (event, source, origin, payload)
-        SELECT TG_ARGV[0] || '.deleted', TG_RELID, webhooks._origin(),
-               jsonb_build_object('old', to_jsonb(o))
-        FROM old_rows o;
-    END IF;
-    PERFORM pg_notify('webhooks_wakeup', '') FROM webhooks.relays WHERE idle LIMIT 1;
-    RETURN NULL;
-END $$;
+LANGUAGE c AS 'MODULE_PATHNAME', 'capture_wrapper';
+
+-- How many capture triggers a table has (track() makes three).
+CREATE FUNCTION webhooks._capture_triggers(source regclass) RETURNS integer
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT count(*)::integer FROM pg_trigger t
+    WHERE t.tgrelid = source AND t.tgfoid = 'webhooks._capture()'::regprocedure
+$$;
 
 -- Remember a tracked table. SECURITY DEFINER: the caller creates the triggers with its own
--- rights (track() is SECURITY INVOKER), but has no rights on webhooks.tracked.
+-- rights (track() is SECURITY INVOKER), but has no rights on webhooks.tracked. Called directly,
+-- it checks what track() checks, and that the capture triggers are there: only a role that
+-- could create them (the TRIGGER privilege) can have a table tracked.
 CREATE FUNCTION webhooks._remember_tracked(source regclass, entity text, parent text)
 RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._check_unreserved('entity', webhooks._check_event_name('entity', entity));
+    PERFORM webhooks._check_trackable(source);
+    IF webhooks._capture_triggers(source) <> 3 THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" does not have the capture triggers; use webhooks.track()',
+            source
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
     INSERT INTO webhooks.tracked (source, entity, key_columns, parent_column, parent_table)
     SELECT _remember_tracked.source, _remember_tracked.entity,
            coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
@@ -79,13 +66,20 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
             WHERE c.conrelid = _remember_tracked.source AND c.contype = 'f'
               AND cardinality(c.conkey) = 1 AND a.attname = parent
-            LIMIT 1)
-$$;
+            LIMIT 1);
+END $$;
 
+-- Forget a tracked table, once its capture triggers are gone (untrack() drops them first).
 CREATE FUNCTION webhooks._forget_tracked(source regclass) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    DELETE FROM webhooks.tracked t WHERE t.source = _forget_tracked.source
-$$;
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF webhooks._capture_triggers(source) > 0 THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" still has its capture triggers; use webhooks.untrack()',
+            source
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    DELETE FROM webhooks.tracked t WHERE t.source = _forget_tracked.source;
+END $$;
 
 CREATE FUNCTION webhooks._is_tracked(source regclass) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -131,8 +125,8 @@ DECLARE
     entity_name text;
 BEGIN
     PERFORM webhooks._require_value('source', source IS NULL);
-    entity_name := webhooks._check_event_name(
-        'entity', coalesce(entity, (SELECT c.relname::text FROM pg_class c WHERE c.oid = source)));
+    entity_name := webhooks._check_unreserved('entity', webhooks._check_event_name(
+        'entity', coalesce(entity, (SELECT c.relname::text FROM pg_class c WHERE c.oid = source))));
     PERFORM webhooks._check_trackable(source);
     IF parent IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM pg_attribute a
@@ -150,15 +144,15 @@ BEGIN
     EXECUTE format(
         'CREATE TRIGGER webhooks_capture_insert AFTER INSERT ON %s '
         'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT '
-        'EXECUTE FUNCTION webhooks._capture(%L)', source, entity_name);
+        'EXECUTE FUNCTION webhooks._capture()', source);
     EXECUTE format(
         'CREATE TRIGGER webhooks_capture_update AFTER UPDATE ON %s '
         'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT '
-        'EXECUTE FUNCTION webhooks._capture(%L)', source, entity_name);
+        'EXECUTE FUNCTION webhooks._capture()', source);
     EXECUTE format(
         'CREATE TRIGGER webhooks_capture_delete AFTER DELETE ON %s '
         'REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT '
-        'EXECUTE FUNCTION webhooks._capture(%L)', source, entity_name);
+        'EXECUTE FUNCTION webhooks._capture()', source);
     PERFORM webhooks._remember_tracked(source, entity_name, parent);
 END $$;
 
@@ -198,11 +192,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     event_id bigint;
 BEGIN
-    PERFORM webhooks._check_event_name('event', event);
-    IF left(event, 8) = 'webhook.' THEN
-        RAISE EXCEPTION 'pg_webhooks: event "%" is reserved: names under webhook. are pg_webhooks'' own events', event
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM webhooks._check_unreserved('event', webhooks._check_event_name('event', event));
     PERFORM webhooks._require_value('payload', payload IS NULL);
     IF jsonb_typeof(payload) <> 'object' THEN
         RAISE EXCEPTION 'pg_webhooks: payload must be a JSON object, not %', jsonb_typeof(payload)

@@ -36,7 +36,8 @@ $$;
 -- draining a backlog; index scans only here, because statistics taken while a day was nearly
 -- empty made the first look read the whole day (14 ms per call at 100k events); never JIT, as
 -- the plan types turned off make every cost look huge and compiling took 0.8 s per call.
-CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000) RETURNS integer
+CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000, careful boolean DEFAULT false)
+RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off AS $$
 DECLARE
@@ -72,13 +73,23 @@ BEGIN
 
     WITH batch AS MATERIALIZED (
         SELECT * FROM webhooks._fan_out_batch(state, max_events)
-    ), wanted AS (
+    ), matching AS (
         -- the webhooks that want each event (sql/25_options.sql: pattern, verification, source,
-        -- origins, filter, columns); an event nobody wants gets no delivery at all
-        SELECT b.id, b.xid, b.created_at, w.id AS webhook_id, webhooks._sends(w) AS sends,
-               w.throttle, webhooks._throttle_value(w, b.payload) AS throttle_value
+        -- origins, columns, then the filter); an event nobody wants gets no delivery at all
+        SELECT b.id, b.xid, b.created_at, b.payload, w.id AS webhook_id, w.filter,
+               webhooks._sends(w) AS sends, w.throttle,
+               webhooks._throttle_value(w, b.payload) AS throttle_value,
+               webhooks._filter_verdict(w, b.payload, careful) AS verdict
         FROM batch b
         JOIN webhooks.webhooks w ON webhooks._wants(w, b.event, b.source, b.origin, b.payload)
+    ), wanted AS (
+        -- verdict NULL: the filter failed on this event (careful mode), recorded as dropped
+        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.throttle,
+               CASE WHEN m.verdict THEN m.throttle_value END AS throttle_value,
+               CASE WHEN m.verdict IS NULL THEN webhooks._filter_error(m.filter, m.payload) END
+                   AS filter_error
+        FROM matching m
+        WHERE m.verdict IS NOT FALSE
     ), repeats AS (
         -- events of throttled webhooks that follow an earlier one for the same value here
         SELECT r.id, r.webhook_id
@@ -101,9 +112,10 @@ BEGIN
         INSERT INTO webhooks.deliveries
             (event_id, event_xid, event_created_at, webhook_id, state, due_at, last_error)
         SELECT d.id, d.xid, d.created_at, d.webhook_id,
-               CASE WHEN d.throttled THEN 'dropped' WHEN d.sends THEN 'pending' ELSE 'held' END,
-               CASE WHEN d.sends AND NOT d.throttled THEN now() END,
-               CASE WHEN d.throttled THEN 'throttled' END
+               CASE WHEN d.throttled OR d.filter_error IS NOT NULL THEN 'dropped'
+                    WHEN d.sends THEN 'pending' ELSE 'held' END,
+               CASE WHEN d.sends AND NOT d.throttled AND d.filter_error IS NULL THEN now() END,
+               CASE WHEN d.throttled THEN 'throttled' ELSE d.filter_error END
         FROM decided d
         ORDER BY d.xid, d.id, d.webhook_id
     ), remembered AS (
@@ -151,7 +163,8 @@ LANGUAGE sql STABLE AS $$
         || CASE WHEN e.source IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
                'table', e.source::text,
                'entity', t.entity,
-               'key', webhooks._pick(coalesce(e.payload -> 'new', e.payload -> 'old'), t.key_columns))
+               'key', webhooks._pick(coalesce(e.payload -> 'new', e.payload -> 'old')::text,
+                                      t.key_columns)::jsonb)
            END
         || CASE WHEN t.parent_column IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
                'profile', coalesce(e.payload -> 'new', e.payload -> 'old') -> t.parent_column,
@@ -190,7 +203,18 @@ SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     share integer;
 BEGIN
-    PERFORM webhooks.fan_out();
+    -- One event must not stop the claim: if fan-out fails (a filter that fails on one event's
+    -- data), the batch is walked again carefully (sql/25_options.sql, _filter_verdict), and
+    -- should even that fail, due deliveries are still leased while the warning says why.
+    BEGIN
+        PERFORM webhooks.fan_out();
+    EXCEPTION WHEN OTHERS THEN
+        BEGIN
+            PERFORM webhooks.fan_out(careful => true);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pg_webhooks: fan-out failed, new events wait: % (%)', SQLERRM, SQLSTATE;
+        END;
+    END;
     -- EXISTS in a FILTER, not in WHERE: as a semi-join the planner read every due delivery
     SELECT ceil(max_deliveries::numeric / greatest(1, count(*) FILTER (WHERE EXISTS (
                SELECT FROM webhooks.deliveries d
@@ -258,10 +282,18 @@ DECLARE
     failing_webhooks bigint[];
 BEGIN
     WITH outcome AS (
-        SELECT * FROM jsonb_to_recordset(results) AS r(
-            delivery_id bigint, attempt integer, outcome text, retry_at timestamptz,
-            status integer, error text, response text, started_at timestamptz,
-            duration_ms integer)
+        -- Times come from the database's clock, not the relay's: a retry is due retry_after_ms
+        -- (at most a year) after this acknowledgement, and an attempt started duration_ms
+        -- before it. A relay with a skewed clock moves neither retries nor disabling.
+        SELECT r.delivery_id, r.attempt, r.outcome, r.status, r.error, r.response,
+               now() + make_interval(secs => least(greatest(r.retry_after_ms, 0), 31536000000) / 1000.0)
+                   AS retry_at,
+               now() - make_interval(secs => least(greatest(r.duration_ms, 0), 86400000) / 1000.0)
+                   AS started_at,
+               r.duration_ms
+        FROM jsonb_to_recordset(results) AS r(
+            delivery_id bigint, attempt integer, outcome text, retry_after_ms bigint,
+            status integer, error text, response text, duration_ms integer)
         WHERE r.outcome IN ('delivered', 'retry', 'failed', 'gone', 'released')
     ), updated AS (
         UPDATE webhooks.deliveries d
@@ -272,7 +304,7 @@ BEGIN
                 ELSE 'pending' END,
             due_at = CASE
                 WHEN o.outcome IN ('delivered', 'failed', 'gone') OR w.status <> 'active' THEN NULL
-                WHEN o.outcome = 'retry' THEN coalesce(o.retry_at, now())
+                WHEN o.outcome = 'retry' THEN o.retry_at
                 ELSE now() END,
             attempts = CASE WHEN o.outcome = 'released' THEN d.attempts - 1 ELSE d.attempts END,
             leased_by = NULL,
@@ -285,7 +317,7 @@ BEGIN
         WHERE d.id = o.delivery_id AND d.state = leased AND d.attempts = o.attempt
           AND w.id = d.webhook_id
         RETURNING d.id AS delivery_id, d.event_id, d.event_xid, d.webhook_id, o.attempt, o.outcome,
-                  o.status, o.error, o.response, coalesce(o.started_at, now()) AS started_at,
+                  o.status, o.error, o.response, o.started_at,
                   coalesce(o.duration_ms, 0) AS duration_ms
     ), logged AS (
         INSERT INTO webhooks.attempts
@@ -388,5 +420,6 @@ COMMENT ON FUNCTION webhooks.queue_depth() IS
 'Deliveries waiting (pending or leased) and held for inactive webhooks.';
 COMMENT ON FUNCTION webhooks.redeliver(bigint) IS
 'Queue a delivery again: a parked failure, or a delivered one. Held if the webhook is off.';
-COMMENT ON FUNCTION webhooks.fan_out(integer) IS
-'Turn up to max_events committed events into deliveries; claim() calls it.';
+COMMENT ON FUNCTION webhooks.fan_out(integer, boolean) IS
+'Turn up to max_events committed events into deliveries; claim() calls it. careful: a filter '
+'that fails on an event counts as not matching (recorded as a dropped delivery).';

@@ -22,17 +22,25 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT day::timestamp AT TIME ZONE 'UTC'
 $$;
 
+-- Partition work never makes writers or relays wait. CREATE TABLE ... PARTITION OF would take
+-- ACCESS EXCLUSIVE on the parent, queueing every writer behind any long transaction that reads
+-- it; a table made apart and then attached takes only SHARE UPDATE EXCLUSIVE on the parent.
+-- Dropping a day does need ACCESS EXCLUSIVE on the parent: like every lock here it is waited
+-- for at most lock_timeout (50 ms), then maintain() skips the day and tries again next time.
+-- Partitions are made settings.partitions_ahead days ahead, so a skipped attach costs nothing.
 -- Partitions are members of the extension, so pg_dump leaves them (operational data) out.
 CREATE FUNCTION webhooks._create_partition(parent text, day date) RETURNS boolean
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '50ms' AS $$
 DECLARE
     name text := webhooks._partition_name(parent, day);
 BEGIN
     IF to_regclass(format('webhooks.%I', name)) IS NOT NULL THEN
         RETURN false;
     END IF;
-    EXECUTE format('CREATE TABLE webhooks.%I PARTITION OF webhooks.%I FOR VALUES FROM (%L) TO (%L)',
-                   name, parent, webhooks._utc_midnight(day), webhooks._utc_midnight(day + 1));
+    EXECUTE format('CREATE TABLE webhooks.%I (LIKE webhooks.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                   name, parent);
+    EXECUTE format('ALTER TABLE webhooks.%I ATTACH PARTITION webhooks.%I FOR VALUES FROM (%L) TO (%L)',
+                   parent, name, webhooks._utc_midnight(day), webhooks._utc_midnight(day + 1));
     IF NOT EXISTS (SELECT 1 FROM pg_depend d
                    WHERE d.classid = 'pg_class'::regclass
                      AND d.objid = format('webhooks.%I', name)::regclass
@@ -43,7 +51,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION webhooks._drop_partition(parent text, day date) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '50ms' AS $$
 DECLARE
     name text := webhooks._partition_name(parent, day);
 BEGIN
@@ -91,8 +99,10 @@ DECLARE
     day date;
     parent text;
 BEGIN
-    -- one maintainer at a time; the others have nothing to add
-    IF NOT pg_try_advisory_xact_lock(hashtext('pg_webhooks.maintain')) THEN
+    -- One maintainer at a time; the others have nothing to add. A row lock on a table no role
+    -- is granted, not an advisory lock, which any role could take and hold forever.
+    PERFORM FROM webhooks.maintenance_lock FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
     SELECT * INTO conf FROM webhooks._settings();
@@ -104,11 +114,16 @@ BEGIN
                     action := 'created'; object := webhooks._partition_name(parent, day);
                     RETURN NEXT;
                 END IF;
-            EXCEPTION WHEN check_violation THEN
-                -- rows for this day already sit in the default partition
-                action := 'skipped (rows in default partition)';
-                object := webhooks._partition_name(parent, day);
-                RETURN NEXT;
+            EXCEPTION
+                WHEN check_violation THEN
+                    -- rows for this day already sit in the default partition
+                    action := 'skipped (rows in default partition)';
+                    object := webhooks._partition_name(parent, day);
+                    RETURN NEXT;
+                WHEN lock_not_available THEN
+                    action := 'skipped (locked, tried again next time)';
+                    object := webhooks._partition_name(parent, day);
+                    RETURN NEXT;
             END;
         END LOOP;
     END LOOP;
@@ -128,10 +143,14 @@ BEGIN
             RETURN NEXT;
             CONTINUE;
         END IF;
-        FOREACH parent IN ARRAY ARRAY['attempts', 'deliveries', 'events'] LOOP
-            PERFORM webhooks._drop_partition(parent, day);
-        END LOOP;
-        action := 'dropped'; object := to_char(day, 'YYYY-MM-DD');
+        BEGIN
+            FOREACH parent IN ARRAY ARRAY['attempts', 'deliveries', 'events'] LOOP
+                PERFORM webhooks._drop_partition(parent, day);
+            END LOOP;
+            action := 'dropped'; object := to_char(day, 'YYYY-MM-DD');
+        EXCEPTION WHEN lock_not_available THEN
+            action := 'kept (locked, tried again next time)'; object := to_char(day, 'YYYY-MM-DD');
+        END;
         RETURN NEXT;
     END LOOP;
 

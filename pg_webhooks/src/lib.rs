@@ -1,11 +1,13 @@
 //! pg_webhooks: webhooks that start inside PostgreSQL.
 //!
 //! The public SQL API lives in `sql/*.sql` at the workspace root, one file per concern, pulled in
-//! below in dependency order. Rust provides what SQL does poorly: URL parsing and secret
-//! generation.
+//! below in dependency order. Rust provides what SQL does poorly or cannot do safely: the
+//! capture trigger (`capture.rs`), URL parsing, secret generation and picking a row's key.
 
 use pgrx::prelude::*;
 
+mod capture;
+mod pick;
 mod secret;
 mod sql_error;
 mod url_check;
@@ -31,7 +33,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/40_relay.sql",
     name = "relay",
-    requires = ["capture", pick]
+    requires = ["capture", pick_members]
 );
 extension_sql_file!(
     "../../sql/45_probes.sql",
@@ -63,23 +65,12 @@ fn verification_urls(url: &str, file_name: &str) -> Vec<String> {
     url_check::verification_urls(url, file_name).unwrap_or_else(|error| sql_error::raise(error))
 }
 
-/// The members of a JSON object named in `keys`, in that order (a row's primary key, in
-/// webhooks._event_data). In Rust because SQL needs a subquery for it, and a subquery keeps the
-/// planner from inlining the function that uses it into the claim.
+/// The members of a JSON object's text named in `keys`, in that order, as JSON text (a row's
+/// primary key, in webhooks._event_data). In Rust because SQL needs a subquery for it, and a
+/// subquery keeps the planner from inlining the function that uses it into the claim.
 #[pg_extern(immutable, parallel_safe, strict, name = "_pick")]
-fn pick(object: pgrx::JsonB, keys: Vec<String>) -> pgrx::JsonB {
-    let picked = keys
-        .into_iter()
-        .map(|key| {
-            let value = object
-                .0
-                .get(&key)
-                .cloned()
-                .unwrap_or(serde_json::Value::Null);
-            (key, value)
-        })
-        .collect::<serde_json::Map<_, _>>();
-    pgrx::JsonB(serde_json::Value::Object(picked))
+fn pick_members(object: &str, keys: Vec<String>) -> String {
+    pick::members(object, &keys)
 }
 
 /// A fresh `whsec_` signing secret (32 random bytes).

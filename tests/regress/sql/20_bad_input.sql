@@ -33,6 +33,10 @@ SELECT try($$SELECT webhooks.track(NULL)$$);
 SELECT try($$SELECT webhooks.emit('email.opened', '[1, 2]')$$);
 SELECT try($$SELECT webhooks.create('crm', '*', 'https://example.com/', max_in_flight => 0)$$);
 SELECT try($$SELECT webhooks.create('crm', '*', 'https://example.com/', rate_limit_per_second => -1)$$);
+-- NaN counts above every number in PostgreSQL, and a rate this slow made the relay panic
+SELECT try(format($$SELECT webhooks.create('crm', '*', 'https://example.com/', rate_limit_per_second => %L)$$, r))
+FROM unnest(ARRAY['NaN', 'Infinity', '1e-20']) r;
+SELECT try($$SELECT webhooks.create('crm', '*', 'https://example.com/', max_in_flight => 100000)$$);
 SELECT try($$SELECT webhooks.create('crm', '*', 'https://example.com/', secret => 'hunter2')$$);
 SELECT try($$SELECT webhooks.create('crm', '*', 'https://example.com/', secret => 'whsec_c2hvcnQ=')$$);
 SELECT try($$SELECT webhooks.rotate_secret(1, overlap => '-1 hour')$$);

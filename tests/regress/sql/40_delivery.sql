@@ -28,16 +28,17 @@ SELECT webhooks.ack('relay-a', jsonb_build_array(jsonb_build_object(
     'delivery_id', :d1, 'attempt', 1, 'outcome', 'delivered', 'status', 200)));
 SELECT webhooks.ack('relay-b', jsonb_build_array(jsonb_build_object(
     'delivery_id', :d1, 'attempt', 2, 'outcome', 'delivered', 'status', 204,
-    'started_at', now(), 'duration_ms', 12, 'response', 'thanks')));
+    'duration_ms', 12, 'response', 'thanks')));
 SELECT state, attempts, last_status FROM webhooks.delivery_status WHERE delivery_id = :d1;
 SELECT attempt, outcome, status, duration_ms, response FROM webhooks.delivery_log
 WHERE delivery_id = :d1;
 
--- a retry is scheduled: the delivery waits until retry_at, then is claimed again
+-- a retry is scheduled: the delivery waits retry_after_ms (on the database's clock), then is
+-- claimed again
 SELECT id AS d2 FROM webhooks.deliveries WHERE webhook_id = :all_hook AND state = 'leased' \gset
 SELECT webhooks.ack('relay-b', jsonb_build_array(jsonb_build_object(
     'delivery_id', :d2, 'attempt', 2, 'outcome', 'retry', 'status', 503,
-    'retry_at', now() + interval '1 hour', 'response', 'busy')));
+    'retry_after_ms', 3600000, 'response', 'busy')));
 SELECT state, next_attempt_at > now() + interval '59 minutes' AS waits, last_status
 FROM webhooks.delivery_status WHERE delivery_id = :d2;
 SELECT count(*) FROM webhooks.claim('relay-b', 10, 10, '{}', '60 seconds');

@@ -7,7 +7,7 @@ UPDATE webhooks.deliveries SET state = 'failed', due_at = NULL WHERE state = 'le
 CREATE FUNCTION fail_all(relay text) RETURNS integer LANGUAGE sql AS $$
     SELECT webhooks.ack(relay, coalesce(jsonb_agg(jsonb_build_object(
         'delivery_id', delivery_id, 'attempt', attempt, 'outcome', 'retry', 'status', 500,
-        'retry_at', now() + interval '1 hour', 'started_at', now())), '[]'))
+        'retry_after_ms', 3600000)), '[]'))
     FROM webhooks.claim(relay, 100, 100, '{}', '1 minute')
 $$;
 

@@ -1,0 +1,224 @@
+//! The capture trigger: a tracked table's row changes become events, in the writer's transaction.
+//!
+//! Why Rust and not a SECURITY DEFINER PL/pgSQL function: turning a row into JSON can run code
+//! that whoever owns a column's type controls (a cast from that type to json, for one). Inside a
+//! SECURITY DEFINER function that code ran with the rights of the role that created the
+//! extension, a superuser. Here the row images are made with the writer's own rights, and only
+//! the one INSERT into the outbox runs as `webhooks_capture`, a role that may insert events and
+//! read the tracking table, nothing else, and that no one can log in as or SET ROLE to. No user
+//! code runs in that INSERT: it reads only jsonb values already made.
+//!
+//! A trigger function cannot be called outside a trigger, and the event's name and source come
+//! from `webhooks.tracked`, not from trigger arguments: a row event can only come from a row
+//! change of a tracked table (or of a partition of one).
+
+use crate::sql_error::{self, SqlError};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+use std::ffi::{c_char, CStr};
+
+/// The role the outbox INSERT runs as (created and granted in sql/90_privileges.sql).
+const CAPTURE_ROLE: &CStr = c"webhooks_capture";
+
+// The row images, made as the writer. Everything is schema-qualified: the writer's search_path
+// must not pick the functions (they would run with the writer's rights only, but could shape
+// the payload).
+const INSERTED: &CStr =
+    c"SELECT pg_catalog.jsonb_build_object('new', pg_catalog.to_jsonb(n.*)) FROM new_rows n";
+const DELETED: &CStr =
+    c"SELECT pg_catalog.jsonb_build_object('old', pg_catalog.to_jsonb(o.*)) FROM old_rows o";
+// Old and new images are paired by position: PostgreSQL appends a row's old and new image in
+// the same step, also when the update moves the row to another partition. An update that
+// changes nothing is no event. tests/regress/sql/30_capture.sql guards both.
+const UPDATED: &CStr = c"SELECT pg_catalog.jsonb_build_object(
+           'old', o.image, 'new', n.image,
+           'changed', (SELECT pg_catalog.jsonb_agg(col.key ORDER BY col.key)
+                       FROM pg_catalog.jsonb_each(n.image) col
+                       WHERE (o.image OPERATOR(pg_catalog.->) col.key) IS DISTINCT FROM col.value))
+    FROM (SELECT pg_catalog.to_jsonb(r.*) AS image, pg_catalog.row_number() OVER () AS pos FROM old_rows r) o
+    JOIN (SELECT pg_catalog.to_jsonb(r.*) AS image, pg_catalog.row_number() OVER () AS pos FROM new_rows r) n
+      ON n.pos OPERATOR(pg_catalog.=) o.pos
+    WHERE o.image OPERATOR(pg_catalog.<>) n.image
+    ORDER BY o.pos";
+
+// The append, as webhooks_capture: $1 the table written, $2 the event suffix, $3 the images.
+// A write to a partition is an event of the tracked partitioned table above it (a tracked table
+// is never a partition itself, so it is the root of its tree). The wake-up: a
+// NOTIFY takes a cluster-wide lock at commit and stops commits from grouping (NOTES.md section
+// 2), so writers notify only while some relay is idle; and never where a transaction may be
+// prepared, because PREPARE TRANSACTION refuses one that notified (relays poll there).
+const APPEND: &CStr = c"WITH appended AS (
+        INSERT INTO webhooks.events (event, source, origin, payload)
+        SELECT t.entity OPERATOR(pg_catalog.||) $2, t.source, webhooks._origin(), image.payload
+        FROM webhooks.tracked t, pg_catalog.unnest($3::pg_catalog.jsonb[]) AS image(payload)
+        WHERE t.source OPERATOR(pg_catalog.=) COALESCE(pg_catalog.pg_partition_root($1), $1)
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) FROM appended
+    UNION ALL
+    SELECT pg_catalog.count(pg_catalog.pg_notify('webhooks_wakeup', ''))
+    FROM (SELECT FROM webhooks.relays r WHERE r.idle LIMIT 1) idle
+    WHERE pg_catalog.current_setting('max_prepared_transactions') OPERATOR(pg_catalog.=) '0'";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "webhooks._capture() must be a FOR EACH STATEMENT trigger (set up by webhooks.track())"
+    )]
+    NotStatementLevel,
+    #[error("webhooks._capture() does not capture {0}")]
+    UnsupportedOperation(&'static str),
+    #[error("the capture trigger could not read the statement's rows: {0}")]
+    Trigger(#[from] pgrx::trigger_support::PgTriggerError),
+    #[error("SPI call {call} failed with code {code}")]
+    Spi { call: &'static str, code: i32 },
+}
+
+impl SqlError for CaptureError {
+    fn sqlstate(&self) -> PgSqlErrorCode {
+        match self {
+            CaptureError::NotStatementLevel | CaptureError::UnsupportedOperation(_) => {
+                PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION
+            }
+            CaptureError::Trigger(_) | CaptureError::Spi { .. } => {
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
+            }
+        }
+    }
+}
+
+#[pg_trigger(sql = false)]
+fn capture<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, std::convert::Infallible> {
+    if let Err(error) = capture_statement(trigger) {
+        sql_error::raise(error);
+    }
+    Ok(None)
+}
+
+fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
+    if !matches!(trigger.level(), PgTriggerLevel::Statement) {
+        return Err(CaptureError::NotStatementLevel);
+    }
+    let (images, suffix) = match trigger.op()? {
+        PgTriggerOperation::Insert => (INSERTED, c".created"),
+        PgTriggerOperation::Update => (UPDATED, c".updated"),
+        PgTriggerOperation::Delete => (DELETED, c".deleted"),
+        PgTriggerOperation::Truncate => return Err(CaptureError::UnsupportedOperation("TRUNCATE")),
+    };
+    let relid = trigger.relid()?;
+    let trigger_data = std::ptr::from_ref(trigger.trigger_data()).cast_mut();
+    // SAFETY: called from a trigger, so trigger_data is valid for the whole call; every SPI
+    // result is read before SPI_finish frees it, and an error anywhere ends the (sub)transaction,
+    // whose abort finishes SPI and restores the user id.
+    unsafe {
+        spi_status("SPI_connect", pg_sys::SPI_connect(), pg_sys::SPI_OK_CONNECT)?;
+        spi_status(
+            "SPI_register_trigger_data",
+            pg_sys::SPI_register_trigger_data(trigger_data),
+            pg_sys::SPI_OK_TD_REGISTER,
+        )?;
+        let status = pg_sys::SPI_execute(images.as_ptr(), true, 0);
+        spi_status("SPI_execute (row images)", status, pg_sys::SPI_OK_SELECT)?;
+        let mut row_images = first_column(pg_sys::SPI_tuptable, pg_sys::SPI_processed);
+        if !row_images.is_empty() {
+            let array = pg_sys::construct_array(
+                row_images.as_mut_ptr(),
+                i32::try_from(row_images.len()).unwrap_or(i32::MAX),
+                pg_sys::JSONBOID,
+                -1,
+                false,
+                pg_sys::TYPALIGN_INT as c_char,
+            );
+            let _capture_role = AsCaptureRole::enter();
+            append(relid, suffix, array)?;
+        }
+        spi_status("SPI_finish", pg_sys::SPI_finish(), pg_sys::SPI_OK_FINISH)?;
+    }
+    Ok(())
+}
+
+/// Run the append with its arguments, as the capture role.
+unsafe fn append(
+    relid: pg_sys::Oid,
+    suffix: &CStr,
+    images: *mut pg_sys::ArrayType,
+) -> Result<(), CaptureError> {
+    let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::JSONBARRAYOID];
+    let mut values = [
+        pg_sys::Datum::from(relid),
+        pg_sys::Datum::from(pg_sys::cstring_to_text(suffix.as_ptr())),
+        pg_sys::Datum::from(images),
+    ];
+    let status = pg_sys::SPI_execute_with_args(
+        APPEND.as_ptr(),
+        3,
+        types.as_mut_ptr(),
+        values.as_mut_ptr(),
+        std::ptr::null(),
+        false,
+        0,
+    );
+    spi_status(
+        "SPI_execute_with_args (append)",
+        status,
+        pg_sys::SPI_OK_SELECT,
+    )
+}
+
+/// The non-null values of the first column of an SPI result.
+unsafe fn first_column(table: *mut pg_sys::SPITupleTable, rows: u64) -> Vec<pg_sys::Datum> {
+    if table.is_null() || rows == 0 {
+        return Vec::new();
+    }
+    let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+    let tuples = std::slice::from_raw_parts((*table).vals, rows);
+    tuples
+        .iter()
+        .filter_map(|&tuple| {
+            let mut is_null = false;
+            let value = pg_sys::SPI_getbinval(tuple, (*table).tupdesc, 1, &mut is_null);
+            (!is_null).then_some(value)
+        })
+        .collect()
+}
+
+fn spi_status(call: &'static str, code: i32, expected: u32) -> Result<(), CaptureError> {
+    if i32::try_from(expected) == Ok(code) {
+        Ok(())
+    } else {
+        Err(CaptureError::Spi { call, code })
+    }
+}
+
+/// The current user is webhooks_capture while this lives, in a security-restricted operation
+/// (as in a SECURITY DEFINER call); dropping it restores the writer.
+struct AsCaptureRole {
+    saved_user: pg_sys::Oid,
+    saved_context: i32,
+}
+
+impl AsCaptureRole {
+    unsafe fn enter() -> AsCaptureRole {
+        let mut saved_user = pg_sys::InvalidOid;
+        let mut saved_context = 0;
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        let role = pg_sys::get_role_oid(CAPTURE_ROLE.as_ptr(), false);
+        let restricted =
+            (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+        pg_sys::SetUserIdAndSecContext(role, saved_context | restricted);
+        AsCaptureRole {
+            saved_user,
+            saved_context,
+        }
+    }
+}
+
+impl Drop for AsCaptureRole {
+    fn drop(&mut self) {
+        // SAFETY: restores what enter() read; only ever called on the backend's own thread
+        unsafe { pg_sys::SetUserIdAndSecContext(self.saved_user, self.saved_context) }
+    }
+}

@@ -1,0 +1,134 @@
+-- Attacks by roles with some rights: none of them gains the extension owner's rights, writes a
+-- row event by hand, or takes pg_webhooks' reserved names.
+CREATE ROLE mallory LOGIN IN ROLE webhooks_admin;     -- an admin who owns a table
+CREATE ROLE table_owner LOGIN;                        -- owns a tracked table, nothing more
+CREATE ROLE plain_writer LOGIN;                       -- may write that table
+GRANT CREATE ON SCHEMA public TO mallory, table_owner;
+-- whatever a cast runs as is recorded here, for everyone to see
+CREATE TABLE ran_as (who text, superuser boolean, escalated text);
+GRANT ALL ON ran_as TO PUBLIC;
+
+-- A cast from a column's type to json is code its owner controls, and to_jsonb() runs it. In
+-- the capture trigger it runs with the rights of whoever wrote the row, never more.
+SET ROLE mallory;
+CREATE TYPE mood AS ENUM ('happy', 'sad');
+CREATE FUNCTION mood_to_json(mood) RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    outcome text := 'refused';
+BEGIN
+    BEGIN
+        EXECUTE 'ALTER ROLE mallory SUPERUSER';
+        outcome := 'became superuser';
+    EXCEPTION WHEN insufficient_privilege THEN NULL;
+    END;
+    BEGIN
+        PERFORM count(*) FROM webhooks.webhooks;
+        outcome := outcome || ', read the secrets';
+    EXCEPTION WHEN insufficient_privilege THEN NULL;
+    END;
+    BEGIN
+        INSERT INTO webhooks.events (event, payload) VALUES ('profile.forged', '{}');
+        outcome := outcome || ', forged an event';
+    EXCEPTION WHEN insufficient_privilege THEN NULL;
+    END;
+    INSERT INTO ran_as SELECT current_user, r.rolsuper, outcome FROM pg_roles r
+    WHERE r.rolname = current_user;
+    RETURN to_json($1::text);
+END $$;
+CREATE CAST (mood AS json) WITH FUNCTION mood_to_json(mood);
+CREATE TABLE moods (id int PRIMARY KEY, mood mood);
+SELECT webhooks.track('moods');
+GRANT INSERT, UPDATE ON moods TO plain_writer;
+INSERT INTO moods VALUES (1, 'happy');
+RESET ROLE;
+SET ROLE plain_writer;
+UPDATE moods SET mood = 'sad';
+RESET ROLE;
+SELECT who, superuser, escalated FROM ran_as ORDER BY who;
+SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory';
+SELECT event, payload -> 'new' ->> 'mood' AS mood FROM webhooks.events
+WHERE source = 'moods'::regclass OR event = 'profile.forged' ORDER BY id;
+TRUNCATE ran_as;
+
+-- The owner of a tracked table (no admin) changes a column to such a type afterwards: the cast
+-- still runs only as the writer.
+CREATE TABLE owned (id int PRIMARY KEY, note text);
+ALTER TABLE owned OWNER TO table_owner;
+SELECT webhooks.track('owned');
+SET ROLE table_owner;
+CREATE TYPE trap AS ENUM ('sprung');
+CREATE FUNCTION trap_to_json(trap) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ran_as SELECT current_user, r.rolsuper, 'none' FROM pg_roles r
+    WHERE r.rolname = current_user;
+    RETURN '"sprung"';
+END $$;
+CREATE CAST (trap AS json) WITH FUNCTION trap_to_json(trap);
+ALTER TABLE owned ALTER COLUMN note TYPE trap USING 'sprung';
+GRANT INSERT ON owned TO plain_writer;
+RESET ROLE;
+SET ROLE plain_writer;
+INSERT INTO owned VALUES (1, 'sprung');
+RESET ROLE;
+SELECT who, superuser FROM ran_as;
+
+-- A writer's search_path cannot swap the functions that make the row images.
+CREATE SCHEMA writer_tricks AUTHORIZATION plain_writer;
+SET ROLE plain_writer;
+CREATE FUNCTION writer_tricks.to_jsonb(anyelement) RETURNS jsonb LANGUAGE sql
+AS $$ SELECT '{"forged": true}'::jsonb $$;
+SET search_path = writer_tricks, public, pg_catalog;
+INSERT INTO owned VALUES (2, 'sprung');
+RESET search_path;
+RESET ROLE;
+SELECT payload FROM webhooks.events WHERE source = 'owned'::regclass ORDER BY id;
+
+-- Row events come only from capture: the trigger function cannot be called, a capture trigger
+-- on a table that is not tracked writes nothing, and a table is tracked only with its triggers.
+SET ROLE mallory;
+SELECT try($$SELECT webhooks._capture()$$);
+CREATE TABLE untracked (id int PRIMARY KEY);
+CREATE TRIGGER sneaky AFTER INSERT ON untracked REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._capture();
+INSERT INTO untracked VALUES (1);
+SELECT try($$SELECT webhooks._remember_tracked('untracked', 'profile', NULL)$$);
+SELECT try($$SELECT webhooks._forget_tracked('moods')$$);
+-- names under webhook. are pg_webhooks' own
+SELECT try($$SELECT webhooks.track('untracked', entity => 'webhook')$$);
+SELECT try($$SELECT webhooks.emit('webhook.disabled', '{}')$$);
+RESET ROLE;
+-- nobody becomes the capture role (SET ROLE checks the login, so log in as mallory)
+\c - mallory
+SELECT try($$SET ROLE webhooks_capture$$);
+\c - postgres
+SELECT count(*) AS events_of_untracked FROM webhooks.events WHERE source = 'untracked'::regclass;
+SELECT entity FROM webhooks.tracked WHERE source = 'moods'::regclass;
+
+-- The capture role holds exactly what the append needs.
+SELECT rolcanlogin, rolsuper, rolinherit,
+       (SELECT count(*) FROM pg_auth_members m WHERE m.roleid = r.oid) AS members
+FROM pg_roles r WHERE rolname = 'webhooks_capture';
+SELECT c.relname, p.privilege
+FROM pg_class c
+CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p(privilege)
+WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind IN ('r', 'p', 'v')
+  AND has_table_privilege('webhooks_capture', c.oid, p.privilege)
+ORDER BY 1, 2;
+
+-- Maintenance cannot be switched off by holding a lock: the old advisory lock means nothing,
+-- and the row maintain() locks is granted to no one.
+SELECT pg_advisory_lock(hashtext('pg_webhooks.maintain')) IS NOT NULL AS holds_advisory_lock;
+SELECT count(*) >= 0 AS maintained FROM webhooks.maintain();
+SELECT pg_advisory_unlock(hashtext('pg_webhooks.maintain'));
+SET ROLE mallory;
+SELECT try($$SELECT FROM webhooks.maintenance_lock FOR UPDATE$$);
+RESET ROLE;
+
+DROP TABLE moods, owned, untracked, ran_as;
+DROP SCHEMA writer_tricks CASCADE;
+DROP CAST (mood AS json);
+DROP CAST (trap AS json);
+DROP FUNCTION mood_to_json(mood), trap_to_json(trap);
+DROP TYPE mood, trap;
+REVOKE CREATE ON SCHEMA public FROM mallory, table_owner;
+DROP ROLE mallory, table_owner, plain_writer;
