@@ -45,6 +45,12 @@ async fn flush(pool: &Pool, relay: &str, batch: &mut Vec<AttemptReport>) {
                 batch.clear();
                 return;
             }
+            Err(error) if error.is_refusal() => {
+                tracing::warn!(%error, reports = batch.len(), "acknowledgement refused; recording the reports one by one");
+                record_singly(pool, relay, batch).await;
+                batch.clear();
+                return;
+            }
             Err(error) if attempt < TRIES => {
                 tracing::warn!(%error, reports = batch.len(), "acknowledgement failed; retrying");
                 tokio::time::sleep(pause).await;
@@ -56,4 +62,27 @@ async fn flush(pool: &Pool, relay: &str, batch: &mut Vec<AttemptReport>) {
         }
     }
     batch.clear();
+}
+
+/// PostgreSQL refused the batch for something in it: one report must not cost the others their
+/// acknowledgement (they would be sent again and again). Each is recorded alone; one still
+/// refused is recorded without the receiver's answer, which is all a receiver controls.
+async fn record_singly(pool: &Pool, relay: &str, batch: &[AttemptReport]) {
+    for report in batch {
+        let single = std::slice::from_ref(report);
+        if let Err(error) = acknowledge(pool, relay, single).await {
+            let bare = AttemptReport {
+                response: None,
+                ..report.clone()
+            };
+            match acknowledge(pool, relay, std::slice::from_ref(&bare)).await {
+                Ok(_) => {
+                    tracing::warn!(%error, delivery = report.delivery_id, "recorded without the receiver's answer")
+                }
+                Err(error) => {
+                    tracing::error!(%error, delivery = report.delivery_id, "acknowledgement lost; its lease will expire")
+                }
+            }
+        }
+    }
 }

@@ -14,10 +14,47 @@ use tokio_postgres::types::Json;
 pub enum DatabaseError {
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("unexpected {what} from the database: {value}")]
     Unexpected { what: &'static str, value: String },
+}
+
+impl DatabaseError {
+    /// PostgreSQL refused the statement for what it holds (a data exception, a constraint, a
+    /// limit: SQLSTATE classes 22, 23, 54): sending the same again would fail again. Connection
+    /// trouble and shutdowns are not refusals.
+    pub fn is_refusal(&self) -> bool {
+        let DatabaseError::Query(error) = self else {
+            return false;
+        };
+        error.as_db_error().is_some_and(|db| {
+            ["22", "23", "54"]
+                .iter()
+                .any(|class| db.code().code().starts_with(class))
+        })
+    }
+}
+
+/// PostgreSQL's own words when it sent an error (tokio-postgres shows only "db error"), with
+/// its SQLSTATE, detail and hint.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} ({})", db.message(), db.code().code());
+            for (label, part) in [
+                ("detail", db.detail()),
+                ("hint", db.hint()),
+                ("where", db.where_()),
+            ] {
+                if let Some(part) = part {
+                    text.push_str(&format!("; {label}: {part}"));
+                }
+            }
+            text
+        }
+        None => error.to_string(),
+    }
 }
 
 /// One leased delivery: an event on its way to one webhook.
@@ -31,7 +68,8 @@ pub struct Delivery {
     pub event_id: i64,
     pub event: String,
     pub occurred_at: DateTime<Utc>,
-    pub data: serde_json::Value,
+    /// The event's data as PostgreSQL's jsonb text: read only where a format needs to.
+    pub data: String,
     pub limits: WebhookLimits,
     pub shape: Shape,
     /// Taken just before the claim was sent, so the lease surely ends after `claimed_at + lease`.
@@ -46,7 +84,15 @@ pub struct ClaimRequest<'a> {
     pub lease: Duration,
 }
 
-pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Vec<Delivery>, DatabaseError> {
+/// What a claim leased: the deliveries to send, and reports parking those whose row could not be
+/// read (one unreadable row fails only its own delivery).
+#[derive(Default)]
+pub struct Claimed {
+    pub deliveries: Vec<Delivery>,
+    pub unreadable: Vec<AttemptReport>,
+}
+
+pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Claimed, DatabaseError> {
     let (room_webhooks, room_sizes): (Vec<i64>, Vec<i32>) = request
         .rooms
         .room
@@ -58,7 +104,7 @@ pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Vec<Deliver
     let statement = client
         .prepare_cached(
             "SELECT delivery_id, attempt, webhook_id, url, secrets, event_id, event, occurred_at, \
-                    data, max_in_flight, rate_limit_per_second, \
+                    data::text AS data, max_in_flight, rate_limit_per_second, \
                     format, method, fields, key_field, parameters \
              FROM webhooks.claim($1, $2, $3, $4, make_interval(secs => $5), $6, $7)",
         )
@@ -77,9 +123,36 @@ pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Vec<Deliver
             ],
         )
         .await?;
-    rows.iter()
-        .map(|row| delivery_from_row(row, claimed_at))
-        .collect()
+    let mut claimed = Claimed::default();
+    for row in &rows {
+        match delivery_from_row(row, claimed_at) {
+            Ok(delivery) => claimed.deliveries.push(delivery),
+            Err(error) => match unreadable_report(row) {
+                Some(report) => {
+                    tracing::error!(%error, delivery = report.delivery_id, "cannot read a claimed delivery; parking it");
+                    claimed.unreadable.push(report);
+                }
+                None => {
+                    tracing::error!(%error, "cannot read a claimed delivery; its lease will expire")
+                }
+            },
+        }
+    }
+    Ok(claimed)
+}
+
+/// A report that parks a claimed row the relay could not read, if its id can be read.
+fn unreadable_report(row: &tokio_postgres::Row) -> Option<AttemptReport> {
+    Some(AttemptReport {
+        delivery_id: row.try_get("delivery_id").ok()?,
+        attempt: row.try_get("attempt").ok()?,
+        outcome: "failed",
+        retry_after_ms: None,
+        status: None,
+        error: Some("unreadable"),
+        response: None,
+        duration_ms: 0,
+    })
 }
 
 fn delivery_from_row(
@@ -135,11 +208,12 @@ pub struct AttemptReport {
     pub delivery_id: i64,
     pub attempt: i32,
     pub outcome: &'static str,
-    pub retry_at: Option<DateTime<Utc>>,
+    /// How long after the acknowledgement to try again: the database adds this to its own
+    /// clock, so a relay whose clock is off cannot move retries or disabling.
+    pub retry_after_ms: Option<i64>,
     pub status: Option<u16>,
     pub error: Option<&'static str>,
     pub response: Option<String>,
-    pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
 }
 
@@ -151,11 +225,10 @@ impl AttemptReport {
             delivery_id: delivery.delivery_id,
             attempt: delivery.attempt,
             outcome: "released",
-            retry_at: None,
+            retry_after_ms: None,
             status: None,
             error: None,
             response: None,
-            started_at: Utc::now(),
             duration_ms: 0,
         }
     }

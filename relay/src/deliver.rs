@@ -62,7 +62,6 @@ impl Deliverer {
     }
 
     async fn attempt(&self, delivery: &Delivery) -> AttemptReport {
-        let started_at = Utc::now();
         let id = render::message_id(delivery.event_id);
         let message = Message {
             id: &id,
@@ -85,7 +84,6 @@ impl Deliverer {
         let decision = self.policy.decide(
             delivery.attempt,
             &answer(&reply),
-            Utc::now(),
             rand::rng().random_range(-1.0..=1.0),
         );
         self.metrics.count(decision.outcome());
@@ -98,14 +96,15 @@ impl Deliverer {
             delivery_id: delivery.delivery_id,
             attempt: delivery.attempt,
             outcome: decision.outcome(),
-            retry_at: match decision {
-                Decision::Retry { at } => Some(at),
+            retry_after_ms: match decision {
+                Decision::Retry { after } => {
+                    Some(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))
+                }
                 _ => None,
             },
             status: reply.status,
             error: reply.error,
             response: reply.excerpt,
-            started_at,
             duration_ms: i32::try_from(reply.duration.as_millis()).unwrap_or(i32::MAX),
         }
     }
@@ -141,9 +140,15 @@ pub async fn send_message(
     }
 }
 
+/// Error classes of requests that could not be made: the same on every attempt.
+const UNSENDABLE: [&str; 2] = ["render", "bad_secret"];
+
 /// A status counts even if reading the body broke off afterwards: the receiver has answered,
 /// and the body only feeds the excerpt.
 fn answer(reply: &Reply) -> Answer {
+    if reply.error.is_some_and(|class| UNSENDABLE.contains(&class)) {
+        return Answer::Unsendable;
+    }
     match reply.status {
         Some(code) => Answer::Status {
             code,

@@ -12,6 +12,9 @@ use tokio::time::Instant;
 
 /// How long a webhook's speed is remembered after its last answer while it has nothing in hand.
 const REMEMBER_SPEED_FOR: Duration = Duration::from_secs(10);
+/// The longest spacing a rate limit makes: that of the slowest rate SQL accepts (0.001 per
+/// second, webhooks._check_limits). A slower one arriving anyway is treated as this.
+const MAX_SPACING: Duration = Duration::from_secs(1000);
 
 /// What one webhook may have: how many requests at once, how many in hand, how fast.
 struct WebhookSlots {
@@ -188,7 +191,8 @@ impl Limits {
         let spacing = own
             .rate_limit_per_second
             .filter(|rate| rate.is_finite() && *rate > 0.0)
-            .map(|rate| Duration::from_secs_f64(1.0 / rate));
+            .and_then(|rate| Duration::try_from_secs_f64(1.0 / rate).ok())
+            .map(|spacing| spacing.min(MAX_SPACING));
         let mut webhooks = self.lock();
         let slots = webhooks
             .entry(webhook_id)
@@ -323,6 +327,14 @@ mod tests {
         let limits = Limits::new(2, AHEAD, WINDOW);
         drop(limits.enter(7, WebhookLimits::default()));
         assert!(limits.lock().is_empty());
+    }
+
+    #[test]
+    fn rates_too_slow_to_represent_are_capped_instead_of_panicking() {
+        let limits = Limits::new(4, AHEAD, WINDOW);
+        for slow in [1e-20, f64::MIN_POSITIVE, 5e-324] {
+            let _ticket = limits.enter(1, rate(slow));
+        }
     }
 
     #[tokio::test(start_paused = true)]

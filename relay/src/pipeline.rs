@@ -165,7 +165,10 @@ impl Pipeline {
 
     /// Lease up to `room` deliveries and start each; returns how many were leased.
     async fn claim_batch(&self, room: usize, running: &Running) -> Result<usize, DatabaseError> {
-        let deliveries = claim::claim(
+        let claim::Claimed {
+            deliveries,
+            unreadable,
+        } = claim::claim(
             &self.pool,
             ClaimRequest {
                 relay: &self.relay,
@@ -179,7 +182,12 @@ impl Pipeline {
         if !deliveries.is_empty() {
             self.metrics.claims.inc();
         }
-        let leased = deliveries.len();
+        let leased = deliveries.len() + unreadable.len();
+        for report in unreadable {
+            if running.reports.send(report).await.is_err() {
+                tracing::error!("acknowledgement channel closed; the lease will expire");
+            }
+        }
         for delivery in deliveries {
             let ticket = self.limits.enter(delivery.webhook_id, delivery.limits);
             let deliverer = self.deliverer.clone();

@@ -35,7 +35,8 @@ enum Kind {
     Test {
         secrets: Vec<String>,
         event: String,
-        payload: serde_json::Value,
+        /// JSON text, as PostgreSQL wrote it.
+        payload: String,
         shape: Box<Shape>,
     },
 }
@@ -100,7 +101,8 @@ impl Prober {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT probe_id, kind, url, secrets, event, payload, file_urls, file_content, \
+                "SELECT probe_id, kind, url, secrets, event, payload::text AS payload, file_urls, \
+                        file_content, \
                         format, method, fields, key_field, parameters \
                  FROM webhooks.claim_probes($1, $2, make_interval(secs => $3))",
                 &[&self.relay, &PROBES_PER_CLAIM, &self.lease.as_secs_f64()],
@@ -212,7 +214,9 @@ fn probe_from_row(row: &tokio_postgres::Row) -> Result<Probe, DatabaseError> {
         Kind::Test {
             secrets: row.try_get("secrets")?,
             event: row.try_get("event")?,
-            payload: row.try_get::<_, Json<serde_json::Value>>("payload")?.0,
+            payload: row
+                .try_get::<_, Option<String>>("payload")?
+                .unwrap_or_else(|| "{}".to_owned()),
             shape: Box::new(shape_from_row(row)?),
         }
     };

@@ -5,6 +5,8 @@
 //!   429, 503 + Retry-After   retry no earlier than Retry-After (capped), nor than the schedule
 //!   anything else, no reply  retry after the schedule's next delay, ± jitter
 //!   ... after the last scheduled attempt: failed (parked, redeliverable from SQL)
+//!   unsendable               failed at once: the request cannot be made (its data cannot be
+//!                            rendered, its secret is unusable), and would not be on a retry
 //! 3xx counts as a failure: redirects are never followed (they could lead anywhere).
 
 use chrono::{DateTime, Utc};
@@ -54,13 +56,18 @@ pub enum Answer {
         retry_after: Option<Duration>,
     },
     NoResponse,
+    /// The request could not be made, and no retry would change that.
+    Unsendable,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Delivered,
     Gone,
-    Retry { at: DateTime<Utc> },
+    /// Try again this long after the acknowledgement (the database adds it to its own clock).
+    Retry {
+        after: Duration,
+    },
     Failed,
 }
 
@@ -84,16 +91,11 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// `attempt` is the 1-based number of the attempt that produced `answer`; `spread` is a
     /// random number in [-1, 1] (the caller's dice, so this stays testable).
-    pub fn decide(
-        &self,
-        attempt: i32,
-        answer: &Answer,
-        now: DateTime<Utc>,
-        spread: f64,
-    ) -> Decision {
+    pub fn decide(&self, attempt: i32, answer: &Answer, spread: f64) -> Decision {
         let retry_after = match answer {
             Answer::Status { code, .. } if (200..300).contains(code) => return Decision::Delivered,
             Answer::Status { code: 410, .. } => return Decision::Gone,
+            Answer::Unsendable => return Decision::Failed,
             Answer::Status {
                 code: 429 | 503,
                 retry_after,
@@ -108,12 +110,7 @@ impl RetryPolicy {
             Some(asked) => jittered.max(asked.min(self.max_retry_after)),
             None => jittered,
         };
-        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        Decision::Retry {
-            at: now
-                .checked_add_signed(delay)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        }
+        Decision::Retry { after: delay }
     }
 }
 
@@ -155,7 +152,7 @@ mod tests {
 
     fn retry_in(decision: Decision) -> Duration {
         match decision {
-            Decision::Retry { at } => (at - now()).to_std().expect("in the future"),
+            Decision::Retry { after } => after,
             other => panic!("expected a retry, got {other:?}"),
         }
     }
@@ -164,7 +161,7 @@ mod tests {
     fn any_2xx_is_delivered() {
         for code in [200, 201, 204, 299] {
             assert_eq!(
-                policy("0s,5s").decide(1, &status(code), now(), 0.0),
+                policy("0s,5s").decide(1, &status(code), 0.0),
                 Decision::Delivered
             );
         }
@@ -172,9 +169,14 @@ mod tests {
 
     #[test]
     fn gone_is_gone_whatever_the_attempt() {
+        assert_eq!(policy("0s,5s").decide(1, &status(410), 0.0), Decision::Gone);
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_made_is_parked_at_once() {
         assert_eq!(
-            policy("0s,5s").decide(1, &status(410), now(), 0.0),
-            Decision::Gone
+            policy("0s,5s,5m").decide(1, &Answer::Unsendable, 0.0),
+            Decision::Failed
         );
     }
 
@@ -182,12 +184,12 @@ mod tests {
     fn redirects_client_and_server_errors_follow_the_schedule() {
         for code in [301, 302, 400, 404, 500, 502] {
             assert_eq!(
-                retry_in(policy("0s,5s,5m").decide(1, &status(code), now(), 0.0)),
+                retry_in(policy("0s,5s,5m").decide(1, &status(code), 0.0)),
                 Duration::from_secs(5)
             );
         }
         assert_eq!(
-            retry_in(policy("0s,5s,5m").decide(2, &Answer::NoResponse, now(), 0.0)),
+            retry_in(policy("0s,5s,5m").decide(2, &Answer::NoResponse, 0.0)),
             Duration::from_secs(300)
         );
     }
@@ -195,11 +197,11 @@ mod tests {
     #[test]
     fn after_the_last_attempt_the_delivery_fails() {
         assert_eq!(
-            policy("0s,5s").decide(2, &status(500), now(), 0.0),
+            policy("0s,5s").decide(2, &status(500), 0.0),
             Decision::Failed
         );
         assert_eq!(
-            policy("0s").decide(1, &Answer::NoResponse, now(), 0.0),
+            policy("0s").decide(1, &Answer::NoResponse, 0.0),
             Decision::Failed
         );
     }
@@ -207,11 +209,11 @@ mod tests {
     #[test]
     fn jitter_spreads_the_delay_within_its_fraction() {
         assert_eq!(
-            retry_in(policy("0s,100s").decide(1, &status(500), now(), 1.0)),
+            retry_in(policy("0s,100s").decide(1, &status(500), 1.0)),
             Duration::from_secs(120)
         );
         assert_eq!(
-            retry_in(policy("0s,100s").decide(1, &status(500), now(), -1.0)),
+            retry_in(policy("0s,100s").decide(1, &status(500), -1.0)),
             Duration::from_secs(80)
         );
     }
@@ -223,15 +225,15 @@ mod tests {
             retry_after: Some(Duration::from_secs(secs)),
         };
         assert_eq!(
-            retry_in(policy("0s,5s").decide(1, &asked(60), now(), 0.0)),
+            retry_in(policy("0s,5s").decide(1, &asked(60), 0.0)),
             Duration::from_secs(60)
         );
         assert_eq!(
-            retry_in(policy("0s,5s").decide(1, &asked(1), now(), 0.0)),
+            retry_in(policy("0s,5s").decide(1, &asked(1), 0.0)),
             Duration::from_secs(5)
         );
         assert_eq!(
-            retry_in(policy("0s,5s").decide(1, &asked(86_400), now(), 0.0)),
+            retry_in(policy("0s,5s").decide(1, &asked(86_400), 0.0)),
             Duration::from_secs(3600)
         );
         let unavailable = Answer::Status {
@@ -239,7 +241,7 @@ mod tests {
             retry_after: Some(Duration::from_secs(30)),
         };
         assert_eq!(
-            retry_in(policy("0s,5s").decide(1, &unavailable, now(), 0.0)),
+            retry_in(policy("0s,5s").decide(1, &unavailable, 0.0)),
             Duration::from_secs(30)
         );
     }

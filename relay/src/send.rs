@@ -163,10 +163,16 @@ impl Sender {
             status: Some(status),
             retry_after,
             error: body_error,
-            excerpt: (!read.is_empty()).then(|| String::from_utf8_lossy(&read).into_owned()),
+            excerpt: (!read.is_empty()).then(|| excerpt_text(&read)),
             duration: started.elapsed(),
         }
     }
+}
+
+/// A response's first bytes as text PostgreSQL can store: invalid UTF-8 and NUL (which no
+/// PostgreSQL text or jsonb value may hold) become U+FFFD.
+fn excerpt_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
 }
 
 impl Reply {
@@ -315,6 +321,14 @@ mod tests {
         assert!(head.contains("content-type: application/json"), "{head}");
         assert!(head.contains("user-agent: pg-webhooks-relay/"), "{head}");
         assert!(head.contains("webhook-id: evt_1"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn nul_bytes_and_broken_utf8_in_an_answer_become_replacement_characters() {
+        let (addr, _server) =
+            answer_once(b"HTTP/1.1 500 Oops\r\ncontent-length: 6\r\n\r\nab\0c\xffd").await;
+        let reply = post(&loopback_sender(), &format!("http://{addr}/hook")).await;
+        assert_eq!(reply.excerpt.as_deref(), Some("ab\u{FFFD}c\u{FFFD}d"));
     }
 
     #[tokio::test]

@@ -6,6 +6,12 @@
 //!
 //! With a field mapping (`mapping.rs`) the data is just the mapped values, for every format.
 //! URL placeholders `__name__` are filled in from the same values.
+//!
+//! The data arrives as PostgreSQL's jsonb text. A `json` request without mapping or placeholders
+//! carries that text as it is, byte for byte. The others read it, with numbers kept as their
+//! digits (serde_json's arbitrary_precision): nothing on the way becomes a float. Data that
+//! cannot be read (nested deeper than serde_json's 128 levels) fails only its own delivery, with error class
+//! `render`.
 
 mod form;
 mod mapping;
@@ -55,7 +61,8 @@ pub struct Message<'a> {
     pub event_id: i64,
     pub event: &'a str,
     pub occurred_at: DateTime<Utc>,
-    pub data: &'a Value,
+    /// The event's data as JSON text (PostgreSQL's).
+    pub data: &'a str,
 }
 
 /// What goes over the wire. The signature covers the body, or for the `query` format the query
@@ -80,6 +87,8 @@ impl Request {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
+    #[error("cannot read the event's data: {0}")]
+    Data(#[from] serde_json::Error),
     #[error("cannot encode the parameters: {0}")]
     Encode(#[from] serde_qs::Error),
     #[error(transparent)]
@@ -87,33 +96,30 @@ pub enum RenderError {
 }
 
 pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, RenderError> {
+    let has_placeholders = url.contains("__");
+    if shape.format == Format::Json && shape.fields.is_none() && !has_placeholders {
+        return Ok(json_request(message, shape, message.data, url.to_owned()));
+    }
+    let data: Value = serde_json::from_str(message.data)?;
     let mapped = shape
         .fields
         .as_ref()
-        .map(|fields| mapping::mapped_values(message.data, fields, &shape.key_field));
-    let url = if url.contains("__") {
-        mapping::fill_placeholders(url, mapped.as_ref().or(row_or_payload(message.data)))?
+        .map(|fields| mapping::mapped_values(&data, fields, &shape.key_field));
+    let url = if has_placeholders {
+        mapping::fill_placeholders(url, mapped.as_ref().or(row_or_payload(&data)))?
     } else {
         url.to_owned()
     };
     let request = match shape.format {
         Format::Json => {
-            let data = mapped.map(Value::Object);
-            let body = json_body(
-                message.event,
-                message.occurred_at,
-                data.as_ref().unwrap_or(message.data),
-            );
-            Request {
-                method: shape.method.clone(),
-                url,
-                content_type: Some("application/json"),
-                body,
-                signed_query: None,
-            }
+            let body = match mapped {
+                Some(values) => Value::Object(values).to_string(),
+                None => data.to_string(),
+            };
+            json_request(message, shape, &body, url)
         }
         Format::Form => {
-            let body = form::encode_body(&parameters(message, shape, mapped))?.into_bytes();
+            let body = form::encode_body(&parameters(message, &data, shape, mapped))?.into_bytes();
             Request {
                 method: shape.method.clone(),
                 url,
@@ -123,7 +129,7 @@ pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, R
             }
         }
         Format::Query => {
-            let query = form::encode_query(&parameters(message, shape, mapped))?;
+            let query = form::encode_query(&parameters(message, &data, shape, mapped))?;
             let separator = if url.contains('?') { '&' } else { '?' };
             Request {
                 method: shape.method.clone(),
@@ -137,11 +143,26 @@ pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, R
     Ok(request)
 }
 
+fn json_request(message: &Message, shape: &Shape, data: &str, url: String) -> Request {
+    Request {
+        method: shape.method.clone(),
+        url,
+        content_type: Some("application/json"),
+        body: json_body(message.event, message.occurred_at, data),
+        signed_query: None,
+    }
+}
+
 /// The `form` and `query` parameters: the mapped values, or Copernica's fields.
-fn parameters(message: &Message, shape: &Shape, mapped: Option<Map<String, Value>>) -> Value {
+fn parameters(
+    message: &Message,
+    data: &Value,
+    shape: &Shape,
+    mapped: Option<Map<String, Value>>,
+) -> Value {
     match mapped {
         Some(values) => Value::Object(values),
-        None => form::document(message, shape.parameters.as_ref()),
+        None => form::document(message, data, shape.parameters.as_ref()),
     }
 }
 
@@ -154,15 +175,20 @@ fn row_or_payload(data: &Value) -> Option<&Map<String, Value>> {
         .as_object()
 }
 
-/// The JSON body (also used for test requests).
-pub fn json_body(event: &str, occurred_at: DateTime<Utc>, data: &Value) -> Vec<u8> {
-    json!({
+/// The JSON body (also used for test requests), with `data` (JSON text) as it is.
+pub fn json_body(event: &str, occurred_at: DateTime<Utc>, data: &str) -> Vec<u8> {
+    let head = json!({
         "type": event,
         "timestamp": occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        "data": data,
     })
-    .to_string()
-    .into_bytes()
+    .to_string();
+    // `{"type":...,"timestamp":...}` + `,"data":` + data + `}`
+    let mut body = Vec::with_capacity(head.len() + data.len() + 9);
+    body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    body.extend_from_slice(b",\"data\":");
+    body.extend_from_slice(data.as_bytes());
+    body.push(b'}');
+    body
 }
 
 /// The `webhook-id` of an event: its id, the same on every retry, so receivers can deduplicate.
@@ -181,7 +207,7 @@ mod tests {
             .expect("date")
     }
 
-    fn message(data: &Value) -> Message<'_> {
+    fn message(data: &str) -> Message<'_> {
         Message {
             id: "evt_42",
             event_id: 42,
@@ -193,9 +219,9 @@ mod tests {
 
     #[test]
     fn the_json_body_has_type_timestamp_and_data_in_that_order() {
-        let data = json!({"key": {"id": 42}});
+        let data = r#"{"key":{"id":42}}"#;
         let request =
-            request(&message(&data), "http://h.example/", &Shape::default()).expect("renders");
+            request(&message(data), "http://h.example/", &Shape::default()).expect("renders");
         assert_eq!(
             String::from_utf8(request.body.clone()).expect("utf-8"),
             r#"{"type":"profile.updated","timestamp":"2026-11-22T10:00:00.000000Z","data":{"key":{"id":42}}}"#
@@ -206,7 +232,7 @@ mod tests {
 
     #[test]
     fn the_query_format_puts_the_parameters_in_the_url_and_signs_them() {
-        let data = json!({"new": {"email": "a@b.nl", "name": "Jan & Piet"}});
+        let data = r#"{"new": {"email": "a@b.nl", "name": "Jan & Piet"}}"#;
         let shape = Shape {
             format: Format::Query,
             method: Method::GET,
@@ -214,7 +240,7 @@ mod tests {
             ..Shape::default()
         };
         let request =
-            request(&message(&data), "http://h.example/add?list=1", &shape).expect("renders");
+            request(&message(data), "http://h.example/add?list=1", &shape).expect("renders");
         assert_eq!(
             request.url,
             "http://h.example/add?list=1&email=a@b.nl&n=Jan+%26+Piet"
@@ -225,13 +251,72 @@ mod tests {
 
     #[test]
     fn placeholders_are_filled_from_the_row_without_a_mapping() {
-        let data = json!({"new": {"email": "a+b@c.nl"}});
+        let data = r#"{"new": {"email": "a+b@c.nl"}}"#;
         let request = request(
-            &message(&data),
+            &message(data),
             "http://h.example/u/__email__",
             &Shape::default(),
         )
         .expect("renders");
         assert_eq!(request.url, "http://h.example/u/a%2Bb%40c.nl");
+    }
+
+    #[test]
+    fn json_data_is_sent_as_postgresql_wrote_it() {
+        let data = r#"{"n": 123456789012345678901234567890.000000000000000001, "big": 9007199254740993, "s": "\u00e9\ud83d\ude00"}"#;
+        let request =
+            request(&message(data), "http://h.example/", &Shape::default()).expect("renders");
+        let body = String::from_utf8(request.body).expect("utf-8");
+        assert!(body.ends_with(&format!(",\"data\":{data}}}")), "{body}");
+    }
+
+    #[test]
+    fn form_and_mapped_requests_keep_every_digit() {
+        let data = r#"{"new": {"email": "a@b.nl", "n": 123456789012345678901234567890.000000000000000001, "big": 9007199254740993}}"#;
+        let mapped = Shape {
+            fields: Some(vec![
+                Field::named("n", "n", None),
+                Field::named("big", "big", None),
+            ]),
+            ..Shape::default()
+        };
+        let body = request(&message(data), "http://h.example/", &mapped)
+            .expect("renders")
+            .body;
+        assert!(
+            String::from_utf8_lossy(&body).ends_with(
+                r#""data":{"email":"a@b.nl","n":123456789012345678901234567890.000000000000000001,"big":9007199254740993}}"#
+            ),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let query = Shape {
+            format: Format::Query,
+            method: Method::GET,
+            ..mapped
+        };
+        let url = request(&message(data), "http://h.example/", &query)
+            .expect("renders")
+            .url;
+        assert_eq!(
+            url,
+            "http://h.example/?email=a@b.nl&n=123456789012345678901234567890.000000000000000001&big=9007199254740993"
+        );
+    }
+
+    #[test]
+    fn data_too_deep_to_read_fails_only_its_request() {
+        let data = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let data = format!(r#"{{"new": {{"tree": {data}}}}}"#);
+        let form = Shape {
+            format: Format::Form,
+            ..Shape::default()
+        };
+        assert!(matches!(
+            request(&message(&data), "http://h.example/", &form),
+            Err(RenderError::Data(_))
+        ));
+        // the plain json format does not read it at all
+        assert!(request(&message(&data), "http://h.example/", &Shape::default()).is_ok());
     }
 }
