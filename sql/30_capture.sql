@@ -118,6 +118,60 @@ BEGIN
     END IF;
 END $$;
 
+-- The three capture triggers of a table (transition tables allow one event per trigger), made
+-- where missing. As its caller: track() needs the TRIGGER privilege like CREATE TRIGGER does.
+-- A partitioned table's statement triggers do not fire for writes made directly to one of its
+-- partitions, so every partition gets them too (the trigger maps them to the tracked root), also
+-- one attached or created later (webhooks._capture_new_partitions).
+CREATE FUNCTION webhooks._add_capture_triggers(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    kind record;
+BEGIN
+    FOR kind IN
+        SELECT * FROM (VALUES
+            ('webhooks_capture_insert', 'INSERT', 'NEW TABLE AS new_rows'),
+            ('webhooks_capture_update', 'UPDATE', 'OLD TABLE AS old_rows NEW TABLE AS new_rows'),
+            ('webhooks_capture_delete', 'DELETE', 'OLD TABLE AS old_rows')) k(name, op, tables)
+        WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgname = k.name)
+    LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION webhooks._capture()', kind.name, kind.op, rel, kind.tables);
+    END LOOP;
+END $$;
+
+-- A table and, if it is partitioned, all its partitions at every level.
+CREATE FUNCTION webhooks._table_tree(source regclass) RETURNS SETOF regclass
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT source UNION SELECT r.relid FROM pg_partition_tree(source) r
+$$;
+
+CREATE FUNCTION webhooks._drop_capture_triggers(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_insert ON %s', rel);
+    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_update ON %s', rel);
+    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_delete ON %s', rel);
+END $$;
+
+-- A partition created in, or attached to, a tracked partitioned table gets the capture triggers
+-- at once, in the same transaction. SECURITY DEFINER: whoever may add a partition is captured
+-- without a grant on the webhooks schema; CREATE TRIGGER runs no code of theirs.
+CREATE FUNCTION webhooks._capture_new_partitions() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._add_capture_triggers(rel)
+    FROM (SELECT DISTINCT t.source
+          FROM pg_event_trigger_ddl_commands() c
+          JOIN webhooks.tracked t ON t.source = coalesce(pg_partition_root(c.objid), c.objid)
+          WHERE c.classid = 'pg_class'::regclass) tracked_root,
+         webhooks._table_tree(tracked_root.source) rel;
+END $$;
+
+CREATE EVENT TRIGGER webhooks_capture_new_partitions ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION webhooks._capture_new_partitions();
+
 CREATE FUNCTION webhooks.track(source regclass, entity text DEFAULT NULL, parent text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -140,19 +194,7 @@ BEGIN
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Call webhooks.untrack() first to change its entity name.';
     END IF;
-    -- transition tables allow one event per trigger, hence three triggers on one function
-    EXECUTE format(
-        'CREATE TRIGGER webhooks_capture_insert AFTER INSERT ON %s '
-        'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT '
-        'EXECUTE FUNCTION webhooks._capture()', source);
-    EXECUTE format(
-        'CREATE TRIGGER webhooks_capture_update AFTER UPDATE ON %s '
-        'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT '
-        'EXECUTE FUNCTION webhooks._capture()', source);
-    EXECUTE format(
-        'CREATE TRIGGER webhooks_capture_delete AFTER DELETE ON %s '
-        'REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT '
-        'EXECUTE FUNCTION webhooks._capture()', source);
+    PERFORM webhooks._add_capture_triggers(rel) FROM webhooks._table_tree(source) rel;
     PERFORM webhooks._remember_tracked(source, entity_name, parent);
 END $$;
 
@@ -164,9 +206,7 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: table "%" is not tracked', source
             USING ERRCODE = 'undefined_object';
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_insert ON %s', source);
-    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_update ON %s', source);
-    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_capture_delete ON %s', source);
+    PERFORM webhooks._drop_capture_triggers(rel) FROM webhooks._table_tree(source) rel;
     PERFORM webhooks._forget_tracked(source);
 END $$;
 
@@ -184,6 +224,18 @@ CREATE EVENT TRIGGER webhooks_forget_dropped_tables ON sql_drop
 
 CREATE VIEW webhooks.tracked_tables AS
 SELECT source, entity, key_columns, parent_column, parent_table, tracked_at FROM webhooks.tracked;
+
+-- Wake an idle relay for new events (capture and emit()). A NOTIFY takes a cluster-wide lock
+-- at commit and stops commits from grouping (NOTES.md section 2), so writers notify only while
+-- some relay has said it is idle; a busy one polls. Never where transactions may be prepared:
+-- PREPARE TRANSACTION refuses a transaction that notified, so there relays poll
+-- (--poll-interval). Returns how many notifications were sent (0 or 1).
+CREATE FUNCTION webhooks._wake_relays() RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT count(pg_notify('webhooks_wakeup', ''))
+    FROM (SELECT FROM webhooks.relays r WHERE r.idle LIMIT 1) idle_relay
+    WHERE current_setting('max_prepared_transactions') = '0'
+$$;
 
 -- An application event: anything that is not a row change (an email was opened, a contact got a
 -- tag...). Written in the caller's transaction; returns the event id.
@@ -206,7 +258,7 @@ BEGIN
     INSERT INTO webhooks.events (event, origin, payload)
     VALUES (emit.event, coalesce(emit.origin, webhooks._origin()), emit.payload)
     RETURNING id INTO event_id;
-    PERFORM pg_notify('webhooks_wakeup', '') FROM webhooks.relays WHERE idle LIMIT 1;
+    PERFORM webhooks._wake_relays();
     RETURN event_id;
 END $$;
 

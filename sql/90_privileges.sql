@@ -74,7 +74,10 @@ GRANT EXECUTE ON FUNCTION
     webhooks._is_tracked(regclass),
     webhooks._remember_tracked(regclass, text, text),
     webhooks._forget_tracked(regclass),
-    webhooks._capture()
+    webhooks._capture(),
+    webhooks._add_capture_triggers(regclass),
+    webhooks._drop_capture_triggers(regclass),
+    webhooks._table_tree(regclass)
 TO webhooks_admin;
 
 GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb, text) TO webhooks_admin, webhooks_emit;
@@ -102,4 +105,4 @@ GRANT USAGE ON SCHEMA webhooks TO webhooks_capture;
 GRANT INSERT ON webhooks.events TO webhooks_capture;
 GRANT USAGE ON SEQUENCE webhooks.events_id_seq TO webhooks_capture;
 GRANT SELECT ON webhooks.tracked, webhooks.relays TO webhooks_capture;
-GRANT EXECUTE ON FUNCTION webhooks._origin() TO webhooks_capture;
+GRANT EXECUTE ON FUNCTION webhooks._origin(), webhooks._wake_relays() TO webhooks_capture;

@@ -44,10 +44,8 @@ const UPDATED: &CStr = c"SELECT pg_catalog.jsonb_build_object(
 
 // The append, as webhooks_capture: $1 the table written, $2 the event suffix, $3 the images.
 // A write to a partition is an event of the tracked partitioned table above it (a tracked table
-// is never a partition itself, so it is the root of its tree). The wake-up: a
-// NOTIFY takes a cluster-wide lock at commit and stops commits from grouping (NOTES.md section
-// 2), so writers notify only while some relay is idle; and never where a transaction may be
-// prepared, because PREPARE TRANSACTION refuses one that notified (relays poll there).
+// is never a partition itself, so it is the root of its tree). Then an idle relay is woken
+// (webhooks._wake_relays, sql/30_capture.sql).
 const APPEND: &CStr = c"WITH appended AS (
         INSERT INTO webhooks.events (event, source, origin, payload)
         SELECT t.entity OPERATOR(pg_catalog.||) $2, t.source, webhooks._origin(), image.payload
@@ -57,9 +55,7 @@ const APPEND: &CStr = c"WITH appended AS (
     )
     SELECT pg_catalog.count(*) FROM appended
     UNION ALL
-    SELECT pg_catalog.count(pg_catalog.pg_notify('webhooks_wakeup', ''))
-    FROM (SELECT FROM webhooks.relays r WHERE r.idle LIMIT 1) idle
-    WHERE pg_catalog.current_setting('max_prepared_transactions') OPERATOR(pg_catalog.=) '0'";
+    SELECT webhooks._wake_relays()";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {

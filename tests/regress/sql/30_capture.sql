@@ -111,3 +111,26 @@ SELECT payload #>> '{old,id}' AS old_id, payload #>> '{new,id}' AS new_id,
        payload #>> '{old,placed}' AS old_placed, payload #>> '{new,placed}' AS new_placed,
        payload -> 'changed' AS changed
 FROM webhooks.events WHERE event = 'order.updated' ORDER BY id;
+
+-- writes made directly to a partition are events of the tracked table, also in partitions
+-- created or attached after track(), at any depth; untrack removes every capture trigger
+CREATE TABLE regions (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE regions_nl PARTITION OF regions FOR VALUES IN ('nl');
+SELECT webhooks.track('regions', entity => 'region');
+CREATE TABLE regions_de PARTITION OF regions FOR VALUES IN ('de') PARTITION BY RANGE (id);
+CREATE TABLE regions_de_low PARTITION OF regions_de FOR VALUES FROM (0) TO (100);
+CREATE TABLE regions_be (id int NOT NULL, region text NOT NULL);
+ALTER TABLE regions ATTACH PARTITION regions_be FOR VALUES IN ('be');
+INSERT INTO regions VALUES (1, 'nl');        -- through the parent: one event, not two
+INSERT INTO regions_nl VALUES (2, 'nl');
+INSERT INTO regions_de_low VALUES (3, 'de');
+INSERT INTO regions_be VALUES (4, 'be');
+UPDATE regions_be SET id = 5;
+DELETE FROM regions_de;
+SELECT event, source, payload FROM webhooks.events WHERE source = 'regions'::regclass ORDER BY id;
+SELECT count(*) AS events_of_partitions FROM webhooks.events
+WHERE source IN ('regions_nl'::regclass, 'regions_de'::regclass, 'regions_be'::regclass);
+SELECT webhooks.untrack('regions');
+SELECT count(*) AS capture_triggers FROM pg_trigger t
+JOIN webhooks._table_tree('regions') rel ON rel = t.tgrelid;
+DROP TABLE regions;
