@@ -11,23 +11,39 @@
 -- transactions visible in a new snapshot but not in the last finished one; a large batch is
 -- walked in (xid, id) order over several calls. Only one relay fans out at a time (SKIP LOCKED);
 -- the others go straight on to claiming.
--- The next events of a fan-out batch, in (xid, id) order. The planner cannot know how few rows
--- the snapshot tests keep, and left to itself it sorts the whole remaining backlog on every
--- call (quadratic: 43 ms per 1,000 events at a 100k backlog, BENCHMARKS.md). Without sorts and
--- bitmap scans it walks each day's (xid, id) index in order (a Merge Append) and stops at the
--- limit; the settings apply to this function alone.
+-- The next events of a fan-out batch, in (xid, id) order: those visible in batch_upto but not
+-- in done_upto. Not visible in done_upto means one of two things, read apart so that neither
+-- walks events already fanned out: the transaction was in progress when done_upto was taken
+-- (its xip: a few index probes), or it started since (the range from done_upto's xmax, walked
+-- in index order). "xid >= xmin" instead walked every event committed since the oldest open
+-- transaction on every batch, so a long or prepared transaction made each batch cost as much as
+-- the backlog behind it. The first branch's xids are all below the second's, and Append
+-- returns its branches in order (no parallel plans here), so the LIMIT takes the first events.
+-- The planner cannot know how few rows the snapshot tests keep, and left to itself it sorts
+-- the whole remaining backlog on every call (quadratic: 43 ms per 1,000 events at a 100k
+-- backlog, BENCHMARKS.md). Without sorts and bitmap scans it walks each day's (xid, id) index
+-- in order (a Merge Append) and stops at the limit; the settings apply to this function alone.
 CREATE FUNCTION webhooks._fan_out_batch(state webhooks.fan_out_state, max_events integer)
 RETURNS SETOF webhooks.events
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-SET enable_sort = off SET enable_bitmapscan = off SET jit = off AS $$
-    SELECT e.*
-    FROM webhooks.events e
-    WHERE e.xid >= pg_snapshot_xmin(state.done_upto)
-      AND e.xid < pg_snapshot_xmax(state.batch_upto)
-      AND (e.xid, e.id) > (state.after_xid, state.after_id)
-      AND pg_visible_in_snapshot(e.xid, state.batch_upto)
-      AND NOT pg_visible_in_snapshot(e.xid, state.done_upto)
-    ORDER BY e.xid, e.id
+SET enable_sort = off SET enable_bitmapscan = off SET jit = off
+SET max_parallel_workers_per_gather = 0 AS $$
+    (SELECT e.*
+     FROM webhooks.events e
+     WHERE e.xid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip(state.done_upto) x
+                               WHERE pg_visible_in_snapshot(x, state.batch_upto)))
+       AND (e.xid, e.id) > (state.after_xid, state.after_id)
+     ORDER BY e.xid, e.id
+     LIMIT max_events)
+    UNION ALL
+    (SELECT e.*
+     FROM webhooks.events e
+     WHERE e.xid >= pg_snapshot_xmax(state.done_upto)
+       AND e.xid < pg_snapshot_xmax(state.batch_upto)
+       AND (e.xid, e.id) > (state.after_xid, state.after_id)
+       AND pg_visible_in_snapshot(e.xid, state.batch_upto)
+     ORDER BY e.xid, e.id
+     LIMIT max_events)
     LIMIT max_events
 $$;
 
