@@ -2,8 +2,9 @@
 # Sourced by scripts/*.sh. Safe to run again: a fully set-up machine installs nothing.
 
 PGRX_VERSION=0.18.1
+# faketime: the end-to-end tests run a relay with a skewed clock (tests/tests/adversarial.rs)
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo
-              pkg-config python3-venv curl php-cli)
+              pkg-config python3-venv curl php-cli faketime)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

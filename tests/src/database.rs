@@ -78,14 +78,14 @@ impl TestDb {
         self.client
             .batch_execute(sql)
             .await
-            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+            .unwrap_or_else(|error| panic!("{sql}: {error:?}"));
     }
 
     pub async fn query(&self, sql: &str) -> Vec<Row> {
         self.client
             .query(sql, &[])
             .await
-            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .unwrap_or_else(|error| panic!("{sql}: {error:?}"))
     }
 
     /// The single value of a one-row, one-column query.
@@ -96,7 +96,7 @@ impl TestDb {
         self.client
             .query_one(sql, &[])
             .await
-            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .unwrap_or_else(|error| panic!("{sql}: {error:?}"))
             .get(0)
     }
 

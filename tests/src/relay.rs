@@ -62,6 +62,16 @@ impl Relay {
 
     /// The same with another connection string (another role, say).
     pub async fn start_with_conninfo(conninfo: &str, name: &str, args: &[&str]) -> Relay {
+        Relay::start_with_env(conninfo, name, args, &[]).await
+    }
+
+    /// The same with extra environment variables (a skewed clock through libfaketime, say).
+    pub async fn start_with_env(
+        conninfo: &str,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Relay {
         let mut child = Command::new(relay_binary())
             .arg("--database-url")
             .arg(conninfo)
@@ -70,6 +80,7 @@ impl Relay {
             .args(defaults_not_in(args))
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

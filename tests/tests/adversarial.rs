@@ -1,0 +1,263 @@
+//! Hostile data, hostile receivers, a relay with a wrong clock and prepared transactions: each
+//! fails at most itself (RELIABILITY.md, "One poison fails only itself").
+
+use pg_webhooks_tests::{wait_for, OwnCluster, Receiver, Relay, Reply, TestDb};
+use std::time::Duration;
+
+/// What a numeric, a bigint past 2^53 and text outside the Basic Multilingual Plane look like
+/// in PostgreSQL's jsonb text: they must arrive exactly so.
+const EXACT_ID: &str = "123456789012345678901234567890.000000000000000001";
+const EXACT_AMOUNT: &str = "0.1000000000000000055511151231257827";
+const EXACT_BIG: &str = "9007199254740993";
+
+fn body_text(request: &pg_webhooks_tests::Received) -> String {
+    String::from_utf8(request.body.to_vec()).expect("a UTF-8 body")
+}
+
+#[tokio::test]
+async fn values_no_float_holds_arrive_as_postgresql_wrote_them_in_json_and_form() {
+    let db = TestDb::create("exact_values").await;
+    db.execute(
+        "CREATE TABLE ledger (id numeric PRIMARY KEY, amount numeric, big bigint, note text,
+                              tree jsonb);
+         SELECT webhooks.track('ledger', entity => 'entry');",
+    )
+    .await;
+    let json = Receiver::start().await;
+    let form = Receiver::start().await;
+    db.create_webhook("entry.*", &json.url("/json")).await;
+    let form_hook = db.create_webhook("entry.*", &form.url("/form")).await;
+    db.execute(&format!(
+        "SELECT webhooks.configure({form_hook}, '{{\"format\": \"form\"}}')"
+    ))
+    .await;
+    let _relay = Relay::start(&db, "exact", &["--retry-schedule", "0s,1h"]).await;
+
+    db.execute(&format!(
+        "INSERT INTO ledger VALUES ({EXACT_ID}, {EXACT_AMOUNT}, {EXACT_BIG}, 'é😀\u{2028}', NULL);
+         INSERT INTO ledger VALUES (2, 1, 1, 'deep',
+             (repeat('[', 3000) || '\"bottom\"' || repeat(']', 3000))::jsonb);"
+    ))
+    .await;
+
+    let received = json.wait_for_requests(2, Duration::from_secs(10)).await;
+    let expected_rows: Vec<String> = db
+        .query("SELECT (payload -> 'new')::text FROM webhooks.events ORDER BY id")
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for (request, row) in json.received_in_event_order().iter().zip(&expected_rows) {
+        let body = body_text(request);
+        assert!(body.contains(row.as_str()), "{row} not in {body}");
+    }
+    assert_eq!(received.len(), 2);
+    let first = body_text(&json.received_in_event_order()[0]);
+    for exact in [EXACT_ID, EXACT_AMOUNT, EXACT_BIG, "é😀\u{2028}"] {
+        assert!(first.contains(exact), "{exact} not in {first}");
+    }
+    assert!(
+        first.contains(&format!("\"key\": {{\"id\": {EXACT_ID}}}")),
+        "{first}"
+    );
+
+    // the form request reads the row: its digits stay digits
+    let posted = form.wait_for_requests(1, Duration::from_secs(10)).await;
+    let form_body = body_text(&posted[0]);
+    for field in [
+        format!("fields%5Bid%5D={EXACT_ID}"),
+        format!("fields%5Bamount%5D={EXACT_AMOUNT}"),
+        format!("fields%5Bbig%5D={EXACT_BIG}"),
+        format!("profile={EXACT_ID}"),
+    ] {
+        assert!(form_body.contains(&field), "{field} not in {form_body}");
+    }
+    // ... and a row nested deeper than it can read fails only its own delivery, at once
+    let parked = wait_for(
+        "the deep row's form delivery to be parked",
+        Duration::from_secs(10),
+        || async {
+            let rows = db
+                .query(&format!(
+                    "SELECT attempts, last_error FROM webhooks.deliveries
+                 WHERE webhook_id = {form_hook} AND state = 'failed'"
+                ))
+                .await;
+            rows.first()
+                .map(|row| (row.get::<_, i32>(0), row.get::<_, Option<String>>(1)))
+        },
+    )
+    .await;
+    assert_eq!(parked, (1, Some("render".to_owned())));
+    assert_eq!(form.count(), 1);
+}
+
+#[tokio::test]
+async fn a_receiver_answering_nul_bytes_is_recorded_and_costs_other_webhooks_nothing() {
+    let db = TestDb::create("nul_answer").await;
+    let hostile = Receiver::answering(|_, _| Reply::status(500).with_body("bad\0answer\0")).await;
+    let fine = Receiver::start().await;
+    let hostile_hook = db.create_webhook("signal.*", &hostile.url("/")).await;
+    let fine_hook = db.create_webhook("signal.*", &fine.url("/")).await;
+    let _relay = Relay::start(&db, "nul", &["--retry-schedule", "0s,1h"]).await;
+
+    db.execute(
+        "SELECT webhooks.emit('signal.tick', jsonb_build_object('n', g)) FROM generate_series(1, 20) g",
+    )
+    .await;
+
+    // every attempt of both webhooks is recorded: one batch does not fail them all
+    wait_for(
+        "20 recorded attempts of each webhook",
+        Duration::from_secs(15),
+        || async {
+            let counts: (i64, i64) = {
+                let row = &db
+                    .query(&format!(
+                        "SELECT count(*) FILTER (WHERE webhook_id = {hostile_hook}),
+                            count(*) FILTER (WHERE webhook_id = {fine_hook})
+                     FROM webhooks.attempts"
+                    ))
+                    .await[0];
+                (row.get(0), row.get(1))
+            };
+            (counts == (20, 20)).then_some(())
+        },
+    )
+    .await;
+    let responses: Vec<Option<String>> = db
+        .query(&format!(
+            "SELECT DISTINCT response FROM webhooks.attempts WHERE webhook_id = {hostile_hook}"
+        ))
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(responses, [Some("bad\u{FFFD}answer\u{FFFD}".to_owned())]);
+    assert_eq!(db.deliveries_in("delivered").await, 20);
+    // and the innocent webhook got each event once
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fine.count(), 20);
+}
+
+/// libfaketime from Debian's faketime package (scripts/lib/deps.sh installs it).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+#[tokio::test]
+async fn a_relay_whose_clock_is_two_days_behind_moves_neither_retries_nor_disabling() {
+    let db = TestDb::create("skewed_clock").await;
+    let failing = Receiver::answering(|_, _| Reply::status(500)).await;
+    let hook = db.create_webhook("signal.*", &failing.url("/")).await;
+    // one failure disables once the failures span a day: a relay that dated them two days
+    // back would disable at once, and would date the retry due long ago
+    db.execute("UPDATE webhooks.settings SET disable_after_failures = 1, disable_after = '1 day'")
+        .await;
+    let _relay = Relay::start_with_env(
+        &db.conninfo(),
+        "skewed",
+        &["--retry-schedule", "0s,10m"],
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME", "-2d"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    )
+    .await;
+
+    db.execute("SELECT webhooks.emit('signal.tick', '{}')")
+        .await;
+    let sent = failing.wait_for_requests(1, Duration::from_secs(10)).await;
+    // the relay's clock really is off: it signs with its own time
+    let signed_at: i64 = sent[0]
+        .header("webhook-timestamp")
+        .parse()
+        .expect("a timestamp");
+    let now = db
+        .value::<f64>("SELECT extract(epoch FROM now())::float8")
+        .await as i64;
+    assert!(
+        (now - signed_at - 2 * 86_400).abs() < 120,
+        "signed {signed_at}, now {now}"
+    );
+
+    let (due_in_seconds, status): (f64, String) = wait_for(
+        "the failed attempt to be recorded",
+        Duration::from_secs(10),
+        || async {
+            let rows = db
+                .query(&format!(
+                    "SELECT extract(epoch FROM d.due_at - now())::float8, w.status
+                     FROM webhooks.deliveries d JOIN webhooks.webhooks w ON w.id = d.webhook_id
+                     WHERE d.webhook_id = {hook} AND d.state = 'pending' AND d.attempts = 1"
+                ))
+                .await;
+            rows.first().map(|row| (row.get(0), row.get(1)))
+        },
+    )
+    .await;
+    assert!(
+        (590.0..=600.0).contains(&due_in_seconds),
+        "due in {due_in_seconds} s"
+    );
+    assert_eq!(status, "active");
+    let failing_for: f64 = db
+        .value(&format!(
+            "SELECT extract(epoch FROM now() - failing_since)::float8 FROM webhooks.webhooks WHERE id = {hook}"
+        ))
+        .await;
+    assert!(
+        (0.0..60.0).contains(&failing_for),
+        "failing for {failing_for} s"
+    );
+    assert_eq!(failing.count(), 1);
+}
+
+#[tokio::test]
+async fn prepared_transactions_with_tracked_writes_and_emits_are_delivered_while_a_relay_is_idle() {
+    let cluster = OwnCluster::start("two_phase");
+    {
+        let admin = TestDb::create_on(&cluster.conninfo(), "two_phase_setup").await;
+        admin
+            .execute("ALTER SYSTEM SET max_prepared_transactions = 4")
+            .await;
+    }
+    cluster.restart("fast");
+    let db = TestDb::create_on(&cluster.conninfo(), "two_phase").await;
+    db.execute(
+        "CREATE TABLE profiles (id bigserial PRIMARY KEY, email text);
+         SELECT webhooks.track('profiles', entity => 'profile');",
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    db.create_webhook("*", &receiver.url("/")).await;
+    let _relay = Relay::start_with_conninfo(
+        &db.conninfo(),
+        "idle",
+        &["--poll-interval", "300ms", "--idle-after", "50ms"],
+    )
+    .await;
+    wait_for("the relay to be idle", Duration::from_secs(5), || async {
+        db.value::<bool>("SELECT coalesce(bool_or(idle), false) FROM webhooks.relays")
+            .await
+            .then_some(())
+    })
+    .await;
+
+    db.execute(
+        "BEGIN;
+         INSERT INTO profiles (email) VALUES ('two-phase@example.com');
+         SELECT webhooks.emit('order.placed', '{\"order\": 7}');
+         PREPARE TRANSACTION 'pg_webhooks_two_phase';",
+    )
+    .await;
+    assert_eq!(receiver.count(), 0, "nothing before the commit");
+    db.execute("COMMIT PREPARED 'pg_webhooks_two_phase'").await;
+
+    let received = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+    let mut types: Vec<String> = received
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["order.placed", "profile.created"]);
+}
