@@ -39,6 +39,10 @@ BEGIN
     END IF;
     EXECUTE format('CREATE TABLE webhooks.%I (LIKE webhooks.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
                    name, parent);
+    -- like everything of pg_webhooks' (sql/90_privileges.sql); once the extension exists
+    IF to_regrole('webhooks_owner') IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE webhooks.%I OWNER TO webhooks_owner', name);
+    END IF;
     EXECUTE format('ALTER TABLE webhooks.%I ATTACH PARTITION webhooks.%I FOR VALUES FROM (%L) TO (%L)',
                    parent, name, webhooks._utc_midnight(day), webhooks._utc_midnight(day + 1));
     IF NOT EXISTS (SELECT 1 FROM pg_depend d

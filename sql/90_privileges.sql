@@ -7,32 +7,40 @@
 --   webhooks_emit     emit() only.
 --   webhooks_capture  internal: the capture trigger appends row events as this role
 --                     (pg_webhooks/src/capture.rs). It may insert events and read the tracking
---                     table and nothing else, and it must have no members and no login: it is
---                     refused when it already exists otherwise.
+--                     table and nothing else.
+--   webhooks_owner    internal: owns pg_webhooks' tables and its SECURITY DEFINER functions, so
+--                     those run with rights on pg_webhooks' own objects only, not as the
+--                     superuser who created the extension (see the end of this file).
 --   everyone else     nothing. Writers of tracked tables need no grant at all.
--- The tables themselves are granted to nobody: secrets are never readable by PUBLIC.
+-- The tables themselves are granted to nobody: secrets are never readable by PUBLIC. The two
+-- internal roles must have no login and no members (whoever could become one could write row
+-- events, or read every secret): CREATE EXTENSION refuses them when they already exist
+-- otherwise.
 
 DO $$
 DECLARE
     role_name text;
+    suspect text;
 BEGIN
     FOREACH role_name IN ARRAY ARRAY['webhooks_admin', 'webhooks_relay', 'webhooks_emit',
-                                     'webhooks_capture'] LOOP
+                                     'webhooks_capture', 'webhooks_owner'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
             EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
         END IF;
     END LOOP;
-    -- whoever could become webhooks_capture could write row events of any table
-    IF EXISTS (SELECT 1 FROM pg_roles r
-               WHERE r.rolname = 'webhooks_capture'
-                 AND (r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolbypassrls
-                      OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid)
-                      OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid))) THEN
-        RAISE EXCEPTION 'pg_webhooks: role webhooks_capture already exists with a login, members, '
-                        'memberships or special attributes'
+    SELECT r.rolname INTO suspect FROM pg_roles r
+    WHERE r.rolname IN ('webhooks_capture', 'webhooks_owner')
+      AND (r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolbypassrls
+           OR r.rolreplication
+           OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid)
+           OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid))
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: role % already exists with a login, members, memberships or '
+                        'special attributes', suspect
             USING ERRCODE = 'invalid_role_specification',
-                  HINT = 'It is pg_webhooks'' internal capture role: drop it (or strip it to '
-                         'NOLOGIN without members) and create the extension again.';
+                  HINT = 'It is one of pg_webhooks'' internal roles: drop it (or strip it to NOLOGIN '
+                         'without members) and create the extension again.';
     END IF;
 END $$;
 
@@ -106,3 +114,39 @@ GRANT INSERT ON webhooks.events TO webhooks_capture;
 GRANT USAGE ON SEQUENCE webhooks.events_id_seq TO webhooks_capture;
 GRANT SELECT ON webhooks.tracked, webhooks.relays TO webhooks_capture;
 GRANT EXECUTE ON FUNCTION webhooks._origin(), webhooks._wake_relays() TO webhooks_capture;
+
+-- Ownership. The tables, views and sequences, and every SECURITY DEFINER function but two,
+-- belong to webhooks_owner. Two stay the installing superuser's because they must: maintain()
+-- adds and drops partitions as members of the extension, which only the extension's owner may,
+-- and the event trigger function that puts capture triggers on new partitions of any role's
+-- tracked table. Neither runs code another role controls (RELIABILITY.md, threat model).
+DO $$
+DECLARE
+    object record;
+BEGIN
+    FOR object IN
+        SELECT c.oid::regclass AS name, CASE c.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END AS kind
+        FROM pg_class c
+        WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind IN ('r', 'p', 'v')
+    LOOP
+        EXECUTE format('ALTER %s %s OWNER TO webhooks_owner', object.kind, object.name);
+    END LOOP;
+    -- sequences of identity columns moved with their tables
+    FOR object IN
+        SELECT c.oid::regclass AS name FROM pg_class c
+        WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind = 'S'
+          AND c.relowner <> 'webhooks_owner'::regrole
+    LOOP
+        EXECUTE format('ALTER SEQUENCE %s OWNER TO webhooks_owner', object.name);
+    END LOOP;
+    FOR object IN
+        SELECT p.oid::regprocedure AS name FROM pg_proc p
+        WHERE p.pronamespace = 'webhooks'::regnamespace AND p.prosecdef
+          AND p.oid NOT IN ('webhooks.maintain()'::regprocedure,
+                            'webhooks._capture_new_partitions()'::regprocedure)
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO webhooks_owner', object.name);
+    END LOOP;
+END $$;
+GRANT USAGE ON SCHEMA webhooks TO webhooks_owner;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks TO webhooks_owner;

@@ -104,16 +104,28 @@ SELECT try($$SET ROLE webhooks_capture$$);
 SELECT count(*) AS events_of_untracked FROM webhooks.events WHERE source = 'untracked'::regclass;
 SELECT entity FROM webhooks.tracked WHERE source = 'moods'::regclass;
 
--- The capture role holds exactly what the append needs.
-SELECT rolcanlogin, rolsuper, rolinherit,
+-- The internal roles have no login and no members; the capture role holds exactly what the
+-- append needs.
+SELECT rolname, rolcanlogin, rolsuper,
        (SELECT count(*) FROM pg_auth_members m WHERE m.roleid = r.oid) AS members
-FROM pg_roles r WHERE rolname = 'webhooks_capture';
+FROM pg_roles r WHERE rolname IN ('webhooks_capture', 'webhooks_owner') ORDER BY rolname;
 SELECT c.relname, p.privilege
 FROM pg_class c
 CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p(privilege)
 WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind IN ('r', 'p', 'v')
   AND has_table_privilege('webhooks_capture', c.oid, p.privilege)
 ORDER BY 1, 2;
+
+-- SECURITY DEFINER functions run as webhooks_owner, which owns pg_webhooks' objects and
+-- nothing else; only these two run as the installing superuser, and why is in
+-- sql/90_privileges.sql.
+SELECT p.oid::regprocedure AS runs_as_superuser FROM pg_proc p
+WHERE p.pronamespace = 'webhooks'::regnamespace AND p.prosecdef
+  AND p.proowner <> 'webhooks_owner'::regrole
+ORDER BY 1::text;
+SELECT count(*) AS objects_not_owned_by_webhooks_owner FROM pg_class c
+WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
+  AND c.relowner <> 'webhooks_owner'::regrole;
 
 -- Maintenance cannot be switched off by holding a lock: the old advisory lock means nothing,
 -- and the row maintain() locks is granted to no one.
