@@ -156,7 +156,9 @@ END $$;
 
 -- A partition created in, or attached to, a tracked partitioned table gets the capture triggers
 -- at once, in the same transaction. SECURITY DEFINER: whoever may add a partition is captured
--- without a grant on the webhooks schema; CREATE TRIGGER runs no code of theirs.
+-- without a grant on the webhooks schema; CREATE TRIGGER runs no code of theirs. Only trees
+-- whose root has its capture triggers: while pg_restore rebuilds a database the root has none
+-- yet, and the dump's own CREATE TRIGGER statements must not find theirs made already.
 CREATE FUNCTION webhooks._capture_new_partitions() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -164,7 +166,8 @@ BEGIN
     FROM (SELECT DISTINCT t.source
           FROM pg_event_trigger_ddl_commands() c
           JOIN webhooks.tracked t ON t.source = coalesce(pg_partition_root(c.objid), c.objid)
-          WHERE c.classid = 'pg_class'::regclass) tracked_root,
+          WHERE c.classid = 'pg_class'::regclass
+            AND webhooks._capture_triggers(t.source) = 3) tracked_root,
          webhooks._table_tree(tracked_root.source) rel;
 END $$;
 
