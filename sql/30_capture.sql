@@ -233,12 +233,17 @@ SELECT source, entity, key_columns, parent_column, parent_table, tracked_at FROM
 -- some relay has said it is idle; a busy one polls. Never where transactions may be prepared:
 -- PREPARE TRANSACTION refuses a transaction that notified, so there relays poll
 -- (--poll-interval). Returns how many notifications were sent (0 or 1).
+-- PL/pgSQL, not SQL: it keeps its plan for the session, where an SQL function called from the
+-- capture trigger's statement was planned again on every write.
 CREATE FUNCTION webhooks._wake_relays() RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT count(pg_notify('webhooks_wakeup', ''))
-    FROM (SELECT FROM webhooks.relays r WHERE r.idle LIMIT 1) idle_relay
-    WHERE current_setting('max_prepared_transactions') = '0'
-$$;
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_notify('webhooks_wakeup', '')
+    FROM webhooks.relays r
+    WHERE r.idle AND current_setting('max_prepared_transactions') = '0'
+    LIMIT 1;
+    RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;
+END $$;
 
 -- An application event: anything that is not a row change (an email was opened, a contact got a
 -- tag...). Written in the caller's transaction; returns the event id.
@@ -248,6 +253,12 @@ DECLARE
     event_id bigint;
 BEGIN
     PERFORM webhooks._check_unreserved('event', webhooks._check_event_name('event', event));
+    -- a request for an emitted event must not pass for a row change
+    IF event ~ '\.(created|updated|deleted)$' THEN
+        RAISE EXCEPTION 'pg_webhooks: event "%" is a row event name: only changes of a tracked table make <entity>.created, .updated and .deleted', event
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Track the table with webhooks.track(), or name the event differently.';
+    END IF;
     PERFORM webhooks._require_value('payload', payload IS NULL);
     IF jsonb_typeof(payload) <> 'object' THEN
         RAISE EXCEPTION 'pg_webhooks: payload must be a JSON object, not %', jsonb_typeof(payload)

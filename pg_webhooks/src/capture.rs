@@ -16,6 +16,8 @@ use crate::sql_error::{self, SqlError};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{c_char, CStr};
 
 /// The role the outbox INSERT runs as (created and granted in sql/90_privileges.sql).
@@ -44,8 +46,9 @@ const UPDATED: &CStr = c"SELECT pg_catalog.jsonb_build_object(
 
 // The append, as webhooks_capture: $1 the table written, $2 the event suffix, $3 the images.
 // A write to a partition is an event of the tracked partitioned table above it (a tracked table
-// is never a partition itself, so it is the root of its tree). Then an idle relay is woken
-// (webhooks._wake_relays, sql/30_capture.sql).
+// is never a partition itself, so it is the root of its tree). Then an idle relay is woken, as
+// webhooks._wake_relays() does for emit() (sql/30_capture.sql, which says why and when); inline
+// here, as calling it cost about 5% of a single-row INSERT (BENCHMARKS.md).
 const APPEND: &CStr = c"WITH appended AS (
         INSERT INTO webhooks.events (event, source, origin, payload)
         SELECT t.entity OPERATOR(pg_catalog.||) $2, t.source, webhooks._origin(), image.payload
@@ -55,7 +58,9 @@ const APPEND: &CStr = c"WITH appended AS (
     )
     SELECT pg_catalog.count(*) FROM appended
     UNION ALL
-    SELECT webhooks._wake_relays()";
+    SELECT pg_catalog.count(pg_catalog.pg_notify('webhooks_wakeup', ''))
+    FROM (SELECT FROM webhooks.relays r WHERE r.idle LIMIT 1) idle_relay
+    WHERE pg_catalog.current_setting('max_prepared_transactions') OPERATOR(pg_catalog.=) '0'";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -98,26 +103,32 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     if !matches!(trigger.level(), PgTriggerLevel::Statement) {
         return Err(CaptureError::NotStatementLevel);
     }
-    let (images, suffix) = match trigger.op()? {
-        PgTriggerOperation::Insert => (INSERTED, c".created"),
-        PgTriggerOperation::Update => (UPDATED, c".updated"),
-        PgTriggerOperation::Delete => (DELETED, c".deleted"),
+    let operation = match trigger.op()? {
+        PgTriggerOperation::Insert => Operation::Insert,
+        PgTriggerOperation::Update => Operation::Update,
+        PgTriggerOperation::Delete => Operation::Delete,
         PgTriggerOperation::Truncate => return Err(CaptureError::UnsupportedOperation("TRUNCATE")),
     };
-    let relid = trigger.relid()?;
     let trigger_data = std::ptr::from_ref(trigger.trigger_data()).cast_mut();
     // SAFETY: called from a trigger, so trigger_data is valid for the whole call; every SPI
     // result is read before SPI_finish frees it, and an error anywhere ends the (sub)transaction,
     // whose abort finishes SPI and restores the user id.
     unsafe {
+        let relation = (*trigger_data).tg_relation;
         spi_status("SPI_connect", pg_sys::SPI_connect(), pg_sys::SPI_OK_CONNECT)?;
         spi_status(
             "SPI_register_trigger_data",
             pg_sys::SPI_register_trigger_data(trigger_data),
             pg_sys::SPI_OK_TD_REGISTER,
         )?;
-        let status = pg_sys::SPI_execute(images.as_ptr(), true, 0);
-        spi_status("SPI_execute (row images)", status, pg_sys::SPI_OK_SELECT)?;
+        let images_plan = images_plan((*relation).rd_id, (*relation).rd_att, operation)?;
+        let status =
+            pg_sys::SPI_execute_plan(images_plan, std::ptr::null_mut(), std::ptr::null(), true, 0);
+        spi_status(
+            "SPI_execute_plan (row images)",
+            status,
+            pg_sys::SPI_OK_SELECT,
+        )?;
         let mut row_images = first_column(pg_sys::SPI_tuptable, pg_sys::SPI_processed);
         if !row_images.is_empty() {
             let array = pg_sys::construct_array(
@@ -129,11 +140,113 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
                 pg_sys::TYPALIGN_INT as c_char,
             );
             let _capture_role = AsCaptureRole::enter();
-            append(relid, suffix, array)?;
+            append((*relation).rd_id, operation.suffix(), array)?;
         }
         spi_status("SPI_finish", pg_sys::SPI_finish(), pg_sys::SPI_OK_FINISH)?;
     }
     Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Operation {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    fn images_sql(self) -> &'static CStr {
+        match self {
+            Operation::Insert => INSERTED,
+            Operation::Update => UPDATED,
+            Operation::Delete => DELETED,
+        }
+    }
+
+    fn suffix(self) -> &'static CStr {
+        match self {
+            Operation::Insert => c".created",
+            Operation::Update => c".updated",
+            Operation::Delete => c".deleted",
+        }
+    }
+}
+
+/// The columns a table's row images were planned for: name, type, typmod, dropped. A plan
+/// made for another shape of the table (a column added, dropped, renamed or retyped since) is
+/// made again.
+type Shape = Vec<(String, pg_sys::Oid, i32, bool)>;
+
+unsafe fn shape_of(tupdesc: pg_sys::TupleDesc) -> Shape {
+    let natts = usize::try_from((*tupdesc).natts).unwrap_or_default();
+    (*tupdesc)
+        .attrs
+        .as_slice(natts)
+        .iter()
+        .map(|attribute| {
+            let name = CStr::from_ptr(attribute.attname.data.as_ptr())
+                .to_string_lossy()
+                .into_owned();
+            (
+                name,
+                attribute.atttypid,
+                attribute.atttypmod,
+                attribute.attisdropped,
+            )
+        })
+        .collect()
+}
+
+// Plans are made once per backend and kept: parsing and planning both statements on every
+// write cost more than the rest of the trigger (BENCHMARKS.md, capture in Rust).
+thread_local! {
+    static IMAGES_PLANS: RefCell<HashMap<(pg_sys::Oid, Operation), (Shape, pg_sys::SPIPlanPtr)>> =
+        RefCell::new(HashMap::new());
+    static APPEND_PLAN: RefCell<Option<pg_sys::SPIPlanPtr>> = const { RefCell::new(None) };
+}
+
+/// The kept plan that makes this table's row images for this operation, made again when the
+/// table changed shape. The transition tables must be registered (they are parsed as names).
+unsafe fn images_plan(
+    relid: pg_sys::Oid,
+    tupdesc: pg_sys::TupleDesc,
+    operation: Operation,
+) -> Result<pg_sys::SPIPlanPtr, CaptureError> {
+    let shape = shape_of(tupdesc);
+    if let Some(plan) = IMAGES_PLANS.with_borrow(|plans| {
+        plans
+            .get(&(relid, operation))
+            .filter(|(planned_for, _)| *planned_for == shape)
+            .map(|(_, plan)| *plan)
+    }) {
+        return Ok(plan);
+    }
+    let plan = kept_plan(operation.images_sql(), &mut [])?;
+    if let Some((_, stale)) =
+        IMAGES_PLANS.with_borrow_mut(|plans| plans.insert((relid, operation), (shape, plan)))
+    {
+        pg_sys::SPI_freeplan(stale);
+    }
+    Ok(plan)
+}
+
+unsafe fn kept_plan(
+    sql: &CStr,
+    argument_types: &mut [pg_sys::Oid],
+) -> Result<pg_sys::SPIPlanPtr, CaptureError> {
+    let plan = pg_sys::SPI_prepare(
+        sql.as_ptr(),
+        i32::try_from(argument_types.len()).unwrap_or_default(),
+        argument_types.as_mut_ptr(),
+    );
+    if plan.is_null() {
+        return Err(CaptureError::Spi {
+            call: "SPI_prepare",
+            code: pg_sys::SPI_result,
+        });
+    }
+    spi_status("SPI_keepplan", pg_sys::SPI_keepplan(plan), 0)?;
+    Ok(plan)
 }
 
 /// Run the append with its arguments, as the capture role.
@@ -142,26 +255,22 @@ unsafe fn append(
     suffix: &CStr,
     images: *mut pg_sys::ArrayType,
 ) -> Result<(), CaptureError> {
-    let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::JSONBARRAYOID];
+    let plan = match APPEND_PLAN.with_borrow(|plan| *plan) {
+        Some(plan) => plan,
+        None => {
+            let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::JSONBARRAYOID];
+            let plan = kept_plan(APPEND, &mut types)?;
+            APPEND_PLAN.with_borrow_mut(|kept| *kept = Some(plan));
+            plan
+        }
+    };
     let mut values = [
         pg_sys::Datum::from(relid),
         pg_sys::Datum::from(pg_sys::cstring_to_text(suffix.as_ptr())),
         pg_sys::Datum::from(images),
     ];
-    let status = pg_sys::SPI_execute_with_args(
-        APPEND.as_ptr(),
-        3,
-        types.as_mut_ptr(),
-        values.as_mut_ptr(),
-        std::ptr::null(),
-        false,
-        0,
-    );
-    spi_status(
-        "SPI_execute_with_args (append)",
-        status,
-        pg_sys::SPI_OK_SELECT,
-    )
+    let status = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), std::ptr::null(), false, 0);
+    spi_status("SPI_execute_plan (append)", status, pg_sys::SPI_OK_SELECT)
 }
 
 /// The non-null values of the first column of an SPI result.
