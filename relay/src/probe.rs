@@ -39,6 +39,8 @@ enum Kind {
         payload: String,
         shape: Box<Shape>,
     },
+    /// Its row could not be read: it fails, with the reason, and nothing is sent.
+    Unreadable(String),
 }
 
 struct Probe {
@@ -87,12 +89,22 @@ impl Prober {
                 tracing::info!(
                     probe = probe.id, success = outcome.success, result = %outcome.result, "probe done"
                 );
-                client
+                let finished = client
                     .execute(
                         "SELECT webhooks.finish_probe($1, $2)",
                         &[&probe.id, &Json(&outcome)],
                     )
-                    .await?;
+                    .await
+                    .map_err(DatabaseError::from);
+                match finished {
+                    // one outcome PostgreSQL refuses must not cost the others theirs
+                    Err(error) if error.is_refusal() => {
+                        tracing::error!(%error, probe = probe.id, "probe outcome refused")
+                    }
+                    other => {
+                        other?;
+                    }
+                }
             }
         }
     }
@@ -108,7 +120,23 @@ impl Prober {
                 &[&self.relay, &PROBES_PER_CLAIM, &self.lease.as_secs_f64()],
             )
             .await?;
-        rows.iter().map(probe_from_row).collect()
+        let mut probes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match probe_from_row(row) {
+                Ok(probe) => probes.push(probe),
+                Err(error) => match row.try_get("probe_id") {
+                    Ok(id) => probes.push(Probe {
+                        id,
+                        url: String::new(),
+                        kind: Kind::Unreadable(error.to_string()),
+                    }),
+                    Err(_) => {
+                        tracing::error!(%error, "cannot read a claimed probe; its lease will expire")
+                    }
+                },
+            }
+        }
+        Ok(probes)
     }
 
     async fn execute(&self, probe: &Probe) -> Outcome {
@@ -130,6 +158,11 @@ impl Prober {
                 };
                 self.test(probe, &message, shape, secrets).await
             }
+            Kind::Unreadable(reason) => Outcome::from_reply(
+                false,
+                format!("the relay could not read this probe: {reason}"),
+                Reply::failed("unreadable", Duration::ZERO),
+            ),
         }
     }
 
