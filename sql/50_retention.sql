@@ -132,6 +132,14 @@ BEGIN
         END LOOP;
     END LOOP;
 
+    -- held events past the replay window are dropped, and counted per webhook; before the
+    -- retention below, so that none leaves uncounted with its day
+    object := webhooks._expire_held(NULL)::text;
+    IF object <> '0' THEN
+        action := 'expired held deliveries';
+        RETURN NEXT;
+    END IF;
+
     FOR day IN
         SELECT DISTINCT webhooks._partition_day(c.relname)
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -158,12 +166,6 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- held events past the replay window are dropped, and counted per webhook
-    object := webhooks._expire_held(NULL)::text;
-    IF object <> '0' THEN
-        action := 'expired held deliveries';
-        RETURN NEXT;
-    END IF;
 
     -- throttle marks older than their webhook's throttle decide nothing any more
     DELETE FROM webhooks.throttles t USING webhooks.webhooks w

@@ -97,6 +97,16 @@ SELECT try($$SELECT webhooks._forget_tracked('moods')$$);
 SELECT try($$SELECT webhooks.track('untracked', entity => 'webhook')$$);
 SELECT try($$SELECT webhooks.emit('webhook.disabled', '{}')$$);
 RESET ROLE;
+-- an emitted event cannot pass for a row change; an emit-only role can do nothing else
+CREATE ROLE emitter LOGIN IN ROLE webhooks_emit;
+SET ROLE emitter;
+SELECT try($$SELECT webhooks.emit('profile.updated', '{"old": {}, "new": {}}')$$);
+SELECT try($$SELECT webhooks.emit('moods.created', '{}')$$);
+SELECT try($$SELECT webhooks.track('moods', entity => 'other')$$);
+SELECT try($$SELECT * FROM webhooks.claim('x', 1, 1, '{}', '1 minute')$$);
+SELECT try($$SELECT webhooks.secret(1)$$);
+RESET ROLE;
+DROP ROLE emitter;
 -- nobody becomes the capture role (SET ROLE checks the login, so log in as mallory)
 \c - mallory
 SELECT try($$SET ROLE webhooks_capture$$);

@@ -43,3 +43,26 @@ UPDATE webhooks.settings SET retention = '14 days';
 SELECT * FROM webhooks._settings();
 SELECT try($$UPDATE webhooks.settings SET retention = '1 hour'$$);
 UPDATE webhooks.settings SET retention = NULL;
+
+-- an old day is kept while anything in it is still owed: an event not yet fanned out, a leased
+-- delivery, a held one inside the replay window; held ones past it are expired and counted
+-- first, then the day goes
+SELECT to_char((now() AT TIME ZONE 'UTC')::date - 12, 'YYYYMMDD') AS day12 \gset
+SELECT webhooks._create_partition(parent, (now() AT TIME ZONE 'UTC')::date - 12)
+FROM unnest(ARRAY['events', 'deliveries', 'attempts']) parent;
+INSERT INTO webhooks.events (created_at, event, payload)
+VALUES (now() - interval '12 days', 'probe.created', '{"day": 12}');
+SELECT action FROM webhooks.maintain() WHERE object LIKE '%' || :'day12' || '%';
+SELECT count(*) AS leased FROM webhooks.claim('retention', 100, 100, '{}', '1 minute')
+WHERE webhook_id = :probe_hook;
+SELECT action FROM webhooks.maintain() WHERE object LIKE '%' || :'day12' || '%';
+UPDATE webhooks.settings SET replay_window = '30 days';
+SELECT webhooks.deactivate(:probe_hook);
+UPDATE webhooks.deliveries SET state = 'held', due_at = NULL
+WHERE webhook_id = :probe_hook AND state = 'leased';
+SELECT action FROM webhooks.maintain() WHERE object LIKE '%' || :'day12' || '%';
+UPDATE webhooks.settings SET replay_window = NULL;
+SELECT action, object = to_char(to_date(:'day12', 'YYYYMMDD'), 'YYYY-MM-DD') AS is_day12
+FROM webhooks.maintain() WHERE action <> 'created';
+SELECT expired_events FROM webhooks.get(:probe_hook);
+SELECT count(*) AS partitions_left FROM pg_class WHERE relname LIKE '%_p' || :'day12';
