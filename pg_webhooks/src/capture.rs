@@ -115,6 +115,7 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     // whose abort finishes SPI and restores the user id.
     unsafe {
         let relation = (*trigger_data).tg_relation;
+        let _fixed_path = FixedSearchPath::enter();
         spi_status("SPI_connect", pg_sys::SPI_connect(), pg_sys::SPI_OK_CONNECT)?;
         spi_status(
             "SPI_register_trigger_data",
@@ -295,6 +296,39 @@ fn spi_status(call: &'static str, code: i32, expected: u32) -> Result<(), Captur
         Ok(())
     } else {
         Err(CaptureError::Spi { call, code })
+    }
+}
+
+/// `search_path = pg_catalog, pg_temp` while this lives, as a SECURITY DEFINER function's SET
+/// clause would give. Both statements are parsed, planned, kept and run under it: with the
+/// writer's path, an operator of theirs (the `=` inside NULLIF or IS DISTINCT FROM) would be
+/// bound into a kept plan, and run for the next writer of this backend, or as webhooks_capture.
+struct FixedSearchPath {
+    nest_level: i32,
+}
+
+impl FixedSearchPath {
+    unsafe fn enter() -> FixedSearchPath {
+        let nest_level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        FixedSearchPath { nest_level }
+    }
+}
+
+impl Drop for FixedSearchPath {
+    fn drop(&mut self) {
+        // SAFETY: pops the level enter() pushed; an error before this ends the (sub)transaction,
+        // whose abort pops it instead
+        unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) }
     }
 }
 

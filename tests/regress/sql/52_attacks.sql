@@ -9,7 +9,8 @@ CREATE TABLE ran_as (who text, superuser boolean, escalated text);
 GRANT ALL ON ran_as TO PUBLIC;
 
 -- A cast from a column's type to json is code its owner controls, and to_jsonb() runs it. In
--- the capture trigger it runs with the rights of whoever wrote the row, never more.
+-- the capture trigger it runs with the rights of whoever wrote the row, never more (and with
+-- search_path = pg_catalog, pg_temp, as in a SECURITY DEFINER function: it names its tables).
 SET ROLE mallory;
 CREATE TYPE mood AS ENUM ('happy', 'sad');
 CREATE FUNCTION mood_to_json(mood) RETURNS json LANGUAGE plpgsql AS $$
@@ -31,7 +32,7 @@ BEGIN
         outcome := outcome || ', forged an event';
     EXCEPTION WHEN insufficient_privilege THEN NULL;
     END;
-    INSERT INTO ran_as SELECT current_user, r.rolsuper, outcome FROM pg_roles r
+    INSERT INTO public.ran_as SELECT current_user, r.rolsuper, outcome FROM pg_roles r
     WHERE r.rolname = current_user;
     RETURN to_json($1::text);
 END $$;
@@ -59,7 +60,7 @@ SET ROLE table_owner;
 CREATE TYPE trap AS ENUM ('sprung');
 CREATE FUNCTION trap_to_json(trap) RETURNS json LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO ran_as SELECT current_user, r.rolsuper, 'none' FROM pg_roles r
+    INSERT INTO public.ran_as SELECT current_user, r.rolsuper, 'none' FROM pg_roles r
     WHERE r.rolname = current_user;
     RETURN '"sprung"';
 END $$;
@@ -82,6 +83,37 @@ INSERT INTO owned VALUES (2, 'sprung');
 RESET search_path;
 RESET ROLE;
 SELECT payload FROM webhooks.events WHERE source = 'owned'::regclass ORDER BY id;
+
+-- Nor can its own operators be bound into the trigger's statements: not into its row images,
+-- not into the append that runs as webhooks_capture (the = of a NULLIF there), and not into a
+-- plan this session keeps for the next writer. Every evil = records who ran it.
+CREATE TABLE operator_calls (who text);
+GRANT ALL ON operator_calls TO PUBLIC;
+GRANT SELECT, UPDATE ON owned TO plain_writer;
+SET ROLE plain_writer;
+GRANT USAGE ON SCHEMA writer_tricks TO PUBLIC;   -- so webhooks_capture would see them too
+CREATE FUNCTION writer_tricks.text_eq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.operator_calls VALUES (current_user);
+    RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR writer_tricks.= (LEFTARG = text, RIGHTARG = text, FUNCTION = writer_tricks.text_eq);
+CREATE FUNCTION writer_tricks.jsonb_eq(jsonb, jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.operator_calls VALUES (current_user);
+    RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR writer_tricks.= (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = writer_tricks.jsonb_eq);
+SET search_path = writer_tricks, public, pg_catalog;
+SET pg_webhooks.origin = 'tricks';
+INSERT INTO owned VALUES (3, 'sprung');
+UPDATE owned SET id = 30 WHERE id = 3;
+RESET pg_webhooks.origin;
+RESET search_path;
+RESET ROLE;
+SELECT count(*) AS evil_operator_calls FROM operator_calls;
+SELECT event, origin FROM webhooks.events WHERE source = 'owned'::regclass AND origin = 'tricks'
+ORDER BY id;
 
 -- Row events come only from capture: the trigger function cannot be called, a capture trigger
 -- on a table that is not tracked writes nothing, and a table is tracked only with its triggers.
@@ -146,7 +178,7 @@ SET ROLE mallory;
 SELECT try($$SELECT FROM webhooks.maintenance_lock FOR UPDATE$$);
 RESET ROLE;
 
-DROP TABLE moods, owned, untracked, ran_as;
+DROP TABLE moods, owned, untracked, ran_as, operator_calls;
 DROP SCHEMA writer_tricks CASCADE;
 DROP CAST (mood AS json);
 DROP CAST (trap AS json);
