@@ -100,6 +100,20 @@ impl TestDb {
             .get(0)
     }
 
+    /// Wait until some relay has marked itself idle (writers then NOTIFY it).
+    pub async fn wait_for_an_idle_relay(&self) {
+        crate::wait_for(
+            "a relay to be idle",
+            std::time::Duration::from_secs(5),
+            || async {
+                self.value::<bool>("SELECT coalesce(bool_or(idle), false) FROM webhooks.relays")
+                    .await
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Subscribe `url` to `event` and return the webhook id.
     pub async fn create_webhook(&self, event: &str, url: &str) -> i64 {
         self.client

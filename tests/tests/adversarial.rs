@@ -236,12 +236,7 @@ async fn prepared_transactions_with_tracked_writes_and_emits_are_delivered_while
         &["--poll-interval", "300ms", "--idle-after", "50ms"],
     )
     .await;
-    wait_for("the relay to be idle", Duration::from_secs(5), || async {
-        db.value::<bool>("SELECT coalesce(bool_or(idle), false) FROM webhooks.relays")
-            .await
-            .then_some(())
-    })
-    .await;
+    db.wait_for_an_idle_relay().await;
 
     db.execute(
         "BEGIN;

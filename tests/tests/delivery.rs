@@ -140,12 +140,7 @@ async fn an_event_whose_notification_is_lost_is_delivered_by_the_poll() {
         &["--poll-interval", "1s", "--idle-after", "50ms"],
     )
     .await;
-    wait_for("the relay to be idle", Duration::from_secs(5), || async {
-        db.value::<bool>("SELECT coalesce(bool_or(idle), false) FROM webhooks.relays")
-            .await
-            .then_some(())
-    })
-    .await;
+    db.wait_for_an_idle_relay().await;
 
     // written behind the capture trigger's back: no NOTIFY is sent
     db.execute("INSERT INTO webhooks.events (event, payload) VALUES ('profile.created', '{}')")
