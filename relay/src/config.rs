@@ -155,7 +155,18 @@ pub enum ConfigError {
     Excerpt(usize, usize),
     #[error("--{0} must be longer than zero")]
     Zero(&'static str),
+    #[error("--{name} ({value:?}) must be at most {limit:?}")]
+    TooLong {
+        name: &'static str,
+        value: Duration,
+        limit: Duration,
+    },
 }
+
+/// The longest any duration option may be (a week), and a retry schedule's entries (30 days):
+/// longer ones are surely typing errors, and past what PostgreSQL intervals and timers take.
+const LONGEST_SETTING: Duration = Duration::from_secs(7 * 86_400);
+const LONGEST_RETRY_DELAY: Duration = Duration::from_secs(30 * 86_400);
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
@@ -259,6 +270,26 @@ impl Config {
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Zero(name));
+            }
+        }
+        for (name, value, limit) in [
+            ("poll-interval", self.poll_interval, LONGEST_SETTING),
+            ("busy-poll", self.busy_poll, LONGEST_SETTING),
+            ("idle-after", self.idle_after, LONGEST_SETTING),
+            ("lease", self.lease, LONGEST_SETTING),
+            ("connect-timeout", self.connect_timeout, LONGEST_SETTING),
+            ("request-timeout", self.request_timeout, LONGEST_SETTING),
+            ("max-retry-after", self.max_retry_after, LONGEST_SETTING),
+            ("shutdown-grace", self.shutdown_grace, LONGEST_SETTING),
+            ("maintain-every", self.maintain_every, LONGEST_SETTING),
+            (
+                "retry-schedule",
+                self.retry_schedule.longest(),
+                LONGEST_RETRY_DELAY,
+            ),
+        ] {
+            if value > limit {
+                return Err(ConfigError::TooLong { name, value, limit });
             }
         }
         if self.lease <= self.request_timeout {
@@ -375,6 +406,22 @@ mod tests {
             config.validate(),
             Err(ConfigError::Zero("maintain-every"))
         ));
+    }
+
+    #[test]
+    fn durations_past_their_limit_and_a_jitter_of_nan_are_refused() {
+        for (flag, value) in [
+            ("--lease", "30days"),
+            ("--poll-interval", "8days"),
+            ("--retry-schedule", "0s,31days"),
+            ("--retry-jitter", "NaN"),
+            ("--retry-jitter", "inf"),
+        ] {
+            let config = parse(&[flag, value]).expect("parses");
+            assert!(config.validate().is_err(), "{flag} {value}");
+        }
+        let config = parse(&["--retry-schedule", "0s,30days"]).expect("parses");
+        assert!(config.validate().is_ok());
     }
 
     #[test]

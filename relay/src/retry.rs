@@ -39,6 +39,11 @@ impl RetrySchedule {
         self.0.len()
     }
 
+    /// Its longest delay.
+    pub fn longest(&self) -> Duration {
+        self.0.iter().copied().max().unwrap_or_default()
+    }
+
     /// The delay before attempt `attempt + 1`, if there is one.
     fn delay_after(&self, attempt: i32) -> Option<Duration> {
         usize::try_from(attempt)
