@@ -213,7 +213,7 @@ async fn a_relay_whose_clock_is_two_days_behind_moves_neither_retries_nor_disabl
 }
 
 #[tokio::test]
-async fn prepared_transactions_with_tracked_writes_and_emits_are_delivered_while_a_relay_is_idle() {
+async fn prepared_transactions_commit_tracked_writes_and_emits_and_keep_their_day_from_retention() {
     let cluster = OwnCluster::start("two_phase");
     {
         let admin = TestDb::create_on(&cluster.conninfo(), "two_phase_setup").await;
@@ -238,23 +238,39 @@ async fn prepared_transactions_with_tracked_writes_and_emits_are_delivered_while
     .await;
     db.wait_for_an_idle_relay().await;
 
+    // and one more event the prepared transaction writes into a day past retention: the day
+    // is kept while the prepared transaction can still commit into it
+    db.execute(
+        "SELECT webhooks._create_partition(parent, (now() AT TIME ZONE 'UTC')::date - 10)
+         FROM unnest(ARRAY['events', 'deliveries', 'attempts']) parent",
+    )
+    .await;
     db.execute(
         "BEGIN;
          INSERT INTO profiles (email) VALUES ('two-phase@example.com');
          SELECT webhooks.emit('order.placed', '{\"order\": 7}');
+         INSERT INTO webhooks.events (created_at, event, payload)
+         VALUES (now() - interval '10 days', 'order.late', '{}');
          PREPARE TRANSACTION 'pg_webhooks_two_phase';",
     )
     .await;
+    let kept: Option<String> = db
+        .value("SELECT string_agg(action, ', ') FROM webhooks.maintain() WHERE action LIKE 'kept%'")
+        .await;
+    assert_eq!(
+        kept.as_deref(),
+        Some("kept (locked, tried again next time)")
+    );
     assert_eq!(receiver.count(), 0, "nothing before the commit");
     db.execute("COMMIT PREPARED 'pg_webhooks_two_phase'").await;
 
-    let received = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+    let received = receiver.wait_for_requests(3, Duration::from_secs(10)).await;
     let mut types: Vec<String> = received
         .iter()
         .map(|r| r.json()["type"].as_str().unwrap_or_default().to_owned())
         .collect();
     types.sort();
-    assert_eq!(types, ["order.placed", "profile.created"]);
+    assert_eq!(types, ["order.late", "order.placed", "profile.created"]);
 }
 
 mod random_documents {
