@@ -7,11 +7,16 @@
 -- webhooks schema: the trigger appends them as webhooks_capture (see webhooks._capture below).
 
 -- Who caused this change: SET pg_webhooks.origin = '...' wins over application_name.
--- No SET clause and LANGUAGE sql, so the planner inlines it into the capture INSERT.
+-- No SET clause and LANGUAGE sql, so the planner inlines it into the capture INSERT. Inlined, it
+-- is parsed with the caller's search_path, so even its operators are named (a NULLIF's = would
+-- be looked up there).
 CREATE FUNCTION webhooks._origin() RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(nullif(pg_catalog.current_setting('pg_webhooks.origin', true), ''),
-                    nullif(pg_catalog.current_setting('application_name', true), ''))
+    SELECT coalesce(
+        CASE WHEN pg_catalog.current_setting('pg_webhooks.origin', true) OPERATOR(pg_catalog.<>) ''
+             THEN pg_catalog.current_setting('pg_webhooks.origin', true) END,
+        CASE WHEN pg_catalog.current_setting('application_name', true) OPERATOR(pg_catalog.<>) ''
+             THEN pg_catalog.current_setting('application_name', true) END)
 $$;
 
 -- The one capture trigger function, for INSERT, UPDATE and DELETE statements, is in Rust

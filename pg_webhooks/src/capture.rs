@@ -70,6 +70,8 @@ pub enum CaptureError {
     NotStatementLevel,
     #[error("webhooks._capture() does not capture {0}")]
     UnsupportedOperation(&'static str),
+    #[error("webhooks._capture() needs the transition tables webhooks.track() names (old_rows, new_rows)")]
+    TransitionTables,
     #[error("the capture trigger could not read the statement's rows: {0}")]
     Trigger(#[from] pgrx::trigger_support::PgTriggerError),
     #[error("SPI call {call} failed with code {code}")]
@@ -79,9 +81,9 @@ pub enum CaptureError {
 impl SqlError for CaptureError {
     fn sqlstate(&self) -> PgSqlErrorCode {
         match self {
-            CaptureError::NotStatementLevel | CaptureError::UnsupportedOperation(_) => {
-                PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION
-            }
+            CaptureError::NotStatementLevel
+            | CaptureError::UnsupportedOperation(_)
+            | CaptureError::TransitionTables => PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
             CaptureError::Trigger(_) | CaptureError::Spi { .. } => {
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
             }
@@ -109,6 +111,15 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         PgTriggerOperation::Delete => Operation::Delete,
         PgTriggerOperation::Truncate => return Err(CaptureError::UnsupportedOperation("TRUNCATE")),
     };
+    // the statements name the transition tables; a trigger made by hand with other names (or
+    // none) would let them resolve to a writer's temporary tables
+    if (
+        trigger.old_transition_table_name()?,
+        trigger.new_transition_table_name()?,
+    ) != operation.transition_tables()
+    {
+        return Err(CaptureError::TransitionTables);
+    }
     let trigger_data = std::ptr::from_ref(trigger.trigger_data()).cast_mut();
     // SAFETY: called from a trigger, so trigger_data is valid for the whole call; every SPI
     // result is read before SPI_finish frees it, and an error anywhere ends the (sub)transaction,
@@ -140,6 +151,8 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
                 false,
                 pg_sys::TYPALIGN_INT as c_char,
             );
+            // a cast the row images ran may have changed search_path: fix it again
+            let _append_path = FixedSearchPath::enter();
             let _capture_role = AsCaptureRole::enter();
             append((*relation).rd_id, operation.suffix(), array)?;
         }
@@ -161,6 +174,15 @@ impl Operation {
             Operation::Insert => INSERTED,
             Operation::Update => UPDATED,
             Operation::Delete => DELETED,
+        }
+    }
+
+    /// The names webhooks.track() gives the old and new transition tables.
+    fn transition_tables(self) -> (Option<&'static str>, Option<&'static str>) {
+        match self {
+            Operation::Insert => (None, Some("new_rows")),
+            Operation::Update => (Some("old_rows"), Some("new_rows")),
+            Operation::Delete => (Some("old_rows"), None),
         }
     }
 

@@ -115,6 +115,27 @@ SELECT count(*) AS evil_operator_calls FROM operator_calls;
 SELECT event, origin FROM webhooks.events WHERE source = 'owned'::regclass AND origin = 'tricks'
 ORDER BY id;
 
+-- A cast may change search_path while the trigger runs: the append is fixed again, so the
+-- operators above still never run as webhooks_capture.
+SET ROLE table_owner;
+CREATE TYPE switcher AS ENUM ('on');
+CREATE FUNCTION switcher_to_json(switcher) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'writer_tricks, public, pg_catalog', false);
+    RETURN '"on"';
+END $$;
+CREATE CAST (switcher AS json) WITH FUNCTION switcher_to_json(switcher);
+CREATE TABLE switched (id int PRIMARY KEY, state switcher);
+RESET ROLE;
+SELECT webhooks.track('switched');
+GRANT INSERT ON switched TO plain_writer;
+SET ROLE plain_writer;
+INSERT INTO switched VALUES (1, 'on');
+RESET ROLE;
+RESET search_path;  -- the cast's SET outlives the trigger, as one inside any function does
+SELECT who, count(*) FROM operator_calls GROUP BY who ORDER BY who;
+SELECT payload FROM webhooks.events WHERE source = 'switched'::regclass;
+
 -- Row events come only from capture: the trigger function cannot be called, a capture trigger
 -- on a table that is not tracked writes nothing, and a table is tracked only with its triggers.
 SET ROLE mallory;
@@ -123,6 +144,10 @@ CREATE TABLE untracked (id int PRIMARY KEY);
 CREATE TRIGGER sneaky AFTER INSERT ON untracked REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION webhooks._capture();
 INSERT INTO untracked VALUES (1);
+-- one whose transition tables have other names (they could name a writer's temporary table)
+CREATE TRIGGER renamed AFTER UPDATE ON untracked REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._capture();
+SELECT try($$UPDATE untracked SET id = 2$$);
 SELECT try($$SELECT webhooks._remember_tracked('untracked', 'profile', NULL)$$);
 SELECT try($$SELECT webhooks._forget_tracked('moods')$$);
 -- names under webhook. are pg_webhooks' own
@@ -178,11 +203,12 @@ SET ROLE mallory;
 SELECT try($$SELECT FROM webhooks.maintenance_lock FOR UPDATE$$);
 RESET ROLE;
 
-DROP TABLE moods, owned, untracked, ran_as, operator_calls;
+DROP TABLE moods, owned, untracked, ran_as, operator_calls, switched;
 DROP SCHEMA writer_tricks CASCADE;
 DROP CAST (mood AS json);
 DROP CAST (trap AS json);
-DROP FUNCTION mood_to_json(mood), trap_to_json(trap);
-DROP TYPE mood, trap;
+DROP CAST (switcher AS json);
+DROP FUNCTION mood_to_json(mood), trap_to_json(trap), switcher_to_json(switcher);
+DROP TYPE mood, trap, switcher;
 REVOKE CREATE ON SCHEMA public FROM mallory, table_owner;
 DROP ROLE mallory, table_owner, plain_writer;
