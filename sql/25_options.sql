@@ -334,11 +334,13 @@ EXCEPTION WHEN OTHERS THEN
     RETURN left(format('filter failed (%s): %s', SQLSTATE, SQLERRM), 1000);
 END $$;
 
--- The value a throttled webhook is throttled by, from the row (new, else old) or the payload.
+-- The value a throttled webhook is throttled by, from the row (new, else old) or the payload,
+-- as its md5: webhooks.throttles keys on it, and a value of a few kB (any writer can store one)
+-- would not fit a btree key, failing fan-out for every webhook.
 CREATE FUNCTION webhooks._throttle_value(hook webhooks.webhooks, payload jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN hook.throttle IS NOT NULL THEN
-        coalesce(payload -> 'new', payload -> 'old', payload) ->> hook.throttle_per END
+        md5(coalesce(payload -> 'new', payload -> 'old', payload) ->> hook.throttle_per) END
 $$;
 
 -- A row image with only the columns the webhook is sent.

@@ -38,6 +38,21 @@ SELECT webhooks.emit('signal.four', '{"at": "2018-01-01T00:00:00+00:00"}') IS NO
 SELECT webhook_id = :filtered AS filtered, event
 FROM webhooks.claim('poison', 10, 10, '{}', '1 minute') ORDER BY event_id, webhook_id;
 
-SELECT webhooks.delete(:odd_hook), webhooks.delete(:filtered), webhooks.delete(:unfiltered);
+-- A throttled webhook keys its throttle on the value's md5: a value of several kB that no btree
+-- key would hold is throttled like any other, and fan-out goes on.
+SELECT webhooks.create('poison', 'odd.*', 'https://example.com/throttled') AS throttled \gset
+SELECT (webhooks.configure(:throttled, '{"throttle": "1 hour", "throttle_per": "tree"}')).id = :throttled
+    AS configured;
+INSERT INTO odd_values (id, tree)
+SELECT 3, to_jsonb(string_agg(md5(g::text), '')) FROM generate_series(1, 200) g;
+INSERT INTO odd_values (id, tree)
+SELECT 4, to_jsonb(string_agg(md5(g::text), '')) FROM generate_series(1, 200) g;
+SELECT count(*) AS claimed FROM webhooks.claim('poison', 10, 10, '{}', '1 minute')
+WHERE webhook_id = :throttled;
+SELECT state, last_error FROM webhooks.delivery_status WHERE webhook_id = :throttled
+ORDER BY event_id;
+
+SELECT webhooks.delete(:odd_hook), webhooks.delete(:filtered), webhooks.delete(:unfiltered),
+       webhooks.delete(:throttled);
 SELECT webhooks.untrack('odd_values');
 DROP TABLE odd_values;
