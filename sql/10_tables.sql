@@ -220,6 +220,18 @@ CREATE TABLE webhooks.relays (
 );
 CREATE INDEX relays_idle_idx ON webhooks.relays (idle) WHERE idle;
 
+-- Events fan-out could not turn into deliveries even one at a time and carefully: set aside
+-- with the reason, so that one event cannot stop fan-out for every other (sql/40_relay.sql,
+-- _fan_out_one_by_one). Kept as long as events are.
+CREATE TABLE webhooks.set_aside_events (
+    event_id        bigint NOT NULL,
+    event_xid       xid8 NOT NULL,
+    event_created_at timestamptz NOT NULL,
+    event           text NOT NULL,
+    reason          text NOT NULL,
+    set_aside_at    timestamptz NOT NULL DEFAULT now()
+);
+
 -- What the system did to a webhook on its own (it was disabled, and why), for its owner. Each
 -- row is also sent as NOTIFY webhooks_notifications with a JSON payload.
 CREATE TABLE webhooks.notifications (

@@ -158,6 +158,47 @@ BEGIN
     RETURN taken;
 END $$;
 
+-- Fan out the current batch one event at a time, carefully; an event that fails even alone is
+-- set aside in webhooks.set_aside_events with the reason, and the batch goes on past it. Only
+-- when both the whole batch and its careful walk failed (claim() calls this): each event costs
+-- a subtransaction here. Returns how many events were set aside.
+CREATE FUNCTION webhooks._fan_out_one_by_one(max_events integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    state webhooks.fan_out_state;
+    poison webhooks.events;
+    set_aside integer := 0;
+BEGIN
+    SELECT * INTO state FROM webhooks.fan_out_state FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;  -- another relay is fanning out
+    END IF;
+    -- fix the batch's snapshot first, so that every try below walks the same events
+    IF state.batch_upto IS NULL THEN
+        UPDATE webhooks.fan_out_state
+        SET batch_upto = pg_current_snapshot(), after_xid = '0', after_id = 0;
+    END IF;
+    FOR i IN 1..max_events LOOP
+        BEGIN
+            EXIT WHEN webhooks.fan_out(1, careful => true) = 0;  -- the batch is done
+        EXCEPTION WHEN OTHERS THEN
+            SELECT * INTO state FROM webhooks.fan_out_state;
+            SELECT * INTO poison FROM webhooks._fan_out_batch(state, 1);
+            IF poison.id IS NULL THEN
+                RAISE;  -- not one event's fault
+            END IF;
+            INSERT INTO webhooks.set_aside_events
+                (event_id, event_xid, event_created_at, event, reason)
+            VALUES (poison.id, poison.xid, poison.created_at, poison.event,
+                    left(format('%s: %s', SQLSTATE, SQLERRM), 1000));
+            UPDATE webhooks.fan_out_state SET after_xid = poison.xid, after_id = poison.id;
+            set_aside := set_aside + 1;
+            RAISE WARNING 'pg_webhooks: event % set aside, fan-out failed on it: %', poison.id, SQLERRM;
+        END;
+    END LOOP;
+    RETURN set_aside;
+END $$;
+
 -- The secrets a request is signed with: the current one, and the previous one during a rotation.
 CREATE FUNCTION webhooks._signing_secrets(hook webhooks.webhooks) RETURNS text[]
 LANGUAGE sql STABLE AS $$
@@ -221,14 +262,14 @@ DECLARE
 BEGIN
     -- One event must not stop the claim: if fan-out fails (a filter that fails on one event's
     -- data), the batch is walked again carefully (sql/25_options.sql, _filter_verdict), and
-    -- should even that fail, due deliveries are still leased while the warning says why.
+    -- should even that fail, one event at a time, setting aside the one that fails alone.
     BEGIN
         PERFORM webhooks.fan_out();
     EXCEPTION WHEN OTHERS THEN
         BEGIN
             PERFORM webhooks.fan_out(careful => true);
         EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'pg_webhooks: fan-out failed, new events wait: % (%)', SQLERRM, SQLSTATE;
+            PERFORM webhooks._fan_out_one_by_one();
         END;
     END;
     -- EXISTS in a FILTER, not in WHERE: as a semi-join the planner read every due delivery

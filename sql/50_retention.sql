@@ -171,6 +171,9 @@ BEGIN
     DELETE FROM webhooks.throttles t USING webhooks.webhooks w
     WHERE w.id = t.webhook_id AND (w.throttle IS NULL OR t.sent_at < now() - w.throttle);
 
+    -- set-aside events are remembered as long as events are kept
+    DELETE FROM webhooks.set_aside_events a WHERE a.set_aside_at < now() - conf.retention;
+
     -- relays that stopped heartbeating (crashed) no longer ask writers for NOTIFY
     DELETE FROM webhooks.relays r WHERE r.seen_at < now() - interval '10 minutes';
 END $$;

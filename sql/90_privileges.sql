@@ -91,7 +91,8 @@ TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb, text) TO webhooks_admin, webhooks_emit;
 
 GRANT SELECT ON webhooks.webhook_info, webhooks.tracked_tables, webhooks.delivery_status,
-    webhooks.delivery_log, webhooks.notifications, webhooks.probe_info TO webhooks_admin;
+    webhooks.delivery_log, webhooks.notifications, webhooks.probe_info,
+    webhooks.set_aside_events TO webhooks_admin;
 
 GRANT EXECUTE ON FUNCTION
     webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]),
