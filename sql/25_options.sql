@@ -20,7 +20,7 @@
 --   exclude_origins  ["squeezely", ...]: events written by these origins (SET pg_webhooks.origin,
 --                    or application_name) are not sent: a receiver that writes back does not
 --                    get its own change again
---   throttle         "6 hours": at most one event per throttle_per value in this time; events
+--   throttle         "6 hours" (at most 1 year): at most one event per throttle_per value in this time; events
 --   throttle_per     within it are dropped (state dropped, last_error 'throttled'), not merged
 --
 -- Filters are decided at fan-out: an event a webhook does not want gets no delivery at all.
@@ -161,8 +161,9 @@ BEGIN
     EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
         PERFORM webhooks._bad_option('throttle', value, 'not an interval such as "6 hours"');
     END;
-    IF period <= '0' THEN
-        PERFORM webhooks._bad_option('throttle', value, 'must be longer than 0');
+    -- at most a year: fan-out subtracts it from event times, and "100000000 years" overflowed
+    IF period <= '0' OR period > '1 year' THEN
+        PERFORM webhooks._bad_option('throttle', value, 'must be longer than 0 and at most 1 year');
     END IF;
     RETURN period;
 END $$;

@@ -182,10 +182,14 @@ BEGIN
         BEGIN
             EXIT WHEN webhooks.fan_out(1, careful => true) = 0;  -- the batch is done
         EXCEPTION WHEN OTHERS THEN
+            -- not one event's fault: a deadlock or lock timeout, resources, shutdown, a bug
+            IF left(SQLSTATE, 2) IN ('40', '53', '55', '57', '58', 'XX') THEN
+                RAISE;
+            END IF;
             SELECT * INTO state FROM webhooks.fan_out_state;
             SELECT * INTO poison FROM webhooks._fan_out_batch(state, 1);
             IF poison.id IS NULL THEN
-                RAISE;  -- not one event's fault
+                RAISE;
             END IF;
             INSERT INTO webhooks.set_aside_events
                 (event_id, event_xid, event_created_at, event, reason)
@@ -210,9 +214,11 @@ $$;
 -- The `data` of a request body, as this webhook is sent it (its column lists applied). Row
 -- events get the table, the entity and the primary key added; rows of a child table also the
 -- parent profile's id, the collection (the child's entity) and the parent table (database).
--- t is the event's tracked table (NULL for emitted events). Written without subqueries so that
--- the planner inlines it into claim(): it runs for every delivery.
-CREATE FUNCTION webhooks._event_data(e webhooks.events, hook webhooks.webhooks, t webhooks.tracked)
+-- t is the event's tracked table (NULL for emitted events), key its primary key's values
+-- (claim() picks them). Written without subqueries so that the planner inlines it into claim():
+-- it runs for every delivery.
+CREATE FUNCTION webhooks._event_data(e webhooks.events, hook webhooks.webhooks, t webhooks.tracked,
+                                     key jsonb)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN hook.include_columns IS NULL AND hook.exclude_columns IS NULL THEN e.payload
@@ -220,8 +226,7 @@ LANGUAGE sql STABLE AS $$
         || CASE WHEN e.source IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
                'table', e.source::text,
                'entity', t.entity,
-               'key', webhooks._pick(coalesce(e.payload -> 'new', e.payload -> 'old')::text,
-                                      t.key_columns)::jsonb)
+               'key', key)
            END
         || CASE WHEN t.parent_column IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
                'profile', coalesce(e.payload -> 'new', e.payload -> 'old') -> t.parent_column,
@@ -310,7 +315,7 @@ BEGIN
         RETURNING d.id, d.attempts, d.webhook_id, d.event_id, d.event_xid, d.event_created_at
     )
     SELECT l.id, l.attempts, w.id, w.url, webhooks._signing_secrets(w),
-           e.id, e.event, e.created_at, webhooks._event_data(e, w, t),
+           e.id, e.event, e.created_at, webhooks._event_data(e, w, t, k.key),
            w.max_in_flight, w.rate_limit_per_second,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters
     FROM leased l
@@ -318,6 +323,13 @@ BEGIN
     JOIN webhooks.events e
       ON e.xid = l.event_xid AND e.id = l.event_id AND e.created_at = l.event_created_at
     LEFT JOIN webhooks.tracked t ON t.source = e.source
+    -- the row's primary key, picked member by member (never the whole row as text: a row of
+    -- 180 MB of control characters passed PostgreSQL's 1 GB limit as text and failed every claim)
+    CROSS JOIN LATERAL (
+        SELECT coalesce(jsonb_object_agg(c.name, coalesce(e.payload -> 'new', e.payload -> 'old') -> c.name),
+                        '{}') AS key
+        FROM unnest(t.key_columns) AS c(name)
+    ) k
     ORDER BY e.created_at, e.id;
 END $$;
 

@@ -2,12 +2,11 @@
 //!
 //! The public SQL API lives in `sql/*.sql` at the workspace root, one file per concern, pulled in
 //! below in dependency order. Rust provides what SQL does poorly or cannot do safely: the
-//! capture trigger (`capture.rs`), URL parsing, secret generation and picking a row's key.
+//! capture trigger (`capture.rs`), URL parsing and secret generation.
 
 use pgrx::prelude::*;
 
 mod capture;
-mod pick;
 mod secret;
 mod sql_error;
 mod url_check;
@@ -33,7 +32,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/40_relay.sql",
     name = "relay",
-    requires = ["capture", pick_members]
+    requires = ["capture"]
 );
 extension_sql_file!(
     "../../sql/45_probes.sql",
@@ -63,14 +62,6 @@ fn check_url(url: &str) -> String {
 #[pg_extern(immutable, parallel_safe, name = "_verification_urls")]
 fn verification_urls(url: &str, file_name: &str) -> Vec<String> {
     url_check::verification_urls(url, file_name).unwrap_or_else(|error| sql_error::raise(error))
-}
-
-/// The members of a JSON object's text named in `keys`, in that order, as JSON text (a row's
-/// primary key, in webhooks._event_data). In Rust because SQL needs a subquery for it, and a
-/// subquery keeps the planner from inlining the function that uses it into the claim.
-#[pg_extern(immutable, parallel_safe, strict, name = "_pick")]
-fn pick_members(object: &str, keys: Vec<String>) -> String {
-    pick::members(object, &keys)
 }
 
 /// A fresh `whsec_` signing secret (32 random bytes).

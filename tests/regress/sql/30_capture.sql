@@ -61,13 +61,18 @@ UPDATE subscriptions SET list = 'daily' WHERE profile_id = 1;
 INSERT INTO devices (name) VALUES ('phone');
 INSERT INTO tags VALUES ('vip');
 INSERT INTO visits VALUES ('2026-01-01', '/');
-SELECT e.event, webhooks._event_data(e, NULL::webhooks.webhooks, t) -> 'key' AS key
-FROM webhooks.events e LEFT JOIN webhooks.tracked t ON t.source = e.source
-WHERE e.event ~ '^(subscription|devices|tag|visit)\.' AND e.event <> 'devices.created'
-ORDER BY e.id;
-SELECT jsonb_typeof(webhooks._event_data(e, NULL::webhooks.webhooks, t) #> '{key,id}') AS uuid_key
-FROM webhooks.events e LEFT JOIN webhooks.tracked t ON t.source = e.source
-WHERE e.event = 'devices.created';
+-- the key each request carries, as a webhook of these events claims them
+SELECT webhooks.create('keys', '*', 'https://example.com/keys') AS keys_hook \gset
+CREATE TEMP TABLE claimed_keys AS
+SELECT event, event_id, data -> 'key' AS key
+FROM webhooks.claim('keys', 1000, 1000,
+                    ARRAY(SELECT id FROM webhooks.webhooks WHERE id <> :keys_hook), '1 minute')
+WHERE webhook_id = :keys_hook;
+SELECT event, key FROM claimed_keys
+WHERE event ~ '^(subscription|devices|tag|visit)\.' AND event <> 'devices.created'
+ORDER BY event_id;
+SELECT jsonb_typeof(key -> 'id') AS uuid_key FROM claimed_keys WHERE event = 'devices.created';
+SELECT webhooks.delete(:keys_hook);
 
 -- partitioned tables: changes in every partition become events of the parent
 CREATE TABLE orders (id bigint, placed date, PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);

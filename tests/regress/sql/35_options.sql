@@ -40,6 +40,7 @@ SELECT try(format($$SELECT webhooks.configure(%s, %L)$$, :hook, o)) FROM unnest(
     '{"exclude_origins": [1]}',
     '{"throttle": "soon", "throttle_per": "email"}',
     '{"throttle": "-1 hour", "throttle_per": "email"}',
+    '{"throttle": "100000000 years", "throttle_per": "email"}',
     '{"throttle": "1 hour"}'
 ]) o;
 SELECT try(format('SELECT webhooks.configure(%s, NULL)', :hook));
