@@ -7,11 +7,11 @@
 //! With a field mapping (`mapping.rs`) the data is just the mapped values, for every format.
 //! URL placeholders `__name__` are filled in from the same values.
 //!
-//! The data arrives as PostgreSQL's jsonb text. A `json` request without mapping or placeholders
-//! carries that text as it is, byte for byte. The others read it, with numbers kept as their
-//! digits (serde_json's arbitrary_precision): nothing on the way becomes a float. Data that
-//! cannot be read (nested deeper than serde_json's 128 levels) fails only its own delivery, with error class
-//! `render`.
+//! The data arrives as PostgreSQL's jsonb text. A `json` request without a field mapping carries
+//! that text as it is, byte for byte. Mappings, placeholders and the other formats read it, with
+//! numbers kept as their digits (serde_json's arbitrary_precision): nothing on the way becomes a
+//! float. Data they cannot read (nested deeper than serde_json's 128 levels) fails only its own
+//! delivery, with error class `render`.
 
 mod form;
 mod mapping;
@@ -111,13 +111,11 @@ pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, R
         url.to_owned()
     };
     let request = match shape.format {
-        Format::Json => {
-            let body = match mapped {
-                Some(values) => Value::Object(values).to_string(),
-                None => data.to_string(),
-            };
-            json_request(message, shape, &body, url)
-        }
+        Format::Json => match mapped {
+            Some(values) => json_request(message, shape, &Value::Object(values).to_string(), url),
+            // read only for its placeholders: the body keeps PostgreSQL's text
+            None => json_request(message, shape, message.data, url),
+        },
         Format::Form => {
             let body = form::encode_body(&parameters(message, &data, shape, mapped))?.into_bytes();
             Request {
