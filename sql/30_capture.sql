@@ -233,21 +233,18 @@ CREATE EVENT TRIGGER webhooks_forget_dropped_tables ON sql_drop
 CREATE VIEW webhooks.tracked_tables AS
 SELECT source, entity, key_columns, parent_column, parent_table, tracked_at FROM webhooks.tracked;
 
--- Wake an idle relay for new events (capture and emit()). A NOTIFY takes a cluster-wide lock
--- at commit and stops commits from grouping (NOTES.md section 2), so writers notify only while
--- some relay has said it is idle; a busy one polls. Never where transactions may be prepared:
--- PREPARE TRANSACTION refuses a transaction that notified, so there relays poll
--- (--poll-interval). Returns how many notifications were sent (0 or 1).
--- PL/pgSQL, not SQL: it keeps its plan for the session, where an SQL function called from the
--- capture trigger's statement was planned again on every write.
-CREATE FUNCTION webhooks._wake_relays() RETURNS bigint
+-- Wake an idle relay for new events (emit(); the capture trigger's append does the same inline,
+-- pg_webhooks/src/capture.rs). A NOTIFY takes a cluster-wide lock at commit and stops commits
+-- from grouping (NOTES.md section 2), so writers notify only while some relay has said it is
+-- idle; a busy one polls. Never where transactions may be prepared: PREPARE TRANSACTION refuses
+-- a transaction that notified, so there relays poll (--poll-interval).
+CREATE FUNCTION webhooks._wake_relays() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pg_notify('webhooks_wakeup', '')
     FROM webhooks.relays r
     WHERE r.idle AND current_setting('max_prepared_transactions') = '0'
     LIMIT 1;
-    RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;
 END $$;
 
 -- An application event: anything that is not a row change (an email was opened, a contact got a

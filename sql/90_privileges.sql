@@ -114,7 +114,7 @@ GRANT USAGE ON SCHEMA webhooks TO webhooks_capture;
 GRANT INSERT ON webhooks.events TO webhooks_capture;
 GRANT USAGE ON SEQUENCE webhooks.events_id_seq TO webhooks_capture;
 GRANT SELECT ON webhooks.tracked, webhooks.relays TO webhooks_capture;
-GRANT EXECUTE ON FUNCTION webhooks._origin(), webhooks._wake_relays() TO webhooks_capture;
+GRANT EXECUTE ON FUNCTION webhooks._origin() TO webhooks_capture;
 
 -- Ownership. The tables, views and sequences, and every SECURITY DEFINER function but two,
 -- belong to webhooks_owner. Two stay the installing superuser's because they must: maintain()
