@@ -23,7 +23,7 @@ mkdir -p "$WORK"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
 cluster_start "$WORK/cluster" "$PORT"
 trap 'cluster_stop "$WORK/cluster"' EXIT
-writer_setup
+writer_setup "http://127.0.0.1:9/never-called"
 git show 5f0874c:sql/30_capture.sql |
     sed -n '/^CREATE FUNCTION webhooks._capture() RETURNS trigger/,/^END \$\$;/p' |
     sed 's/webhooks._capture()/public.plpgsql_capture()/' >"$WORK/plpgsql_capture.sql"

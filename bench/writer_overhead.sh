@@ -1,35 +1,71 @@
-# Writer overhead: pgbench against the same table shape, tracked and untracked, interleaved in
-# one run so the machine's noise hits both alike. Sourced by scripts/bench.sh.
+# Writer overhead: pgbench against the same table shape, untracked and tracked by each peer,
+# rounds alternated in one run so the machine's noise hits all alike. Sourced by
+# scripts/bench.sh (and bench/capture_vs_plpgsql.sh for the set-up).
 #
-# Beside them the floor of any transactional outbox: the untracked statement plus one hand-written
-# outbox row per changed row, in the same statement (no trigger, no partitions). floor/untracked
-# is what writing the event row costs at all; tracked/floor is what pg_webhooks adds to that.
+# Targets (each a copy of the same table, 10,000 rows to start):
+#   untracked  no trigger
+#   tracked    pg_webhooks (webhooks.track)
+#   pgq        PgQ's logutriga row trigger into a queue (Debian postgresql-15-pgq3)
+#   outbox     a minimal hand-written outbox: a PL/pgSQL row trigger inserting to_jsonb(NEW)
+#              into a table indexed on (xid, id), as an application would write it
 #
-#   writer_overhead REPEATS SECONDS
-# prints one line per workload: the ratios as min / median / max.
+#   writer_setup SINK_URL      SINK_URL: where the webhook points (the relay delivers there)
+#   writer_overhead ROUNDS SECONDS MODE
+#     MODE alone: no consumer runs; every target
+#     MODE relay: the relay delivers pg_webhooks' events to the sink at full speed; untracked
+#                 and tracked only (no other peer delivers anything), single-row statements
+#                 only, and how far the relay was behind at the end of each round
 
 BENCH_DB=bench
+WRITER_TARGETS_ALONE="untracked tracked pgq outbox"
+WRITER_TARGETS_RELAY="untracked tracked"
+
+# fresh_database NAME SINK_URL < SQL: database NAME made anew with pg_webhooks (no verification
+# asked of webhooks), then the SQL on stdin run in it, with :'sink_url' set
+fresh_database() {
+    local name=$1 sink_url=$2
+    psql -X -q -d postgres -c "SET client_min_messages = warning" \
+        -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
+    psql -X -q -d "$name" -c "CREATE EXTENSION pg_webhooks" \
+        -c "INSERT INTO webhooks.settings (require_verification) VALUES (false)" >/dev/null
+    psql -X -q -v ON_ERROR_STOP=1 -v sink_url="$sink_url" -d "$name" >/dev/null
+}
 
 writer_setup() {
-    psql -X -q -d postgres -c "SET client_min_messages = warning" \
-        -c "DROP DATABASE IF EXISTS $BENCH_DB" -c "CREATE DATABASE $BENCH_DB"
-    psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" >/dev/null <<'SQL'
-CREATE EXTENSION pg_webhooks;
-INSERT INTO webhooks.settings (require_verification) VALUES (false);
+    fresh_database "$BENCH_DB" "$1" <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION pgq;
+SELECT pgq.create_queue('bench');
 CREATE TABLE untracked (id bigserial PRIMARY KEY, email text NOT NULL, country text,
                         created_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE tracked (LIKE untracked INCLUDING ALL);
-CREATE TABLE floor_outbox (id bigserial, xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-                           payload jsonb NOT NULL);
-CREATE INDEX ON floor_outbox (xid, id);
+CREATE TABLE pgq (LIKE untracked INCLUDING ALL);
+CREATE TABLE outbox (LIKE untracked INCLUDING ALL);
 SELECT webhooks.track('tracked', entity => 'profile');
--- refused by the relay's address policy: every event is fanned out, claimed and acknowledged
-SELECT webhooks.create('bench', 'profile.*', 'http://127.0.0.1:9/never-called');
+SELECT webhooks.create('bench', 'profile.*', :'sink_url');
+CREATE TRIGGER pgq_capture AFTER INSERT OR UPDATE OR DELETE ON pgq
+    FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('bench');
+CREATE TABLE outbox_events (id bigserial, xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                            event text NOT NULL, payload jsonb NOT NULL);
+CREATE INDEX ON outbox_events (xid, id);
+CREATE FUNCTION outbox_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO outbox_events (event, payload) VALUES (lower(TG_OP), to_jsonb(NEW));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER outbox_capture AFTER INSERT OR UPDATE ON outbox
+    FOR EACH ROW EXECUTE FUNCTION outbox_capture();
 INSERT INTO untracked (email, country) SELECT 'seed' || i || '@example.com', 'NL'
 FROM generate_series(1, 10000) i;
-INSERT INTO tracked SELECT * FROM untracked;
-SELECT setval(pg_get_serial_sequence('tracked', 'id'), 10000);
 SQL
+    local target
+    for target in tracked pgq outbox; do
+        psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" >/dev/null \
+            -c "ALTER TABLE $target DISABLE TRIGGER USER" \
+            -c "INSERT INTO $target SELECT * FROM untracked" \
+            -c "ALTER TABLE $target ENABLE TRIGGER USER" \
+            -c "SELECT setval(pg_get_serial_sequence('$target', 'id'), 10000)"
+    done
 }
 
 # the workload's statement against TABLE
@@ -43,18 +79,12 @@ workload_sql() {
 }
 
 # pgbench_tps TARGET WORKLOAD CLIENTS SECONDS -> transactions per second
-# TARGET: untracked, tracked, or floor (untracked plus a hand-written outbox row per row)
 pgbench_tps() {
     local target=$1 workload=$2 clients=$3 seconds=$4 script
     script=$(mktemp)
     {
         [ "$workload" = update1 ] && printf '\\set id random(1, 10000)\n'
-        if [ "$target" = floor ]; then
-            echo "WITH changed AS ($(workload_sql untracked "$workload") RETURNING *)" \
-                "INSERT INTO floor_outbox (payload) SELECT to_jsonb(c) FROM changed c;"
-        else
-            echo "$(workload_sql "$target" "$workload");"
-        fi
+        echo "$(workload_sql "$target" "$workload");"
     } >"$script"
     chmod 644 "$script"
     /usr/lib/postgresql/15/bin/pgbench -n -c "$clients" -j "$clients" -T "$seconds" \
@@ -68,32 +98,64 @@ summarise() {
         printf "%.2f / %.2f / %.2f", v[1], (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[NR] }'
 }
 
-writer_overhead() {
-    local repeats=$1 seconds=$2 workload clients goal
-    printf '%-38s %-8s %-14s %-20s %-6s %-20s %s\n' "workload (synchronous commit)" "clients" \
-        "untracked tps" "tracked/untracked" "goal" "floor/untracked" "tracked/floor"
-    for spec in "insert1 1 0.95" "insert1 8 0.95" "insert100 8 0.70" "update1 8 0.90"; do
-        read -r workload clients goal <<<"$spec"
-        local ratios="" floors="" overheads="" bases="" i base tracked floor
-        for ((i = 0; i < repeats; i++)); do
-            base=$(pgbench_tps untracked "$workload" "$clients" "$seconds")
-            tracked=$(pgbench_tps tracked "$workload" "$clients" "$seconds")
-            floor=$(pgbench_tps floor "$workload" "$clients" "$seconds")
-            bases+="$base"$'\n'
-            ratios+=$(ratio "$tracked" "$base")$'\n'
-            floors+=$(ratio "$floor" "$base")$'\n'
-            overheads+=$(ratio "$tracked" "$floor")$'\n'
-        done
-        printf '%-38s %-8s %-14s %-20s %-6s %-20s %s\n' "$(describe_workload "$workload")" \
-            "$clients" "$(printf '%s' "$bases" | summarise | awk -F' / ' '{ printf "%.0f", $2 }')" \
-            "$(printf '%s' "$ratios" | summarise)" ">= $goal" "$(printf '%s' "$floors" | summarise)" \
-            "$(printf '%s' "$overheads" | summarise)"
-        psql -X -q -d "$BENCH_DB" -c "VACUUM ANALYZE tracked, untracked, floor_outbox" >/dev/null
-    done
+median_of() {
+    summarise | awk -F' / ' '{ print $2 }'
 }
 
-ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a / b }'
+# Deliveries not yet done: fanned out and owed, or not yet fanned out. Waits up to LIMIT
+# seconds for the relay to catch up, then prints what is left.
+relay_backlog() {
+    local limit=$1 left i
+    for ((i = 0; i <= limit * 10; i++)); do
+        left=$(psql -X -At -d "$BENCH_DB" -c "SELECT (SELECT queued FROM webhooks.queue_depth())
+            + (SELECT count(*) FROM webhooks.events e, webhooks.fan_out_state s
+               WHERE NOT pg_visible_in_snapshot(e.xid, s.done_upto))")
+        [ "$left" = 0 ] && break
+        [ "$limit" = 0 ] && break
+        sleep 0.1
+    done
+    echo "$left"
+}
+
+writer_overhead() {
+    local rounds=$1 seconds=$2 mode=$3 targets workload spec target i goal
+    targets=$WRITER_TARGETS_ALONE
+    [ "$mode" = relay ] && targets=$WRITER_TARGETS_RELAY
+    printf '%-36s %-12s' "workload (8 clients, sync commit)" "untracked"
+    for target in $targets; do
+        [ "$target" = untracked ] || printf ' %-22s' "$target/untracked"
+    done
+    [ "$mode" = relay ] && printf ' %s' "relay behind at round ends (events)"
+    printf ' %s\n' "goal (tracked)"
+    local specs=("insert1 0.90" "insert100 0.50" "update1 0.85")
+    # 100-row statements make events faster than any single endpoint takes them
+    [ "$mode" = relay ] && specs=("insert1 0.70" "update1 0.70")
+    for spec in "${specs[@]}"; do
+        read -r workload goal <<<"$spec"
+        local dir behind=""
+        dir=$(mktemp -d)
+        for ((i = 0; i < rounds; i++)); do
+            for target in $targets; do
+                pgbench_tps "$target" "$workload" 8 "$seconds" >>"$dir/$target"
+            done
+            if [ "$mode" = relay ]; then
+                behind+="$(relay_backlog 0) "
+                relay_backlog "${CATCH_UP:-120}" >/dev/null # the next round starts with the relay caught up
+            fi
+        done
+        local base
+        base=$(median_of <"$dir/untracked")
+        printf '%-36s %-12.0f' "$(describe_workload "$workload")" "$base"
+        for target in $targets; do
+            [ "$target" = untracked ] && continue
+            paste "$dir/$target" "$dir/untracked" | awk '{ printf "%.4f\n", $1 / $2 }' >"$dir/$target.ratio"
+            printf ' %-22s' "$(summarise <"$dir/$target.ratio")"
+        done
+        [ "$mode" = relay ] && printf ' %-35s' "$behind"
+        printf ' >= %s\n' "$goal"
+        rm -rf "$dir"
+        psql -X -q -d "$BENCH_DB" -c "VACUUM ANALYZE untracked, tracked, pgq, outbox" >/dev/null
+    done
 }
 
 describe_workload() {

@@ -15,11 +15,15 @@ use std::path::PathBuf;
 #[command(version, about)]
 pub struct Options {
     /// libpq connection string of the cluster, without dbname (user must create databases)
-    #[arg(long)]
-    pub cluster: String,
+    #[arg(long, required_unless_present = "sink")]
+    cluster: Option<String>,
     /// The relay binary to run
+    #[arg(long, required_unless_present = "sink")]
+    relay_bin: Option<PathBuf>,
+    /// Only serve the counting receiver on this address until killed (for scripts/bench.sh's
+    /// writer and database-work figures); `GET /count` answers how many requests arrived
     #[arg(long)]
-    pub relay_bin: PathBuf,
+    sink: Option<std::net::SocketAddr>,
     /// Small counts and one repeat: checks that every scenario still runs (a minute or two)
     #[arg(long)]
     pub quick: bool,
@@ -36,6 +40,16 @@ pub struct Options {
 }
 
 impl Options {
+    pub fn cluster(&self) -> &str {
+        self.cluster.as_deref().unwrap_or_default()
+    }
+
+    pub fn relay_bin(&self) -> &std::path::Path {
+        self.relay_bin
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""))
+    }
+
     fn wants(&self, scenario: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|s| s == scenario)
     }
@@ -61,6 +75,9 @@ impl Options {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
+    if let Some(addr) = options.sink {
+        return receiver::serve_sink(addr).await;
+    }
     if options.wants("rate") {
         scenarios::rate::run(&options).await?;
     }

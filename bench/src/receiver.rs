@@ -78,6 +78,26 @@ async fn answer(
     StatusCode::NO_CONTENT
 }
 
+/// The counting receiver on `addr`, until the process is killed; `GET /count` answers the
+/// number of requests that arrived before it (and is not counted itself).
+pub async fn serve_sink(addr: SocketAddr) -> anyhow::Result<()> {
+    let state = State {
+        count: Arc::new(AtomicUsize::new(0)),
+        arrivals: None,
+    };
+    let app = axum::Router::new()
+        .route("/count", axum::routing::get(count))
+        .fallback(answer)
+        .with_state(state);
+    let listener = TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn count(axum::extract::State(state): axum::extract::State<State>) -> String {
+    state.count.load(Ordering::Relaxed).to_string()
+}
+
 /// An endpoint that accepts every connection and never answers (the connections stay open
 /// until the relay gives up on them).
 pub async fn never_answering() -> anyhow::Result<SocketAddr> {

@@ -80,7 +80,7 @@ impl BenchDb {
 /// The relay with its defaults (and the scenario's `extra` options, then --relay-arg ones),
 /// allowed to post to loopback.
 pub fn start_relay(options: &Options, conninfo: &str, extra: &[&str]) -> anyhow::Result<Child> {
-    let relay_bin = &options.relay_bin;
+    let relay_bin = options.relay_bin();
     Command::new(relay_bin)
         .args([
             "--database-url",

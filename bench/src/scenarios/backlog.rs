@@ -22,7 +22,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
          retention <= 2x their empty size)"
     );
     let receiver = Receiver::start(None).await?;
-    let db = BenchDb::create(&options.cluster, "bench_backlog").await?;
+    let db = BenchDb::create(options.cluster(), "bench_backlog").await?;
     db.subscribe(&[receiver.url("/hook")]).await?;
     let empty = sizes(&db).await?;
     fill_last_week(&db, events).await?;

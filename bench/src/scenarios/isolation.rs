@@ -44,7 +44,7 @@ async fn healthy_rate(options: &Options, events: usize, with_silent: bool) -> an
         urls.push(format!("http://{}/silent", never_answering().await?));
         total = events + events / HEALTHY; // round-robin: the silent one gets events / HEALTHY
     }
-    let db = BenchDb::create(&options.cluster, "bench_isolation").await?;
+    let db = BenchDb::create(options.cluster(), "bench_isolation").await?;
     db.subscribe(&urls).await?;
     db.fill(total, urls.len()).await?;
     let started = Instant::now();

@@ -37,7 +37,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
 async fn measure(options: &Options, seconds: u64) -> anyhow::Result<(f64, f64, f64)> {
     let (arrivals_tx, mut arrivals) = mpsc::unbounded_channel();
     let receiver = Receiver::start(Some(arrivals_tx)).await?;
-    let db = BenchDb::create(&options.cluster, "bench_latency").await?;
+    let db = BenchDb::create(options.cluster(), "bench_latency").await?;
     db.subscribe(&[receiver.url("/hook")]).await?;
     let relay = start_relay(options, &db.conninfo, &[])?;
     tokio::time::sleep(Duration::from_secs(2)).await; // started, and idle: waiting for NOTIFY

@@ -64,7 +64,7 @@ async fn measure(options: &Options, events: usize, endpoints: usize) -> anyhow::
     let urls: Vec<String> = (0..endpoints)
         .map(|i| receiver.url(&format!("/e{i}")))
         .collect();
-    let db = BenchDb::create(&options.cluster, "bench_rate").await?;
+    let db = BenchDb::create(options.cluster(), "bench_rate").await?;
     db.subscribe(&urls).await?;
     db.fill(events, endpoints).await?;
     let limit = Duration::from_secs(60 + events as u64 / 100);
