@@ -3,7 +3,8 @@
 //! Why Rust and not a SECURITY DEFINER PL/pgSQL function: turning a row into JSON can run code
 //! that whoever owns a column's type controls (a cast from that type to json, for one). Inside a
 //! SECURITY DEFINER function that code ran with the rights of the role that created the
-//! extension, a superuser. Here the row images are made with the writer's own rights, and only
+//! extension, a superuser. Here the row images are made with the writer's own rights (by
+//! PostgreSQL's to_jsonb, called on each row of the statement's transition tables), and only
 //! the one INSERT into the outbox runs as `webhooks_capture`, a role that may insert events and
 //! read the tracking table, nothing else, and that no one can log in as or SET ROLE to. No user
 //! code runs in that INSERT: it reads only jsonb values already made.
@@ -18,49 +19,32 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 
 /// The role the outbox INSERT runs as (created and granted in sql/90_privileges.sql).
 const CAPTURE_ROLE: &CStr = c"webhooks_capture";
 
-// The row images, made as the writer. Everything is schema-qualified: the writer's search_path
-// must not pick the functions (they would run with the writer's rights only, but could shape
-// the payload).
-const INSERTED: &CStr =
-    c"SELECT pg_catalog.jsonb_build_object('new', pg_catalog.to_jsonb(n.*)) FROM new_rows n";
-const DELETED: &CStr =
-    c"SELECT pg_catalog.jsonb_build_object('old', pg_catalog.to_jsonb(o.*)) FROM old_rows o";
-// Old and new images are paired by position: PostgreSQL appends a row's old and new image in
-// the same step, also when the update moves the row to another partition. An update that
-// changes nothing is no event. tests/regress/sql/30_capture.sql guards both.
-const UPDATED: &CStr = c"SELECT pg_catalog.jsonb_build_object(
-           'old', o.image, 'new', n.image,
-           'changed', (SELECT pg_catalog.jsonb_agg(col.key ORDER BY col.key)
-                       FROM pg_catalog.jsonb_each(n.image) col
-                       WHERE (o.image OPERATOR(pg_catalog.->) col.key) IS DISTINCT FROM col.value))
-    FROM (SELECT pg_catalog.to_jsonb(r.*) AS image, pg_catalog.row_number() OVER () AS pos FROM old_rows r) o
-    JOIN (SELECT pg_catalog.to_jsonb(r.*) AS image, pg_catalog.row_number() OVER () AS pos FROM new_rows r) n
-      ON n.pos OPERATOR(pg_catalog.=) o.pos
-    WHERE o.image OPERATOR(pg_catalog.<>) n.image
-    ORDER BY o.pos";
-
-// The append, as webhooks_capture: $1 the table written, $2 the event suffix, $3 the images.
+// The append, as webhooks_capture: $1 the table written, $2 the event suffix, $3 and $4 the new
+// and old row images (to_jsonb of each row, made as the writer): one jsonb each for a one-row
+// statement, a jsonb[] each for more. Each operation and arity has a statement of its own, as
+// small as it can be: starting the executor on the plan was most of the trigger's cost, and a
+// plan made for every case at once (a CTE, two aggregates, a UNION for the wake) cost writers
+// a third more (BENCHMARKS.md, issue 15).
 // A write to a partition is an event of the tracked partitioned table above it (a tracked table
-// is never a partition itself, so it is the root of its tree). Then an idle relay is woken, as
-// webhooks._wake_relays() does for emit() (sql/30_capture.sql, which says why and when); inline
-// here, as calling it cost about 5% of a single-row INSERT (BENCHMARKS.md).
-const APPEND: &CStr = c"WITH appended AS (
-        INSERT INTO webhooks.events (event, source, origin, payload)
-        SELECT t.entity OPERATOR(pg_catalog.||) $2, t.source, webhooks._origin(), image.payload
-        FROM webhooks.tracked t, pg_catalog.unnest($3::pg_catalog.jsonb[]) AS image(payload)
-        WHERE t.source OPERATOR(pg_catalog.=) COALESCE(pg_catalog.pg_partition_root($1), $1)
-        RETURNING 1
-    )
-    SELECT pg_catalog.count(*) FROM appended
-    UNION ALL
-    SELECT pg_catalog.count(pg_catalog.pg_notify('webhooks_wakeup', ''))
-    FROM (SELECT FROM webhooks.relays r WHERE r.idle LIMIT 1) idle_relay
-    WHERE pg_catalog.current_setting('max_prepared_transactions') OPERATOR(pg_catalog.=) '0'";
+// is never a partition itself, so it is the root of its tree).
+const APPEND_INTO: &str = "INSERT INTO webhooks.events (event, source, origin, payload)
+    SELECT t.entity OPERATOR(pg_catalog.||) $2, t.source, webhooks._origin(), ";
+const APPEND_FROM: &str = " FROM webhooks.tracked t";
+const APPEND_WHERE: &str =
+    " WHERE t.source OPERATOR(pg_catalog.=) COALESCE(pg_catalog.pg_partition_root($1), $1)";
+
+// Then an idle relay is woken, as webhooks._wake_relays() does for emit() (sql/30_capture.sql,
+// which says why and when; inline here, as calling it cost about 5% of a single-row INSERT).
+const WAKE: &CStr = c"SELECT pg_catalog.pg_notify('webhooks_wakeup', '')
+    FROM webhooks.relays r
+    WHERE r.idle
+      AND pg_catalog.current_setting('max_prepared_transactions') OPERATOR(pg_catalog.=) '0'
+    LIMIT 1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -120,45 +104,58 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     {
         return Err(CaptureError::TransitionTables);
     }
-    let trigger_data = std::ptr::from_ref(trigger.trigger_data()).cast_mut();
-    // SAFETY: called from a trigger, so trigger_data is valid for the whole call; every SPI
-    // result is read before SPI_finish frees it, and an error anywhere ends the (sub)transaction,
-    // whose abort finishes SPI and restores the user id.
+    let trigger_data = trigger.trigger_data();
+    // SAFETY: called from a trigger, so trigger_data and its transition tables are valid for the
+    // whole call; an error anywhere ends the (sub)transaction, whose abort finishes SPI, pops
+    // the search_path level and restores the user id.
     unsafe {
-        let relation = (*trigger_data).tg_relation;
+        let relation = trigger_data.tg_relation;
+        // the row images are made as the writer, but with a fixed path: the writer's path must
+        // not pick the functions a column's conversion to json looks up
         let _fixed_path = FixedSearchPath::enter();
+        let rowtype = (*(*relation).rd_att).tdtypeid;
+        let mut to_jsonb = ToJsonb::for_rowtype(rowtype);
+        let mut new_images = to_jsonb.images(trigger_data.tg_newtable, (*relation).rd_att);
+        let mut old_images = to_jsonb.images(trigger_data.tg_oldtable, (*relation).rd_att);
+        if operation == Operation::Update {
+            drop_unchanged(&mut old_images, &mut new_images);
+        }
+        let rows = new_images.len().max(old_images.len());
+        if rows == 0 {
+            return Ok(());
+        }
+        // a cast the row images ran may have changed search_path: fix it again
+        let _append_path = FixedSearchPath::enter();
+        let _capture_role = AsCaptureRole::enter();
         spi_status("SPI_connect", pg_sys::SPI_connect(), pg_sys::SPI_OK_CONNECT)?;
-        spi_status(
-            "SPI_register_trigger_data",
-            pg_sys::SPI_register_trigger_data(trigger_data),
-            pg_sys::SPI_OK_TD_REGISTER,
-        )?;
-        let images_plan = images_plan((*relation).rd_id, (*relation).rd_att, operation)?;
-        let status =
-            pg_sys::SPI_execute_plan(images_plan, std::ptr::null_mut(), std::ptr::null(), true, 0);
-        spi_status(
-            "SPI_execute_plan (row images)",
-            status,
-            pg_sys::SPI_OK_SELECT,
-        )?;
-        let mut row_images = first_column(pg_sys::SPI_tuptable, pg_sys::SPI_processed);
-        if !row_images.is_empty() {
-            let array = pg_sys::construct_array(
-                row_images.as_mut_ptr(),
-                i32::try_from(row_images.len()).unwrap_or(i32::MAX),
-                pg_sys::JSONBOID,
-                -1,
-                false,
-                pg_sys::TYPALIGN_INT as c_char,
-            );
-            // a cast the row images ran may have changed search_path: fix it again
-            let _append_path = FixedSearchPath::enter();
-            let _capture_role = AsCaptureRole::enter();
-            append((*relation).rd_id, operation.suffix(), array)?;
+        let arity = if rows == 1 { Arity::One } else { Arity::Many };
+        let images = [new_images, old_images].map(|images| arity.argument(images));
+        let appended = append((*relation).rd_id, operation, arity, images)?;
+        if appended > 0 {
+            wake_an_idle_relay()?;
         }
         spi_status("SPI_finish", pg_sys::SPI_finish(), pg_sys::SPI_OK_FINISH)?;
     }
     Ok(())
+}
+
+/// An update that changes nothing is no event. Old and new images are paired by position:
+/// PostgreSQL appends a row's old and new image to the transition tables in the same step, also
+/// when an update moves the row to another partition. Values are compared as jsonb, which works
+/// for every column type (a row comparison fails on json or point columns).
+/// tests/regress/sql/30_capture.sql guards all three.
+unsafe fn drop_unchanged(old_images: &mut Vec<pg_sys::Datum>, new_images: &mut Vec<pg_sys::Datum>) {
+    let jsonb_eq = pg_sys::Oid::from(pg_sys::F_JSONB_EQ);
+    let changed: Vec<_> = old_images
+        .iter()
+        .zip(new_images.iter())
+        .filter(|&(&old, &new)| {
+            let equal = pg_sys::OidFunctionCall2Coll(jsonb_eq, pg_sys::InvalidOid, old, new);
+            equal.value() == 0
+        })
+        .map(|(&old, &new)| (old, new))
+        .collect();
+    (*old_images, *new_images) = changed.into_iter().unzip();
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,14 +166,6 @@ enum Operation {
 }
 
 impl Operation {
-    fn images_sql(self) -> &'static CStr {
-        match self {
-            Operation::Insert => INSERTED,
-            Operation::Update => UPDATED,
-            Operation::Delete => DELETED,
-        }
-    }
-
     /// The names webhooks.track() gives the old and new transition tables.
     fn transition_tables(self) -> (Option<&'static str>, Option<&'static str>) {
         match self {
@@ -195,62 +184,144 @@ impl Operation {
     }
 }
 
-/// The columns a table's row images were planned for: name, type, typmod, dropped. A plan
-/// made for another shape of the table (a column added, dropped, renamed or retyped since) is
-/// made again.
-type Shape = Vec<(String, pg_sys::Oid, i32, bool)>;
-
-unsafe fn shape_of(tupdesc: pg_sys::TupleDesc) -> Shape {
-    let natts = usize::try_from((*tupdesc).natts).unwrap_or_default();
-    (*tupdesc)
-        .attrs
-        .as_slice(natts)
-        .iter()
-        .map(|attribute| {
-            let name = CStr::from_ptr(attribute.attname.data.as_ptr())
-                .to_string_lossy()
-                .into_owned();
-            (
-                name,
-                attribute.atttypid,
-                attribute.atttypmod,
-                attribute.attisdropped,
-            )
-        })
-        .collect()
+/// PostgreSQL's own `to_jsonb(anyelement)` for rows of one type, called directly: the same JSON
+/// as `to_jsonb(row)` in SQL (a column type's cast to json included), without an executor.
+struct ToJsonb {
+    function: pg_sys::FmgrInfo,
 }
 
-// Plans are made once per backend and kept: parsing and planning both statements on every
+impl ToJsonb {
+    /// to_jsonb learns its argument's type from the call's expression, as for any polymorphic
+    /// function: so the call carries one, with a placeholder argument of the row type.
+    unsafe fn for_rowtype(rowtype: pg_sys::Oid) -> ToJsonb {
+        let mut function: pg_sys::FmgrInfo = std::mem::zeroed();
+        pg_sys::fmgr_info(pg_sys::Oid::from(pg_sys::F_TO_JSONB), &mut function);
+        let argument = pg_sys::makeNullConst(rowtype, -1, pg_sys::InvalidOid);
+        let arguments = pg_sys::lappend(std::ptr::null_mut(), argument.cast());
+        let call = pg_sys::makeFuncExpr(
+            pg_sys::Oid::from(pg_sys::F_TO_JSONB),
+            pg_sys::JSONBOID,
+            arguments,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+        );
+        function.fn_expr = call.cast();
+        ToJsonb { function }
+    }
+
+    /// The image of every row of a transition table, in its order (none without the table).
+    /// The table may be shared with other triggers of the statement: it is read through a read
+    /// pointer of its own, from the start, as a query over it would.
+    unsafe fn images(
+        &mut self,
+        rows: *mut pg_sys::Tuplestorestate,
+        tupdesc: pg_sys::TupleDesc,
+    ) -> Vec<pg_sys::Datum> {
+        if rows.is_null() {
+            return Vec::new();
+        }
+        let reader = pg_sys::tuplestore_alloc_read_pointer(rows, pg_sys::EXEC_FLAG_REWIND as i32);
+        pg_sys::tuplestore_select_read_pointer(rows, reader);
+        pg_sys::tuplestore_rescan(rows);
+        let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
+        let mut images = Vec::new();
+        while pg_sys::tuplestore_gettupleslot(rows, true, false, slot) {
+            let row = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
+            images.push(pg_sys::FunctionCall1Coll(
+                &mut self.function,
+                pg_sys::InvalidOid,
+                row,
+            ));
+            pg_sys::pfree(row.cast_mut_ptr());
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        images
+    }
+}
+
+/// How many rows a statement's append carries: one (the common single-row write) is passed as
+/// plain jsonb values, more as arrays.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Arity {
+    One,
+    Many,
+}
+
+impl Arity {
+    fn image_type(self) -> pg_sys::Oid {
+        match self {
+            Arity::One => pg_sys::JSONBOID,
+            Arity::Many => pg_sys::JSONBARRAYOID,
+        }
+    }
+
+    /// The images as the statement's argument: the one value, a jsonb[], or NULL for none.
+    unsafe fn argument(self, mut images: Vec<pg_sys::Datum>) -> Option<pg_sys::Datum> {
+        if images.is_empty() {
+            return None;
+        }
+        if self == Arity::One {
+            return images.first().copied();
+        }
+        let array = pg_sys::construct_array(
+            images.as_mut_ptr(),
+            i32::try_from(images.len()).unwrap_or(i32::MAX),
+            pg_sys::JSONBOID,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as c_char,
+        );
+        Some(pg_sys::Datum::from(array))
+    }
+
+    /// Where the new and old images are read from, and the FROM items that give them.
+    fn sources(self, operation: Operation) -> (&'static str, &'static str, &'static str) {
+        match (self, operation) {
+            (Arity::One, _) => ("$3", "$4", ""),
+            (Arity::Many, Operation::Insert) => (
+                "image.new_row",
+                "NULL",
+                ", pg_catalog.unnest($3) AS image(new_row)",
+            ),
+            (Arity::Many, Operation::Delete) => (
+                "NULL",
+                "image.old_row",
+                ", pg_catalog.unnest($4) AS image(old_row)",
+            ),
+            (Arity::Many, Operation::Update) => (
+                "image.new_row",
+                "image.old_row",
+                ", ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) AS image(new_row, old_row)",
+            ),
+        }
+    }
+}
+
+/// The append statement for an operation and arity.
+fn append_sql(operation: Operation, arity: Arity) -> CString {
+    let (new, old, from) = arity.sources(operation);
+    let payload = match operation {
+        Operation::Insert => format!("pg_catalog.jsonb_build_object('new', {new})"),
+        Operation::Delete => format!("pg_catalog.jsonb_build_object('old', {old})"),
+        Operation::Update => format!(
+            "pg_catalog.jsonb_build_object('old', {old}, 'new', {new}, 'changed',
+                 (SELECT pg_catalog.jsonb_agg(col.key ORDER BY col.key)
+                  FROM pg_catalog.jsonb_each({new}) col
+                  WHERE ({old} OPERATOR(pg_catalog.->) col.key) IS DISTINCT FROM col.value))"
+        ),
+    };
+    let sql = format!("{APPEND_INTO}{payload}{APPEND_FROM}{from}{APPEND_WHERE}");
+    // the pieces are constants without NUL bytes
+    CString::new(sql).unwrap_or_default()
+}
+
+// The statements are planned once per backend and kept: parsing and planning them on every
 // write cost more than the rest of the trigger (BENCHMARKS.md, capture in Rust).
 thread_local! {
-    static IMAGES_PLANS: RefCell<HashMap<(pg_sys::Oid, Operation), (Shape, pg_sys::SPIPlanPtr)>> =
+    static APPEND_PLANS: RefCell<HashMap<(Operation, Arity), pg_sys::SPIPlanPtr>> =
         RefCell::new(HashMap::new());
-    static APPEND_PLAN: RefCell<Option<pg_sys::SPIPlanPtr>> = const { RefCell::new(None) };
-}
-
-/// The kept plan that makes this table's row images for this operation, made again when the
-/// table changed shape. The transition tables must be registered (they are parsed as names).
-unsafe fn images_plan(
-    relid: pg_sys::Oid,
-    tupdesc: pg_sys::TupleDesc,
-    operation: Operation,
-) -> Result<pg_sys::SPIPlanPtr, CaptureError> {
-    let shape = shape_of(tupdesc);
-    if let Some(plan) = IMAGES_PLANS.with_borrow(|plans| {
-        plans
-            .get(&(relid, operation))
-            .filter(|(planned_for, _)| *planned_for == shape)
-            .map(|(_, plan)| *plan)
-    }) {
-        return Ok(plan);
-    }
-    let plan = kept_plan(operation.images_sql(), &mut [])?;
-    if let Some((_, stale)) =
-        IMAGES_PLANS.with_borrow_mut(|plans| plans.insert((relid, operation), (shape, plan)))
-    {
-        pg_sys::SPI_freeplan(stale);
-    }
-    Ok(plan)
+    static WAKE_PLAN: RefCell<Option<pg_sys::SPIPlanPtr>> = const { RefCell::new(None) };
 }
 
 unsafe fn kept_plan(
@@ -272,45 +343,59 @@ unsafe fn kept_plan(
     Ok(plan)
 }
 
-/// Run the append with its arguments, as the capture role.
+/// Run the append with its arguments (new and old images), as the capture role; returns how
+/// many events it appended (none for a table that is not tracked).
 unsafe fn append(
     relid: pg_sys::Oid,
-    suffix: &CStr,
-    images: *mut pg_sys::ArrayType,
-) -> Result<(), CaptureError> {
-    let plan = match APPEND_PLAN.with_borrow(|plan| *plan) {
+    operation: Operation,
+    arity: Arity,
+    images: [Option<pg_sys::Datum>; 2],
+) -> Result<u64, CaptureError> {
+    let plan = match APPEND_PLANS.with_borrow(|plans| plans.get(&(operation, arity)).copied()) {
         Some(plan) => plan,
         None => {
-            let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::JSONBARRAYOID];
-            let plan = kept_plan(APPEND, &mut types)?;
-            APPEND_PLAN.with_borrow_mut(|kept| *kept = Some(plan));
+            let mut types = [
+                pg_sys::REGCLASSOID,
+                pg_sys::TEXTOID,
+                arity.image_type(),
+                arity.image_type(),
+            ];
+            let plan = kept_plan(&append_sql(operation, arity), &mut types)?;
+            APPEND_PLANS.with_borrow_mut(|plans| plans.insert((operation, arity), plan));
             plan
         }
     };
+    let [new_images, old_images] = images;
     let mut values = [
         pg_sys::Datum::from(relid),
-        pg_sys::Datum::from(pg_sys::cstring_to_text(suffix.as_ptr())),
-        pg_sys::Datum::from(images),
+        pg_sys::Datum::from(pg_sys::cstring_to_text(operation.suffix().as_ptr())),
+        new_images.unwrap_or(pg_sys::Datum::null()),
+        old_images.unwrap_or(pg_sys::Datum::null()),
     ];
-    let status = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), std::ptr::null(), false, 0);
-    spi_status("SPI_execute_plan (append)", status, pg_sys::SPI_OK_SELECT)
+    let nulls = [
+        b' ',
+        b' ',
+        if new_images.is_some() { b' ' } else { b'n' },
+        if old_images.is_some() { b' ' } else { b'n' },
+    ];
+    let status =
+        pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr().cast(), false, 0);
+    spi_status("SPI_execute_plan (append)", status, pg_sys::SPI_OK_INSERT)?;
+    Ok(pg_sys::SPI_processed)
 }
 
-/// The non-null values of the first column of an SPI result.
-unsafe fn first_column(table: *mut pg_sys::SPITupleTable, rows: u64) -> Vec<pg_sys::Datum> {
-    if table.is_null() || rows == 0 {
-        return Vec::new();
-    }
-    let rows = usize::try_from(rows).unwrap_or(usize::MAX);
-    let tuples = std::slice::from_raw_parts((*table).vals, rows);
-    tuples
-        .iter()
-        .filter_map(|&tuple| {
-            let mut is_null = false;
-            let value = pg_sys::SPI_getbinval(tuple, (*table).tupdesc, 1, &mut is_null);
-            (!is_null).then_some(value)
-        })
-        .collect()
+/// NOTIFY an idle relay, if one is waiting for it.
+unsafe fn wake_an_idle_relay() -> Result<(), CaptureError> {
+    let plan = match WAKE_PLAN.with_borrow(|plan| *plan) {
+        Some(plan) => plan,
+        None => {
+            let plan = kept_plan(WAKE, &mut [])?;
+            WAKE_PLAN.with_borrow_mut(|kept| *kept = Some(plan));
+            plan
+        }
+    };
+    let status = pg_sys::SPI_execute_plan(plan, std::ptr::null_mut(), std::ptr::null(), false, 1);
+    spi_status("SPI_execute_plan (wake)", status, pg_sys::SPI_OK_SELECT)
 }
 
 fn spi_status(call: &'static str, code: i32, expected: u32) -> Result<(), CaptureError> {
@@ -322,9 +407,9 @@ fn spi_status(call: &'static str, code: i32, expected: u32) -> Result<(), Captur
 }
 
 /// `search_path = pg_catalog, pg_temp` while this lives, as a SECURITY DEFINER function's SET
-/// clause would give. Both statements are parsed, planned, kept and run under it: with the
-/// writer's path, an operator of theirs (the `=` inside NULLIF or IS DISTINCT FROM) would be
-/// bound into a kept plan, and run for the next writer of this backend, or as webhooks_capture.
+/// clause would give. The append is parsed, planned, kept and run under it: with the writer's
+/// path, an operator of theirs (the `=` inside NULLIF or IS DISTINCT FROM) would be bound into
+/// the kept plan, and run for the next writer of this backend, or as webhooks_capture.
 struct FixedSearchPath {
     nest_level: i32,
 }
