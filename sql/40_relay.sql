@@ -50,12 +50,15 @@ $$;
 -- Planner settings for fan_out, claim and ack, all measured (BENCHMARKS.md): generic plans,
 -- because re-planning these queries on every call was about 40% of PostgreSQL's time while
 -- draining a backlog; index scans only here, because statistics taken while a day was nearly
--- empty made the first look read the whole day (14 ms per call at 100k events); never JIT, as
--- the plan types turned off make every cost look huge and compiling took 0.8 s per call.
+-- empty made the first look read the whole day (14 ms per call at 100k events), and as a bitmap
+-- scan it gathered every event not yet fanned out before answering (tests/tests/plans.rs);
+-- never JIT, as the plan types turned off make every cost look huge and compiling took 0.8 s
+-- per call.
 CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000, careful boolean DEFAULT false)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off AS $$
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
+SET jit = off AS $$
 DECLARE
     state webhooks.fan_out_state;
     taken integer;
@@ -258,9 +261,12 @@ CREATE FUNCTION webhooks.claim(
 -- Nested loops only: a claim touches a few hundred rows by key, and with stale statistics the
 -- planner otherwise hashes the whole deliveries table to update them (25 ms at 100k rows). No
 -- sorts where an index gives the order: stale statistics otherwise sort every due delivery of
--- each webhook (100-150 ms per claim at 100k). Generic plans and no JIT: see fan_out.
+-- each webhook (100-150 ms per claim at 100k). No whole-table scans: a day's partition analyzed
+-- while empty was read whole for every webhook's share (tests/tests/plans.rs). Generic plans
+-- and no JIT: see fan_out.
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET enable_hashjoin = off SET enable_mergejoin = off SET enable_sort = off
+SET enable_seqscan = off SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     share integer;

@@ -1,0 +1,221 @@
+//! The relay's hot statements keep their index plans at a large backlog with stale statistics.
+//!
+//! A day's partitions are analyzed by autovacuum while nearly empty, and the planner then
+//! believes them small for the rest of the day (BENCHMARKS.md, "Plans"). Each hot statement was
+//! once planned into a sort, a hash or a scan of the whole backlog on such statistics. These
+//! tests make exactly that situation, 100,000 events behind statistics taken at 10, and read
+//! every plan the statements inside `claim()`, `ack()` and `fan_out()` ran (auto_explain, with
+//! nested statements, sent to the client as notices), so an edit cannot quietly bring one back.
+
+use futures_util::StreamExt;
+use pg_webhooks_tests::TestDb;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+const BACKLOG: i64 = 100_000;
+const WEBHOOKS: i64 = 10;
+
+/// A connection whose notices (auto_explain's plans among them) arrive on the receiver.
+async fn connect_with_notices(db: &TestDb) -> (Client, mpsc::UnboundedReceiver<String>) {
+    let (client, mut connection) = tokio_postgres::connect(&db.conninfo(), NoTls)
+        .await
+        .expect("connect");
+    let (notices, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notice(notice) = message {
+                let _ = notices.send(notice.message().to_owned());
+            }
+        }
+    });
+    (client, received)
+}
+
+/// 10 webhooks, statistics taken when 10 events and their deliveries were there, then the
+/// backlog written and fanned out behind those statistics: every delivery due.
+async fn backlog_behind_stale_statistics() -> TestDb {
+    let db = TestDb::create("plans").await;
+    for i in 0..WEBHOOKS {
+        db.create_webhook(&format!("plan.e{i}"), "http://127.0.0.1:9/never")
+            .await;
+    }
+    let emit = |count: i64| {
+        format!(
+            "SELECT count(webhooks.emit('plan.e' || (g % {WEBHOOKS}),
+                                       jsonb_build_object('n', g, 'pad', repeat('x', 100))))
+             FROM generate_series(1, {count}) g"
+        )
+    };
+    db.execute(&emit(10)).await;
+    db.execute("SELECT webhooks.fan_out(100)").await;
+    // no autovacuum from here on: the statistics stay those of 10 events
+    db.execute(
+        "DO $$ DECLARE t regclass; BEGIN
+             FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = 'webhooks' AND c.relkind = 'r' LOOP
+                 EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = false)', t);
+                 EXECUTE format('ANALYZE %s', t);
+             END LOOP;
+         END $$",
+    )
+    .await;
+    db.execute(&emit(BACKLOG)).await;
+    db.execute(&format!("SELECT webhooks.fan_out({BACKLOG} + 10)"))
+        .await;
+    db
+}
+
+/// The plans auto_explain reported for the statements run inside `sql`.
+async fn plans_inside(db: &TestDb, sql: &str) -> Vec<Value> {
+    let (client, mut notices) = connect_with_notices(db).await;
+    client
+        .batch_execute(
+            "LOAD 'auto_explain';
+             SET auto_explain.log_min_duration = 0;
+             SET auto_explain.log_nested_statements = on;
+             SET auto_explain.log_level = notice;
+             SET auto_explain.log_format = json;
+             SET client_min_messages = notice;",
+        )
+        .await
+        .expect("auto_explain");
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error:?}"));
+    drop(client);
+    let mut plans = Vec::new();
+    while let Some(notice) = notices.recv().await {
+        // "duration: 0.1 ms  plan:\n{...}"
+        if let Some(json) = notice.find('{').map(|start| &notice[start..]) {
+            plans.push(serde_json::from_str(json).expect("auto_explain's JSON"));
+        }
+    }
+    plans
+}
+
+/// The tables that grow with the backlog.
+fn is_backlog_table(node: &Value) -> bool {
+    node["Relation Name"].as_str().is_some_and(|name| {
+        ["events", "deliveries", "attempts"]
+            .iter()
+            .any(|table| name == *table || name.starts_with(&format!("{table}_")))
+    })
+}
+
+fn children(node: &Value) -> impl Iterator<Item = &Value> {
+    node["Plans"].as_array().into_iter().flatten()
+}
+
+/// The children whose rows the node reads (not the CTEs and subqueries it runs beside them).
+fn inputs(node: &Value) -> impl Iterator<Item = &Value> {
+    children(node).filter(|child| {
+        !matches!(
+            child["Parent Relationship"].as_str(),
+            Some("InitPlan" | "SubPlan")
+        )
+    })
+}
+
+fn scans_backlog_table(node: &Value) -> bool {
+    node["Node Type"]
+        .as_str()
+        .is_some_and(|kind| kind.ends_with("Scan"))
+        && is_backlog_table(node)
+}
+
+/// Whether the node reads rows of a backlog table without a bound: rows below a Limit are
+/// bounded, and so is the inner side of a nested loop, looked up once per outer row.
+fn reads_backlog_unbounded(node: &Value) -> bool {
+    match node["Node Type"].as_str().unwrap_or_default() {
+        "Limit" => false,
+        "Nested Loop" => inputs(node)
+            .filter(|child| child["Parent Relationship"] == "Outer")
+            .any(reads_backlog_unbounded),
+        _ => scans_backlog_table(node) || inputs(node).any(reads_backlog_unbounded),
+    }
+}
+
+/// What a hot statement's plan must never do, as "node on relation": scan a backlog table
+/// whole or into a bitmap (both read every matching row before the first is used), or sort,
+/// hash or materialize what it reads from one without a bound. Sorting the call's own batch (a
+/// CTE's result, an argument unnested, each webhook's LIMITed share) is fine.
+fn whole_backlog_readers(node: &Value, found: &mut Vec<String>) {
+    let kind = node["Node Type"].as_str().unwrap_or_default();
+    let scans_whole = matches!(kind, "Seq Scan" | "Bitmap Heap Scan") && is_backlog_table(node);
+    let gathers_whole = matches!(kind, "Sort" | "Incremental Sort" | "Hash" | "Materialize")
+        && inputs(node).any(reads_backlog_unbounded);
+    if scans_whole || gathers_whole {
+        found.push(format!(
+            "{kind} on {}",
+            node["Relation Name"].as_str().unwrap_or("its input")
+        ));
+    }
+    children(node).for_each(|child| whole_backlog_readers(child, found));
+}
+
+fn assert_index_plans(plans: &[Value], expected_statement: &str) {
+    let text = |plan: &Value| plan["Query Text"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        plans
+            .iter()
+            .any(|plan| text(plan).contains(expected_statement)),
+        "no plan of a statement with {expected_statement:?} was reported; got {:#?}",
+        plans.iter().map(text).collect::<Vec<_>>()
+    );
+    for plan in plans {
+        let mut readers = Vec::new();
+        whole_backlog_readers(&plan["Plan"], &mut readers);
+        assert!(
+            readers.is_empty(),
+            "a hot statement reads the whole backlog ({readers:?}):\n{}\n{plan:#}",
+            text(plan)
+        );
+    }
+}
+
+#[tokio::test]
+async fn claim_leases_by_index_at_a_large_backlog_with_stale_statistics() {
+    let db = backlog_behind_stale_statistics().await;
+    let plans = plans_inside(
+        &db,
+        "SELECT count(*) FROM webhooks.claim('plans', 500, 100, '{}', '1 minute')",
+    )
+    .await;
+    assert_index_plans(&plans, "candidates AS");
+}
+
+#[tokio::test]
+async fn ack_records_outcomes_by_index_at_a_large_backlog_with_stale_statistics() {
+    let db = backlog_behind_stale_statistics().await;
+    db.execute(
+        "CREATE TABLE claimed AS
+         SELECT delivery_id, attempt FROM webhooks.claim('plans', 500, 100, '{}', '1 minute')",
+    )
+    .await;
+    let plans = plans_inside(
+        &db,
+        "SELECT webhooks.ack('plans', (
+             SELECT jsonb_agg(jsonb_build_object(
+                        'delivery_id', delivery_id, 'attempt', attempt,
+                        'outcome', CASE WHEN delivery_id % 2 = 0 THEN 'delivered' ELSE 'retry' END,
+                        'retry_after_ms', 1000, 'status', 500, 'duration_ms', 3))
+             FROM claimed))",
+    )
+    .await;
+    assert_index_plans(&plans, "outcome AS");
+}
+
+#[tokio::test]
+async fn fan_out_walks_the_index_at_a_large_backlog_with_stale_statistics() {
+    let db = backlog_behind_stale_statistics().await;
+    db.execute(
+        "SELECT count(webhooks.emit('plan.e1', jsonb_build_object('n', g)))
+         FROM generate_series(1, 5000) g",
+    )
+    .await;
+    let plans = plans_inside(&db, "SELECT webhooks.fan_out(1000)").await;
+    assert_index_plans(&plans, "_fan_out_batch");
+}
