@@ -74,6 +74,28 @@ impl TestDb {
         connect(&self.conninfo()).await
     }
 
+    /// Another connection to this database, whose notices and notifications arrive on the
+    /// receiver.
+    pub async fn connect_with_messages(
+        &self,
+    ) -> (
+        Client,
+        tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::AsyncMessage>,
+    ) {
+        use futures_util::StreamExt;
+        let (client, mut connection) = tokio_postgres::connect(&self.conninfo(), NoTls)
+            .await
+            .expect("connect");
+        let (messages, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = stream.next().await {
+                let _ = messages.send(message);
+            }
+        });
+        (client, received)
+    }
+
     pub async fn execute(&self, sql: &str) {
         self.client
             .batch_execute(sql)

@@ -149,6 +149,54 @@ async fn an_event_whose_notification_is_lost_is_delivered_by_the_poll() {
     receiver.wait_for_requests(1, Duration::from_secs(5)).await;
 }
 
+/// Whether a NOTIFY on webhooks_wakeup arrives within `limit`.
+async fn woken(
+    notifications: &mut tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::AsyncMessage>,
+    limit: Duration,
+) -> bool {
+    let wakeup = async {
+        while let Some(message) = notifications.recv().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                if n.channel() == "webhooks_wakeup" {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    tokio::time::timeout(limit, wakeup).await.unwrap_or(false)
+}
+
+#[tokio::test]
+async fn writers_notify_an_idle_relay_and_leave_a_busy_one_alone() {
+    let db = TestDb::create("wakeup").await;
+    db.execute(PROFILES).await;
+    let (listener, mut notifications) = db.connect_with_messages().await;
+    listener
+        .batch_execute("LISTEN webhooks_wakeup")
+        .await
+        .expect("listen");
+    // one writer connection throughout: what its backend keeps must follow the relay's state
+    let writer = db.connect().await;
+    let write = |sql: &'static str| {
+        let writer = &writer;
+        async move { writer.batch_execute(sql).await.expect(sql) }
+    };
+    write("INSERT INTO profiles (email) VALUES ('first@example.com')").await;
+
+    db.execute("SELECT webhooks.relay_idle('r1', true)").await;
+    write("INSERT INTO profiles (email) VALUES ('ann@example.com')").await;
+    assert!(woken(&mut notifications, Duration::from_secs(5)).await);
+    // an update that changes nothing is no event, and wakes no one
+    write("UPDATE profiles SET email = email").await;
+    assert!(!woken(&mut notifications, Duration::from_millis(500)).await);
+
+    db.execute("SELECT webhooks.relay_idle('r1', false)").await;
+    write("INSERT INTO profiles (email) VALUES ('bob@example.com')").await;
+    write("UPDATE profiles SET country = 'NL'").await;
+    assert!(!woken(&mut notifications, Duration::from_millis(500)).await);
+}
+
 #[tokio::test]
 async fn a_delivery_is_recorded_in_the_attempt_log() {
     let db = TestDb::create("attempt_log").await;

@@ -7,31 +7,12 @@
 //! every plan the statements inside `claim()`, `ack()` and `fan_out()` ran (auto_explain, with
 //! nested statements, sent to the client as notices), so an edit cannot quietly bring one back.
 
-use futures_util::StreamExt;
 use pg_webhooks_tests::TestDb;
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::AsyncMessage;
 
 const BACKLOG: i64 = 100_000;
 const WEBHOOKS: i64 = 10;
-
-/// A connection whose notices (auto_explain's plans among them) arrive on the receiver.
-async fn connect_with_notices(db: &TestDb) -> (Client, mpsc::UnboundedReceiver<String>) {
-    let (client, mut connection) = tokio_postgres::connect(&db.conninfo(), NoTls)
-        .await
-        .expect("connect");
-    let (notices, received) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notice(notice) = message {
-                let _ = notices.send(notice.message().to_owned());
-            }
-        }
-    });
-    (client, received)
-}
 
 /// 10 webhooks, statistics taken when 10 events and their deliveries were there, then the
 /// backlog written and fanned out behind those statistics: every delivery due.
@@ -69,7 +50,7 @@ async fn backlog_behind_stale_statistics() -> TestDb {
 
 /// The plans auto_explain reported for the statements run inside `sql`.
 async fn plans_inside(db: &TestDb, sql: &str) -> Vec<Value> {
-    let (client, mut notices) = connect_with_notices(db).await;
+    let (client, mut messages) = db.connect_with_messages().await;
     client
         .batch_execute(
             "LOAD 'auto_explain';
@@ -87,8 +68,12 @@ async fn plans_inside(db: &TestDb, sql: &str) -> Vec<Value> {
         .unwrap_or_else(|error| panic!("{sql}: {error:?}"));
     drop(client);
     let mut plans = Vec::new();
-    while let Some(notice) = notices.recv().await {
+    while let Some(message) = messages.recv().await {
+        let AsyncMessage::Notice(notice) = message else {
+            continue;
+        };
         // "duration: 0.1 ms  plan:\n{...}"
+        let notice = notice.message();
         if let Some(json) = notice.find('{').map(|start| &notice[start..]) {
             plans.push(serde_json::from_str(json).expect("auto_explain's JSON"));
         }
