@@ -7,22 +7,20 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-const MAX_BATCH: usize = 500;
-const GATHER_FOR: Duration = Duration::from_millis(5);
-const TRIES: u32 = 5;
+use crate::tunables::{ACK_BATCH, ACK_GATHER_FOR, ACK_TRIES};
 
 pub fn start(pool: Pool, relay: String) -> (mpsc::Sender<AttemptReport>, JoinHandle<()>) {
-    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+    let (sender, receiver) = mpsc::channel(4 * ACK_BATCH);
     (sender, tokio::spawn(run(pool, relay, receiver)))
 }
 
 async fn run(pool: Pool, relay: String, mut receiver: mpsc::Receiver<AttemptReport>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Vec::with_capacity(ACK_BATCH);
     while let Some(first) = receiver.recv().await {
         batch.push(first);
-        let gathering = tokio::time::sleep(GATHER_FOR);
+        let gathering = tokio::time::sleep(ACK_GATHER_FOR);
         tokio::pin!(gathering);
-        while batch.len() < MAX_BATCH {
+        while batch.len() < ACK_BATCH {
             tokio::select! {
                 next = receiver.recv() => match next {
                     Some(report) => batch.push(report),
@@ -39,7 +37,7 @@ async fn run(pool: Pool, relay: String, mut receiver: mpsc::Receiver<AttemptRepo
 /// the deliveries are sent again (at least once), only the attempt log misses them.
 async fn flush(pool: &Pool, relay: &str, batch: &mut Vec<AttemptReport>) {
     let mut pause = Duration::from_millis(100);
-    for attempt in 1..=TRIES {
+    for attempt in 1..=ACK_TRIES {
         match acknowledge(pool, relay, batch).await {
             Ok(_) => {
                 batch.clear();
@@ -51,7 +49,7 @@ async fn flush(pool: &Pool, relay: &str, batch: &mut Vec<AttemptReport>) {
                 batch.clear();
                 return;
             }
-            Err(error) if attempt < TRIES => {
+            Err(error) if attempt < ACK_TRIES => {
                 tracing::warn!(%error, reports = batch.len(), "acknowledgement failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause *= 2;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(5);
+use crate::tunables::QUEUE_DEPTH_EVERY;
 
 /// Cancel `shutdown` on SIGTERM or SIGINT.
 pub fn cancel_on_signals(shutdown: CancellationToken) -> std::io::Result<()> {

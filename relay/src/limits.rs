@@ -10,11 +10,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// How long a webhook's speed is remembered after its last answer while it has nothing in hand.
-const REMEMBER_SPEED_FOR: Duration = Duration::from_secs(10);
-/// The longest spacing a rate limit makes: that of the slowest rate SQL accepts (0.001 per
-/// second, webhooks._check_limits). A slower one arriving anyway is treated as this.
-const MAX_SPACING: Duration = Duration::from_secs(1000);
+use crate::tunables::{MAX_SPACING, REMEMBER_SPEED_FOR};
 
 /// What one webhook may have: how many requests at once, how many in hand, how fast.
 struct WebhookSlots {

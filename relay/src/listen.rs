@@ -7,15 +7,13 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use rand::Rng;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
 pub const CHANNEL: &str = "webhooks_wakeup";
 pub const PROBES_CHANNEL: &str = "webhooks_probes";
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+use crate::tunables::{LISTEN_MAX_BACKOFF, LISTEN_MIN_BACKOFF};
 
 /// A connection that is listening. The client must live as long as we listen: dropping it
 /// closes the connection.
@@ -39,11 +37,11 @@ impl Wakeups {
 }
 
 pub async fn run(config: tokio_postgres::Config, wake: Wakeups, shutdown: CancellationToken) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = LISTEN_MIN_BACKOFF;
     while !shutdown.is_cancelled() {
         match listen(&config).await {
             Ok(session) => {
-                backoff = MIN_BACKOFF;
+                backoff = LISTEN_MIN_BACKOFF;
                 tracing::debug!("listening on {CHANNEL} and {PROBES_CHANNEL}");
                 wake.wake_all(); // finds whatever was sent while we were not listening
                 match forward(session, &wake, &shutdown).await {
@@ -64,7 +62,7 @@ pub async fn run(config: tokio_postgres::Config, wake: Wakeups, shutdown: Cancel
             _ = tokio::time::sleep(jittered) => {}
             _ = shutdown.cancelled() => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (backoff * 2).min(LISTEN_MAX_BACKOFF);
     }
 }
 

@@ -21,6 +21,7 @@ mod retry;
 mod send;
 mod sign;
 mod ssrf;
+mod tunables;
 
 use config::{Config, ConfigError, LogFormat};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -19,12 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// After a failed claim (the database restarted, a session was killed) try again this soon,
-/// doubling up to --poll-interval.
-const FIRST_ERROR_PAUSE: Duration = Duration::from_millis(100);
-
-/// Claims a relay makes at --busy-poll after marking itself idle, before it relies on NOTIFY.
-const LOOKS_AFTER_IDLE: u32 = 1;
+use crate::tunables::{FIRST_ERROR_PAUSE, LOOKS_AFTER_IDLE};
 
 pub struct Timing {
     pub poll_interval: Duration,

@@ -15,8 +15,7 @@ use tokio::sync::Notify;
 use tokio_postgres::types::Json;
 use tokio_util::sync::CancellationToken;
 
-/// Probes taken per claim; they are rare, and each takes at most two requests.
-const PROBES_PER_CLAIM: i32 = 16;
+use crate::tunables::PROBES_PER_CLAIM;
 
 pub struct Prober {
     pub pool: Pool,

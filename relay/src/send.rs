@@ -31,7 +31,7 @@ struct RefusalLog {
     last: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(600);
+use crate::tunables::REFUSAL_LOG_EVERY;
 
 impl RefusalLog {
     fn log(&self, url: &str, reason: &dyn std::fmt::Display) {
