@@ -460,4 +460,68 @@ mod tests {
         assert!(error.to_string().contains("batch_sise"), "{error}");
         assert!(parse(&["--config", "/nonexistent/relay.toml"]).is_err());
     }
+
+    const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pg-webhooks-relay.toml");
+
+    /// The options a file may set (all but --config, --help and --version), as file keys.
+    fn file_options() -> Vec<(String, Option<String>)> {
+        Config::command()
+            .get_arguments()
+            .filter(|arg| !["config", "help", "version"].contains(&arg.get_id().as_str()))
+            .map(|arg| {
+                let default = arg
+                    .get_default_values()
+                    .iter()
+                    .map(|value| value.to_string_lossy().into_owned())
+                    .reduce(|all, value| format!("{all},{value}"))
+                    // a switch (--https-only) is off unless given
+                    .or_else(|| (!arg.get_action().takes_values()).then(|| "false".to_owned()));
+                (arg.get_id().as_str().replace('_', "-"), default)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sample_config_file_sets_every_option_with_a_default_to_that_default() {
+        let set: std::collections::HashMap<_, _> = read_config_file(Path::new(SAMPLE))
+            .expect("the sample file reads")
+            .into_iter()
+            .collect();
+        for (key, default) in file_options() {
+            if let Some(default) = default {
+                assert_eq!(
+                    set.get(&key.replace('-', "_")),
+                    Some(&default),
+                    "{key} in {SAMPLE}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_sample_config_file_shows_every_option_without_a_default_commented_out() {
+        let text = std::fs::read_to_string(SAMPLE).expect("the sample file");
+        for (key, default) in file_options() {
+            if default.is_none() {
+                assert!(
+                    text.lines()
+                        .any(|line| line.starts_with(&format!("# {key} = "))),
+                    "{key} is missing from {SAMPLE}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_sample_config_file_is_a_working_config() {
+        let config = parse(&["--config", SAMPLE]).expect("the sample file loads");
+        let defaults = parse(&[]).expect("defaults");
+        assert_eq!(
+            format!("{config:?}"),
+            format!("{defaults:?}").replace(
+                "config: None",
+                &format!("config: Some({:?})", PathBuf::from(SAMPLE))
+            )
+        );
+    }
 }
