@@ -113,13 +113,17 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         // the row images are made as the writer, but with a fixed path: the writer's path must
         // not pick the functions a column's conversion to json looks up
         let _fixed_path = FixedSearchPath::enter();
-        let rowtype = (*(*relation).rd_att).tdtypeid;
-        let mut to_jsonb = ToJsonb::for_rowtype(rowtype);
-        let mut new_images = to_jsonb.images(trigger_data.tg_newtable, (*relation).rd_att);
-        let mut old_images = to_jsonb.images(trigger_data.tg_oldtable, (*relation).rd_att);
-        if operation == Operation::Update {
-            drop_unchanged(&mut old_images, &mut new_images);
-        }
+        let tupdesc = (*relation).rd_att;
+        let mut to_jsonb = ToJsonb::for_rowtype((*tupdesc).tdtypeid);
+        let mut new_rows = TransitionRows::read(trigger_data.tg_newtable, tupdesc);
+        let mut old_rows = TransitionRows::read(trigger_data.tg_oldtable, tupdesc);
+        let (new_images, old_images) = match operation {
+            Operation::Insert => (to_jsonb.images(&mut new_rows), Vec::new()),
+            Operation::Delete => (Vec::new(), to_jsonb.images(&mut old_rows)),
+            Operation::Update => to_jsonb.changed_images(&mut new_rows, &mut old_rows),
+        };
+        drop((new_rows, old_rows));
+        to_jsonb.finish();
         let rows = new_images.len().max(old_images.len());
         if rows == 0 {
             return Ok(());
@@ -137,25 +141,6 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         spi_status("SPI_finish", pg_sys::SPI_finish(), pg_sys::SPI_OK_FINISH)?;
     }
     Ok(())
-}
-
-/// An update that changes nothing is no event. Old and new images are paired by position:
-/// PostgreSQL appends a row's old and new image to the transition tables in the same step, also
-/// when an update moves the row to another partition. Values are compared as jsonb, which works
-/// for every column type (a row comparison fails on json or point columns).
-/// tests/regress/sql/30_capture.sql guards all three.
-unsafe fn drop_unchanged(old_images: &mut Vec<pg_sys::Datum>, new_images: &mut Vec<pg_sys::Datum>) {
-    let jsonb_eq = pg_sys::Oid::from(pg_sys::F_JSONB_EQ);
-    let changed: Vec<_> = old_images
-        .iter()
-        .zip(new_images.iter())
-        .filter(|&(&old, &new)| {
-            let equal = pg_sys::OidFunctionCall2Coll(jsonb_eq, pg_sys::InvalidOid, old, new);
-            equal.value() == 0
-        })
-        .map(|(&old, &new)| (old, new))
-        .collect();
-    (*old_images, *new_images) = changed.into_iter().unzip();
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,10 +169,67 @@ impl Operation {
     }
 }
 
+/// The rows of one transition table, in order. The table may be shared with other triggers of
+/// the statement: it is read through a read pointer of its own, from the start, as a query over
+/// it would.
+struct TransitionRows {
+    store: *mut pg_sys::Tuplestorestate,
+    slot: *mut pg_sys::TupleTableSlot,
+}
+
+impl TransitionRows {
+    /// A reader of the table (one that reads nothing when the statement has no such table).
+    unsafe fn read(
+        store: *mut pg_sys::Tuplestorestate,
+        tupdesc: pg_sys::TupleDesc,
+    ) -> TransitionRows {
+        if store.is_null() {
+            return TransitionRows {
+                store,
+                slot: std::ptr::null_mut(),
+            };
+        }
+        let reader = pg_sys::tuplestore_alloc_read_pointer(store, pg_sys::EXEC_FLAG_REWIND as i32);
+        pg_sys::tuplestore_select_read_pointer(store, reader);
+        pg_sys::tuplestore_rescan(store);
+        let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
+        TransitionRows { store, slot }
+    }
+
+    /// The next row as a composite datum of its own, allocated in the current memory context.
+    unsafe fn next_row(&mut self) -> Option<pg_sys::Datum> {
+        if self.store.is_null()
+            || !pg_sys::tuplestore_gettupleslot(self.store, true, false, self.slot)
+        {
+            return None;
+        }
+        let row = pg_sys::ExecFetchSlotHeapTupleDatum(self.slot);
+        // a tuple read back from a spilled store belongs to the slot and lives in the current
+        // (per-row) context: free it now, before that context is reset under the slot
+        if let Some(clear) = (*(*self.slot).tts_ops).clear {
+            clear(self.slot);
+        }
+        Some(row)
+    }
+}
+
+impl Drop for TransitionRows {
+    fn drop(&mut self) {
+        if !self.slot.is_null() {
+            // SAFETY: made by MakeSingleTupleTableSlot in read(), dropped once
+            unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.slot) }
+        }
+    }
+}
+
 /// PostgreSQL's own `to_jsonb(anyelement)` for rows of one type, called directly: the same JSON
 /// as `to_jsonb(row)` in SQL (a column type's cast to json included), without an executor.
+/// Each row is converted in a memory context of its own, reset after it, and only the image is
+/// kept, at its exact size: the conversion's working memory (several kB a row) would otherwise
+/// stay until the statement ends, gigabytes for a million-row UPDATE.
 struct ToJsonb {
     function: pg_sys::FmgrInfo,
+    per_row: pg_sys::MemoryContext,
 }
 
 impl ToJsonb {
@@ -207,37 +249,88 @@ impl ToJsonb {
             pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
         );
         function.fn_expr = call.cast();
-        ToJsonb { function }
+        let per_row = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CurrentMemoryContext,
+            c"pg_webhooks row image".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        ToJsonb { function, per_row }
     }
 
-    /// The image of every row of a transition table, in its order (none without the table).
-    /// The table may be shared with other triggers of the statement: it is read through a read
-    /// pointer of its own, from the start, as a query over it would.
-    unsafe fn images(
-        &mut self,
-        rows: *mut pg_sys::Tuplestorestate,
-        tupdesc: pg_sys::TupleDesc,
-    ) -> Vec<pg_sys::Datum> {
-        if rows.is_null() {
-            return Vec::new();
-        }
-        let reader = pg_sys::tuplestore_alloc_read_pointer(rows, pg_sys::EXEC_FLAG_REWIND as i32);
-        pg_sys::tuplestore_select_read_pointer(rows, reader);
-        pg_sys::tuplestore_rescan(rows);
-        let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
+    /// Frees the per-row context. Not a Drop: after an ERROR the per-row context may be the
+    /// current one, and the (sub)transaction's abort frees it with its parent anyway.
+    unsafe fn finish(self) {
+        pg_sys::MemoryContextDelete(self.per_row);
+    }
+
+    /// to_jsonb of a row, in the per-row context.
+    unsafe fn convert(&mut self, row: pg_sys::Datum) -> pg_sys::Datum {
+        pg_sys::FunctionCall1Coll(&mut self.function, pg_sys::InvalidOid, row)
+    }
+
+    /// Runs `each` in the per-row context, then resets it; `each` copies out what it keeps.
+    unsafe fn in_row_context<T>(&mut self, each: impl FnOnce(&mut ToJsonb) -> T) -> T {
+        let outer = pg_sys::MemoryContextSwitchTo(self.per_row);
+        let kept = each(self);
+        pg_sys::MemoryContextSwitchTo(outer);
+        pg_sys::MemoryContextReset(self.per_row);
+        kept
+    }
+
+    /// The image of every row, in order.
+    unsafe fn images(&mut self, rows: &mut TransitionRows) -> Vec<pg_sys::Datum> {
+        let outer = pg_sys::CurrentMemoryContext;
         let mut images = Vec::new();
-        while pg_sys::tuplestore_gettupleslot(rows, true, false, slot) {
-            let row = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
-            images.push(pg_sys::FunctionCall1Coll(
-                &mut self.function,
-                pg_sys::InvalidOid,
-                row,
-            ));
-            pg_sys::pfree(row.cast_mut_ptr());
+        while let Some(image) = self.in_row_context(|to_jsonb| {
+            rows.next_row()
+                .map(|row| copy_into(outer, to_jsonb.convert(row)))
+        }) {
+            images.push(image);
         }
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
         images
     }
+
+    /// The new and old images of the rows an UPDATE changed. An update that changes nothing is
+    /// no event. Old and new images are paired by position: PostgreSQL appends a row's old and
+    /// new image to the transition tables in the same step, also when an update moves the row
+    /// to another partition. Values are compared as jsonb, which works for every column type
+    /// (a row comparison fails on json or point columns). tests/regress/sql/30_capture.sql
+    /// guards all three.
+    unsafe fn changed_images(
+        &mut self,
+        new_rows: &mut TransitionRows,
+        old_rows: &mut TransitionRows,
+    ) -> (Vec<pg_sys::Datum>, Vec<pg_sys::Datum>) {
+        let outer = pg_sys::CurrentMemoryContext;
+        let jsonb_eq = pg_sys::Oid::from(pg_sys::F_JSONB_EQ);
+        let (mut new_images, mut old_images) = (Vec::new(), Vec::new());
+        loop {
+            let pair = self.in_row_context(|to_jsonb| {
+                let (new, old) = (new_rows.next_row()?, old_rows.next_row()?);
+                let (new, old) = (to_jsonb.convert(new), to_jsonb.convert(old));
+                let equal = pg_sys::OidFunctionCall2Coll(jsonb_eq, pg_sys::InvalidOid, old, new);
+                Some((equal.value() == 0).then(|| (copy_into(outer, new), copy_into(outer, old))))
+            });
+            match pair {
+                None => return (new_images, old_images),
+                Some(None) => {}
+                Some(Some((new, old))) => {
+                    new_images.push(new);
+                    old_images.push(old);
+                }
+            }
+        }
+    }
+}
+
+/// A copy of a jsonb value in `context`, at its exact size.
+unsafe fn copy_into(context: pg_sys::MemoryContext, jsonb: pg_sys::Datum) -> pg_sys::Datum {
+    let outer = pg_sys::MemoryContextSwitchTo(context);
+    let copy = pg_sys::pg_detoast_datum_copy(jsonb.cast_mut_ptr());
+    pg_sys::MemoryContextSwitchTo(outer);
+    pg_sys::Datum::from(copy)
 }
 
 /// How many rows a statement's append carries: one (the common single-row write) is passed as

@@ -447,3 +447,39 @@ mod random_documents {
         println!("random documents: {events} events, form deliveries {states:?}");
     }
 }
+
+/// The rows of a large statement outgrow work_mem and are read back from disk: every one is
+/// captured, paired with its own old image, and the session survives (a first version of the
+/// direct transition-table reader freed such rows twice and crashed the server).
+#[tokio::test]
+async fn a_statement_whose_rows_spill_out_of_work_mem_is_captured_whole() {
+    let db = TestDb::create("spilled_rows").await;
+    db.execute(
+        "CREATE TABLE wide (id int PRIMARY KEY, note text, tags int[]);
+         SELECT webhooks.track('wide', entity => 'wide');
+         SET work_mem = '64kB';
+         INSERT INTO wide SELECT g, repeat('n', 50), ARRAY[g, g] FROM generate_series(1, 20000) g;
+         UPDATE wide SET note = note;
+         UPDATE wide SET note = note || '!';
+         DELETE FROM wide;",
+    )
+    .await;
+    let counts: Vec<(String, i64)> = db
+        .query("SELECT event, count(*) FROM webhooks.events GROUP BY event ORDER BY event")
+        .await
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let expected =
+        ["wide.created", "wide.deleted", "wide.updated"].map(|event| (event.to_owned(), 20_000));
+    assert_eq!(counts, expected);
+    let mispaired: i64 = db
+        .value(
+            "SELECT count(*) FROM webhooks.events
+             WHERE event = 'wide.updated'
+               AND (payload #> '{old,id}' IS DISTINCT FROM payload #> '{new,id}'
+                    OR payload -> 'changed' <> '[\"note\"]')",
+        )
+        .await;
+    assert_eq!(mispaired, 0);
+}
