@@ -23,7 +23,8 @@ pub struct Config {
     #[arg(long, env = "PG_WEBHOOKS_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// PostgreSQL connection: a URL (postgresql://...) or key=value pairs.
+    /// PostgreSQL connection: a URL (postgresql://...) or key=value pairs; TLS with libpq's
+    /// sslmode (disable, prefer [default], require, verify-ca, verify-full) and sslrootcert.
     #[arg(long, env = "PG_WEBHOOKS_DATABASE_URL")]
     pub database_url: String,
 

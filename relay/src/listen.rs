@@ -3,12 +3,13 @@
 //! and reconnects with backoff. Notifications can be lost while it is
 //! down, so every (re)connect also wakes the relay, and the relay polls anyway.
 
+use crate::connect::Database;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use rand::Rng;
 use std::sync::Arc;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 use tokio_util::sync::CancellationToken;
 
 pub const CHANNEL: &str = "webhooks_wakeup";
@@ -36,10 +37,10 @@ impl Wakeups {
     }
 }
 
-pub async fn run(config: tokio_postgres::Config, wake: Wakeups, shutdown: CancellationToken) {
+pub async fn run(database: Database, wake: Wakeups, shutdown: CancellationToken) {
     let mut backoff = LISTEN_MIN_BACKOFF;
     while !shutdown.is_cancelled() {
-        match listen(&config).await {
+        match listen(&database).await {
             Ok(session) => {
                 backoff = LISTEN_MIN_BACKOFF;
                 tracing::debug!("listening on {CHANNEL} and {PROBES_CHANNEL}");
@@ -66,9 +67,10 @@ pub async fn run(config: tokio_postgres::Config, wake: Wakeups, shutdown: Cancel
     }
 }
 
-/// Connect and run LISTEN, driving the connection while the command runs.
-async fn listen(config: &tokio_postgres::Config) -> Result<Session, tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+/// Connect (with the same TLS as the pool) and run LISTEN, driving the connection while the
+/// command runs.
+async fn listen(database: &Database) -> Result<Session, tokio_postgres::Error> {
+    let (client, mut connection) = database.config.connect(database.tls.clone()).await?;
     // fused: polled again after its end, it stays ended instead of touching a closed connection
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx))
         .fuse()

@@ -4,11 +4,12 @@
 //! `claim` (lease in SQL) → `deliver` (per delivery: `limits`, `render`, `sign`, `send`,
 //! `retry`) → `acks` (batched outcomes back to SQL). `probe` runs verification and test
 //! requests admins ask for. `config` holds every option and default,
-//! `lifecycle` signals and upkeep, `ssrf` the address policy, `metrics` /healthz and /metrics.
+//! `connect` the connection string and TLS to PostgreSQL, `lifecycle` signals and upkeep, `ssrf` the address policy, `metrics` /healthz and /metrics.
 
 mod acks;
 mod claim;
 mod config;
+mod connect;
 mod deliver;
 mod lifecycle;
 mod limits;
@@ -24,18 +25,16 @@ mod ssrf;
 mod tunables;
 
 use config::{Config, ConfigError, LogFormat};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("invalid --database-url: {0}")]
-    DatabaseUrl(tokio_postgres::Error),
+    #[error(transparent)]
+    DatabaseUrl(#[from] connect::ConnectError),
     #[error("cannot reach the database or pg_webhooks is not installed in it: {0}")]
     Database(#[from] claim::DatabaseError),
     #[error("cannot build the database pool: {0}")]
@@ -93,22 +92,11 @@ fn init_logging(format: LogFormat) {
 async fn run(config: Config) -> Result<(), StartError> {
     config.validate()?;
     let relay = config.relay_name();
-    let mut database: tokio_postgres::Config = config
-        .database_url
-        .parse()
-        .map_err(StartError::DatabaseUrl)?;
-    if database.get_application_name().is_none() {
-        database.application_name("pg-webhooks-relay"); // visible in pg_stat_activity
+    let mut database = connect::Database::parse(&config.database_url)?;
+    if database.config.get_application_name().is_none() {
+        database.config.application_name("pg-webhooks-relay"); // visible in pg_stat_activity
     }
-    let pool = Pool::builder(Manager::from_config(
-        database.clone(),
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    ))
-    .max_size(config.database_connections as usize)
-    .build()?;
+    let pool = database.pool(config.database_connections as usize)?;
     claim::set_idle(&pool, &relay, false).await?;
 
     let shutdown = CancellationToken::new();
@@ -137,7 +125,11 @@ async fn run(config: Config) -> Result<(), StartError> {
         shutdown.clone(),
     ));
     let wake = listen::Wakeups::default();
-    tokio::spawn(listen::run(database, wake.clone(), shutdown.clone()));
+    tokio::spawn(listen::run(
+        database.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
 
     let policy = Arc::new(ssrf::AddressPolicy {
         allowed: config.allowed_ranges(),
@@ -177,6 +169,7 @@ async fn run(config: Config) -> Result<(), StartError> {
     });
     tracing::info!(
         relay, %metrics_addr, attempts = config.retry_schedule.attempts(),
+        sslmode = database.mode.name(),
         config_file = ?config.config, "relay started"
     );
     pipeline::Pipeline {

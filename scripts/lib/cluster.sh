@@ -3,6 +3,9 @@
 #
 #   cluster_start DIR PORT   initdb (if needed) + start; exports PGHOST PGPORT PGUSER PGDATABASE
 #   cluster_stop DIR         stop it (fast mode)
+#   cluster_require_tls DIR CERT KEY
+#                            serve TLS with this certificate and accept TCP connections only
+#                            over it, with a password (scram-sha-256); restarts the cluster
 #
 # PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user.
 
@@ -51,4 +54,27 @@ cluster_stop() {
     local dir=$1
     [ -f "$dir/data/postmaster.pid" ] || return 0
     as_cluster_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+cluster_require_tls() {
+    local dir=$1 cert=$2 key=$3
+    install -m 600 "$cert" "$dir/data/server.crt"
+    install -m 600 "$key" "$dir/data/server.key"
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres:postgres "$dir/data/server.crt" "$dir/data/server.key"
+    fi
+    cat >>"$dir/data/postgresql.conf" <<CONF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+password_encryption = 'scram-sha-256'
+CONF
+    cat >"$dir/data/pg_hba.conf" <<HBA
+local all all trust
+hostssl all all 127.0.0.1/32 scram-sha-256
+hostssl all all ::1/128 scram-sha-256
+host all all all reject
+HBA
+    as_cluster_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 restart \
+        -l "$dir/postgres.log" >/dev/null
 }

@@ -44,6 +44,27 @@ impl OwnCluster {
         )
     }
 
+    /// The directory of this cluster's files, for a test's own files beside them.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The port it accepts TCP connections on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// From now on TCP connections only over TLS with this certificate, and with a password;
+    /// the Unix socket (conninfo()) stays open without one. Restarts the cluster.
+    pub fn require_tls(&self, server: &crate::tls::ServerCert) {
+        cluster_script(&format!(
+            "cluster_require_tls {} {} {}",
+            self.dir.display(),
+            server.cert_file.display(),
+            server.key_file.display()
+        ));
+    }
+
     /// pg_ctl restart in `mode` (fast: sessions are ended cleanly; immediate: a crash, recovery
     /// on start). Returns when the server accepts connections again.
     pub fn restart(&self, mode: &str) {

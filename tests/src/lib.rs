@@ -9,6 +9,7 @@ pub mod database;
 pub mod php;
 pub mod receiver;
 pub mod relay;
+pub mod tls;
 pub mod verifier;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ pub use database::TestDb;
 pub use php::PhpReceiver;
 pub use receiver::{Received, Receiver, Reply};
 pub use relay::Relay;
+pub use tls::TestCa;
 pub use verifier::{signed_payload, verify_signed_payloads, verify_with_official_library};
 
 /// Poll `check` until it returns Some, or panic with `what` after `limit`.

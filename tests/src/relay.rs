@@ -54,6 +54,20 @@ fn defaults_not_in(args: &[&str]) -> Vec<&'static str> {
         .collect()
 }
 
+/// The relay binary with the test defaults and `args`, logging at info.
+fn command(conninfo: &str, name: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(relay_binary());
+    command
+        .arg("--database-url")
+        .arg(conninfo)
+        .arg("--relay-name")
+        .arg(name)
+        .args(defaults_not_in(args))
+        .args(args)
+        .env("RUST_LOG", "info");
+    command
+}
+
 impl Relay {
     /// Start a relay against `db` and wait until it logs that it has started.
     pub async fn start(db: &TestDb, name: &str, args: &[&str]) -> Relay {
@@ -72,14 +86,7 @@ impl Relay {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Relay {
-        let mut child = Command::new(relay_binary())
-            .arg("--database-url")
-            .arg(conninfo)
-            .arg("--relay-name")
-            .arg(name)
-            .args(defaults_not_in(args))
-            .args(args)
-            .env("RUST_LOG", "info")
+        let mut child = command(conninfo, name, args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -117,6 +124,25 @@ impl Relay {
             .wait_for_log("relay started", Duration::from_secs(20))
             .await;
         relay
+    }
+
+    /// Run a relay that is expected not to start: wait for it to exit and return its exit code
+    /// and everything it logged.
+    pub async fn run_until_exit(
+        conninfo: &str,
+        name: &str,
+        args: &[&str],
+        limit: Duration,
+    ) -> (Option<i32>, String) {
+        let run = command(conninfo, name, args).kill_on_drop(true).output();
+        let output = tokio::time::timeout(limit, run)
+            .await
+            .unwrap_or_else(|_| panic!("the relay did not exit within {limit:?}"))
+            .expect("run the relay binary");
+        let log = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        eprintln!("[relay] {log}");
+        (output.status.code(), log)
     }
 
     /// The address of /healthz and /metrics, as the relay logged it at start.
