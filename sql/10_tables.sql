@@ -45,6 +45,45 @@ LANGUAGE sql STABLE AS $$
     FROM (SELECT) AS one LEFT JOIN webhooks.settings s ON true
 $$;
 
+-- What is wrong with a webhook's extra request headers (configure's "headers"), or NULL: a JSON
+-- object of at most 20 names, each an HTTP token, to values of visible ASCII, spaces and tabs
+-- (no line breaks: a value cannot add a header or a request), at most 4,096 characters. Headers
+-- the relay sets itself, and the hop-by-hop ones that belong to the connection, are refused, so
+-- a stored value can neither replace a signature nor change how the request is framed. A CHECK
+-- constraint on webhooks.headers holds a value written without configure() to the same rules.
+CREATE FUNCTION webhooks._headers_problem(headers jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN headers IS NULL THEN NULL
+        WHEN jsonb_typeof(headers) <> 'object' THEN 'expected an object of header names to text values'
+        WHEN (SELECT count(*) FROM jsonb_object_keys(headers)) > 20 THEN 'at most 20 headers'
+        ELSE (SELECT problem FROM (
+            SELECT CASE
+                WHEN h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]{1,100}$'
+                    THEN format('%s is not a header name', to_jsonb(left(h.key, 100)))
+                WHEN lower(h.key) IN ('content-type', 'content-length', 'content-encoding', 'host',
+                                      'user-agent', 'webhook-id', 'webhook-timestamp',
+                                      'webhook-signature', 'connection', 'keep-alive',
+                                      'proxy-authenticate', 'proxy-authorization',
+                                      'proxy-connection', 'te', 'trailer', 'transfer-encoding',
+                                      'upgrade', 'expect')
+                    THEN format('%s is set by the relay itself', to_jsonb(h.key))
+                WHEN count(*) OVER (PARTITION BY lower(h.key)) > 1
+                    THEN format('%s is given twice', to_jsonb(lower(h.key)))
+                WHEN jsonb_typeof(h.value) <> 'string'
+                    THEN format('the value of %s is not text', to_jsonb(h.key))
+                WHEN h.value #>> '{}' !~ E'^[\\x20-\\x7E\\t]+$' OR btrim(h.value #>> '{}') = ''
+                     OR length(h.value #>> '{}') > 4096
+                    THEN format('the value of %s must be 1 to 4096 visible ASCII characters, '
+                                'spaces or tabs', to_jsonb(h.key))
+            END AS problem
+            FROM jsonb_each(headers) h) checked
+            WHERE problem IS NOT NULL
+            ORDER BY problem
+            LIMIT 1)
+    END
+$$;
+
 CREATE SEQUENCE webhooks.webhooks_id_seq;
 
 CREATE TABLE webhooks.webhooks (
@@ -91,6 +130,9 @@ CREATE TABLE webhooks.webhooks (
     exclude_origins         text[],         -- events from these origins are not sent
     throttle                interval,       -- at most one event per throttle_per value per interval
     throttle_per            text,
+    -- extra request headers {"Authorization": "Bearer ..."}; secret, like `secret`: no view or
+    -- function shows their values
+    headers                 jsonb CHECK (webhooks._headers_problem(headers) IS NULL),
     created_at              timestamptz NOT NULL DEFAULT now(),
     updated_at              timestamptz NOT NULL DEFAULT now()
 );

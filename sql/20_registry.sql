@@ -112,7 +112,10 @@ SELECT id, app, event, url,
            'key_field', key_field, 'parameters', parameters, 'source', source::text,
            'filter', filter::text, 'on_change', on_change, 'include_columns', include_columns,
            'exclude_columns', exclude_columns, 'exclude_origins', exclude_origins,
-           'throttle', throttle::text, 'throttle_per', throttle_per)) AS options,
+           'throttle', throttle::text, 'throttle_per', throttle_per,
+           -- names only: the values are secrets
+           'header_names', (SELECT jsonb_agg(h ORDER BY h) FROM jsonb_object_keys(headers) h)))
+           AS options,
        created_at, updated_at
 FROM webhooks.webhooks w;
 

@@ -22,6 +22,11 @@
 --                    get its own change again
 --   throttle         "6 hours" (at most 1 year): at most one event per throttle_per value in this time; events
 --   throttle_per     within it are dropped (state dropped, last_error 'throttled'), not merged
+--   headers          {"Authorization": "Bearer ...", "X-Api-Key": "..."}: extra request
+--                    headers, for receivers that authenticate callers. Their values are secrets:
+--                    get() and list() show only their names (options.header_names). Headers the
+--                    relay sets (signature, content-type, host, user-agent, hop-by-hop) are
+--                    refused (webhooks._headers_problem, sql/10_tables.sql)
 --
 -- Filters are decided at fan-out: an event a webhook does not want gets no delivery at all.
 
@@ -168,6 +173,23 @@ BEGIN
     RETURN period;
 END $$;
 
+CREATE FUNCTION webhooks._headers_option(value jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    problem text;
+BEGIN
+    IF jsonb_typeof(value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    problem := webhooks._headers_problem(value);
+    IF problem IS NOT NULL THEN
+        -- the reason names the header, never its value: values are secrets
+        RAISE EXCEPTION 'pg_webhooks: invalid option headers: %', problem
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN value;
+END $$;
+
 -- Options that only make sense together, and URL placeholders that fields cannot fill.
 CREATE FUNCTION webhooks._check_options(hook webhooks.webhooks) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -212,7 +234,7 @@ BEGIN
     SELECT k INTO unknown FROM jsonb_object_keys(options) k
     WHERE k <> ALL (ARRAY['format', 'method', 'fields', 'key_field', 'parameters', 'source',
                           'filter', 'on_change', 'include_columns', 'exclude_columns',
-                          'exclude_origins', 'throttle', 'throttle_per'])
+                          'exclude_origins', 'throttle', 'throttle_per', 'headers'])
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pg_webhooks: unknown option "%"', left(unknown, 200)
@@ -247,13 +269,15 @@ BEGIN
     IF o ? 'throttle_per' THEN
         hook.throttle_per := webhooks._text_option('throttle_per', o -> 'throttle_per');
     END IF;
+    IF o ? 'headers' THEN hook.headers := webhooks._headers_option(o -> 'headers'); END IF;
     PERFORM webhooks._check_options(hook);
     UPDATE webhooks.webhooks w
     SET format = hook.format, method = hook.method, fields = hook.fields,
         key_field = hook.key_field, parameters = hook.parameters, source = hook.source,
         filter = hook.filter, on_change = hook.on_change, include_columns = hook.include_columns,
         exclude_columns = hook.exclude_columns, exclude_origins = hook.exclude_origins,
-        throttle = hook.throttle, throttle_per = hook.throttle_per, updated_at = now()
+        throttle = hook.throttle, throttle_per = hook.throttle_per, headers = hook.headers,
+        updated_at = now()
     WHERE w.id = hook.id;
     RETURN webhooks.get(hook.id);
 END $$;
@@ -382,5 +406,5 @@ $$;
 COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
 'Set a webhook''s options: format (json, form, query), method (POST, PUT, GET), fields, '
 'key_field, parameters, source, filter, on_change, include_columns, exclude_columns, '
-'exclude_origins, throttle, throttle_per; a key set to null restores the default. See '
+'exclude_origins, throttle, throttle_per, headers; a key set to null restores the default. See '
 'sql/25_options.sql. Returns the webhook as get() shows it.';

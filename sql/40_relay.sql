@@ -256,7 +256,7 @@ CREATE FUNCTION webhooks.claim(
     delivery_id bigint, attempt integer, webhook_id bigint, url text, secrets text[],
     event_id bigint, event text, occurred_at timestamptz, data jsonb,
     max_in_flight integer, rate_limit_per_second double precision,
-    format text, method text, fields jsonb, key_field text, parameters jsonb
+    format text, method text, fields jsonb, key_field text, parameters jsonb, headers jsonb
 )
 -- Nested loops only: a claim touches a few hundred rows by key, and with stale statistics the
 -- planner otherwise hashes the whole deliveries table to update them (25 ms at 100k rows). No
@@ -323,7 +323,7 @@ BEGIN
     SELECT l.id, l.attempts, w.id, w.url, webhooks._signing_secrets(w),
            e.id, e.event, e.created_at, webhooks._event_data(e, w, t, k.key),
            w.max_in_flight, w.rate_limit_per_second,
-           w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters
+           w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers
     FROM leased l
     JOIN webhooks.webhooks w ON w.id = l.webhook_id
     JOIN webhooks.events e

@@ -4,6 +4,7 @@ use crate::limits::{ClaimRooms, WebhookLimits};
 use crate::render::{Field, Shape};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Method;
 use serde::Serialize;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio_postgres::types::Json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
-    #[error("no database connection: {0}")]
+    #[error("no database connection: {}", describe_pool(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
@@ -53,7 +54,24 @@ fn describe(error: &tokio_postgres::Error) -> String {
             }
             text
         }
-        None => error.to_string(),
+        // the cause says what went wrong ("error performing TLS handshake: invalid peer
+        // certificate: UnknownIssuer"); tokio-postgres's own text names only the stage
+        None => {
+            let mut text = error.to_string();
+            let mut cause = std::error::Error::source(error);
+            while let Some(inner) = cause {
+                text.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            text
+        }
+    }
+}
+
+fn describe_pool(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => describe(error),
+        other => other.to_string(),
     }
 }
 
@@ -105,7 +123,7 @@ pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Claimed, Da
         .prepare_cached(
             "SELECT delivery_id, attempt, webhook_id, url, secrets, event_id, event, occurred_at, \
                     data::text AS data, max_in_flight, rate_limit_per_second, \
-                    format, method, fields, key_field, parameters \
+                    format, method, fields, key_field, parameters, headers \
              FROM webhooks.claim($1, $2, $3, $4, make_interval(secs => $5), $6, $7)",
         )
         .await?;
@@ -199,7 +217,31 @@ pub fn shape_from_row(row: &tokio_postgres::Row) -> Result<Shape, DatabaseError>
         fields: fields.map(|Json(fields)| fields),
         key_field: row.try_get("key_field")?,
         parameters: parameters.map(|Json(parameters)| parameters),
+        headers: headers_from_row(row)?,
     })
+}
+
+/// A webhook's own request headers, from the `headers` column claim() and claim_probes()
+/// return. SQL checks them (webhooks._headers_problem); one that still does not parse makes the
+/// row unreadable, and the error names the header, never its value.
+pub fn headers_from_row(row: &tokio_postgres::Row) -> Result<HeaderMap, DatabaseError> {
+    let stored: Option<Json<serde_json::Map<String, serde_json::Value>>> =
+        row.try_get("headers")?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in stored.map(|Json(map)| map).unwrap_or_default() {
+        let bad = || DatabaseError::Unexpected {
+            what: "header",
+            value: name.clone(),
+        };
+        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        let mut header_value = value
+            .as_str()
+            .and_then(|text| HeaderValue::from_str(text).ok())
+            .ok_or_else(bad)?;
+        header_value.set_sensitive(true);
+        headers.insert(header_name, header_value);
+    }
+    Ok(headers)
 }
 
 /// The outcome of one attempt, in the shape webhooks.ack() reads.

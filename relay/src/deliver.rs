@@ -132,7 +132,12 @@ pub async fn send_message(
         Utc::now().timestamp(),
         request.signed(),
     ) {
-        Ok(headers) => sender.send(request, headers).await,
+        Ok(signature) => {
+            // the signature's headers win over the webhook's own (SQL refuses those names anyway)
+            let mut headers = shape.headers.clone();
+            headers.extend(signature);
+            sender.send(request, headers).await
+        }
         Err(error) => {
             tracing::error!(message = message.id, %error, "cannot sign");
             Reply::failed("bad_secret", Duration::ZERO)

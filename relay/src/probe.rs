@@ -2,12 +2,13 @@
 //! the webhook's verification file and compares its content; `test` sends one signed request.
 //! Neither retries: the admin reads the result with webhooks.probe() and asks again.
 
-use crate::claim::{shape_from_row, DatabaseError};
+use crate::claim::{headers_from_row, shape_from_row, DatabaseError};
 use crate::deliver::send_message;
 use crate::render::{Message, Shape};
 use crate::send::{Reply, Sender};
 use chrono::Utc;
 use deadpool_postgres::Pool;
+use reqwest::header::HeaderMap;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ enum Kind {
     Verify {
         file_urls: Vec<String>,
         content: String,
+        headers: HeaderMap,
     },
     Test {
         secrets: Vec<String>,
@@ -114,7 +116,7 @@ impl Prober {
             .query(
                 "SELECT probe_id, kind, url, secrets, event, payload::text AS payload, file_urls, \
                         file_content, \
-                        format, method, fields, key_field, parameters \
+                        format, method, fields, key_field, parameters, headers \
                  FROM webhooks.claim_probes($1, $2, make_interval(secs => $3))",
                 &[&self.relay, &PROBES_PER_CLAIM, &self.lease.as_secs_f64()],
             )
@@ -140,7 +142,11 @@ impl Prober {
 
     async fn execute(&self, probe: &Probe) -> Outcome {
         match &probe.kind {
-            Kind::Verify { file_urls, content } => self.verify(file_urls, content).await,
+            Kind::Verify {
+                file_urls,
+                content,
+                headers,
+            } => self.verify(file_urls, content, headers).await,
             Kind::Test {
                 secrets,
                 event,
@@ -166,11 +172,11 @@ impl Prober {
     }
 
     /// Try each place the file may be; the first with the right content verifies.
-    async fn verify(&self, file_urls: &[String], content: &str) -> Outcome {
+    async fn verify(&self, file_urls: &[String], content: &str, headers: &HeaderMap) -> Outcome {
         let mut misses = Vec::new();
         let mut last_reply = None;
         for url in file_urls {
-            let reply = self.sender.get(url).await;
+            let reply = self.sender.get(url, headers.clone()).await;
             match file_check(&reply, content) {
                 Ok(()) => return Outcome::from_reply(true, format!("found at {url}"), reply),
                 Err(miss) => misses.push(format!("{url}: {miss}")),
@@ -241,6 +247,7 @@ fn probe_from_row(row: &tokio_postgres::Row) -> Result<Probe, DatabaseError> {
         Kind::Verify {
             file_urls: row.try_get("file_urls")?,
             content: row.try_get("file_content")?,
+            headers: headers_from_row(row)?,
         }
     } else {
         Kind::Test {

@@ -90,31 +90,32 @@ impl Sender {
         })
     }
 
-    /// Send a rendered request with its signature headers.
-    pub async fn send(&self, request: Request, signature_headers: HeaderMap) -> Reply {
-        self.exchange(&request.url, |client, target| {
-            let mut builder = client
-                .request(request.method, target)
-                .headers(signature_headers);
-            if let Some(content_type) = request.content_type {
-                builder = builder
-                    .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
-                    .body(request.body);
+    /// Send a rendered request with its headers (the webhook's own and the signature's).
+    pub async fn send(&self, request: Request, mut headers: HeaderMap) -> Reply {
+        if let Some(content_type) = request.content_type {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+        self.exchange(&request.url, headers, |client, target| {
+            let builder = client.request(request.method, target);
+            match request.content_type {
+                Some(_) => builder.body(request.body),
+                None => builder,
             }
-            builder
         })
         .await
     }
 
-    /// A plain GET under the same address policy (for verification files).
-    pub async fn get(&self, url: &str) -> Reply {
-        self.exchange(url, |client, target| client.get(target))
+    /// A GET under the same address policy (for verification files), with the webhook's own
+    /// headers: a receiver that wants its API key on every request gets it here too.
+    pub async fn get(&self, url: &str, headers: HeaderMap) -> Reply {
+        self.exchange(url, headers, |client, target| client.get(target))
             .await
     }
 
     async fn exchange(
         &self,
         url: &str,
+        mut headers: HeaderMap,
         request: impl FnOnce(&reqwest::Client, reqwest::Url) -> reqwest::RequestBuilder,
     ) -> Reply {
         let started = Instant::now();
@@ -125,10 +126,11 @@ impl Sender {
                 return Reply::failed(refusal.error_class(), started.elapsed());
             }
         };
-        let request = request(&self.client, target).header(
+        headers.insert(
             USER_AGENT,
-            concat!("pg-webhooks-relay/", env!("CARGO_PKG_VERSION")),
+            HeaderValue::from_static(concat!("pg-webhooks-relay/", env!("CARGO_PKG_VERSION"))),
         );
+        let request = request(&self.client, target).headers(headers);
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(error) => {

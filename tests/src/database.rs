@@ -122,6 +122,24 @@ impl TestDb {
             .get(0)
     }
 
+    /// Start a probe (`webhooks.verify(7)` or `webhooks.test(7)`) in its own committed
+    /// statement and wait for its result: (success, result, status, response).
+    pub async fn run_probe(&self, call: &str) -> (bool, String, Option<i32>, Option<String>) {
+        let probe: i64 = self.value(&format!("SELECT {call}")).await;
+        let row = self
+            .query(&format!(
+                "SELECT state, success, result, status, response \
+                 FROM webhooks.probe({probe}, wait => '15 seconds')"
+            ))
+            .await;
+        assert_eq!(
+            row[0].get::<_, String>(0),
+            "done",
+            "probe {probe} did not finish"
+        );
+        (row[0].get(1), row[0].get(2), row[0].get(3), row[0].get(4))
+    }
+
     /// Wait until some relay has marked itself idle (writers then NOTIFY it).
     pub async fn wait_for_an_idle_relay(&self) {
         crate::wait_for(

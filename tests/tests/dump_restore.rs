@@ -12,7 +12,7 @@ fn run(program: &str, args: &[&str]) {
 }
 
 #[tokio::test]
-async fn a_dump_and_restore_keeps_webhooks_secrets_and_tracking() {
+async fn a_dump_and_restore_keeps_webhooks_secrets_headers_and_tracking() {
     let source = TestDb::create("dump_source").await;
     source
         .execute(
@@ -22,7 +22,8 @@ async fn a_dump_and_restore_keeps_webhooks_secrets_and_tracking() {
                SELECT webhooks.create('crm', 'profile.*', 'https://example.com/all.php');
                SELECT webhooks.deactivate(2);
                SELECT webhooks.configure(2, '{"source": "profiles", "format": "form",
-                   "filter": "$.new.email like_regex \"@example\"", "exclude_columns": ["x"]}');
+                   "filter": "$.new.email like_regex \"@example\"", "exclude_columns": ["x"],
+                   "headers": {"X-Api-Key": "kept-by-pg-dump"}}');
                CREATE TABLE orders (id serial PRIMARY KEY, profile_id int REFERENCES profiles);
                SELECT webhooks.track('orders', entity => 'order', parent => 'profile_id');
                INSERT INTO profiles (email) VALUES ('ann@example.com');"#,
@@ -64,6 +65,11 @@ async fn a_dump_and_restore_keeps_webhooks_secrets_and_tracking() {
     assert_eq!(
         target.value::<String>(options).await,
         source.value::<String>(options).await
+    );
+    let headers = "SELECT headers::text FROM webhooks.webhooks WHERE id = 2";
+    assert_eq!(
+        target.value::<String>(headers).await,
+        r#"{"X-Api-Key": "kept-by-pg-dump"}"#
     );
     let parents =
         "SELECT string_agg(concat(source, ':', parent_table), ',') FROM webhooks.tracked_tables";

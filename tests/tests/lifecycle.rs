@@ -66,24 +66,6 @@ async fn verification_file(db: &TestDb, hook: i64) -> (String, String) {
     (row[0].get(0), row[0].get(1))
 }
 
-/// Start a probe (verify or test) in its own committed statement and wait for its result:
-/// (success, result, status, response).
-async fn run_probe(db: &TestDb, call: &str) -> (bool, String, Option<i32>, Option<String>) {
-    let probe: i64 = db.value(&format!("SELECT {call}")).await;
-    let row = db
-        .query(&format!(
-            "SELECT state, success, result, status, response \
-             FROM webhooks.probe({probe}, wait => '15 seconds')"
-        ))
-        .await;
-    assert_eq!(
-        row[0].get::<_, String>(0),
-        "done",
-        "probe {probe} did not finish"
-    );
-    (row[0].get(1), row[0].get(2), row[0].get(3), row[0].get(4))
-}
-
 async fn verification_status(db: &TestDb, hook: i64) -> (String, Option<String>, bool) {
     let row = db
         .query(&format!(
@@ -104,7 +86,7 @@ async fn a_file_served_beside_the_callback_verifies_the_webhook_and_it_then_deli
     server.serve(format!("/dir/{file}"), content);
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    let (success, result, status, _) = run_probe(&db, &format!("webhooks.verify({hook})")).await;
+    let (success, result, status, _) = db.run_probe(&format!("webhooks.verify({hook})")).await;
 
     assert!(success, "{result}");
     assert_eq!(status, Some(200));
@@ -131,7 +113,7 @@ async fn the_file_may_be_served_at_the_web_root_instead() {
     server.serve(format!("/{file}"), content);
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    let (success, result, _, _) = run_probe(&db, &format!("webhooks.verify({hook})")).await;
+    let (success, result, _, _) = db.run_probe(&format!("webhooks.verify({hook})")).await;
 
     assert!(success, "{result}");
     let paths: Vec<_> = server
@@ -153,7 +135,7 @@ async fn without_the_file_verification_fails_and_nothing_is_delivered() {
     let _relay = Relay::start(&db, "r1", &[]).await;
     db.execute("SELECT webhooks.emit('job.done', '{}')").await;
 
-    let (success, result, status, _) = run_probe(&db, &format!("webhooks.verify({hook})")).await;
+    let (success, result, status, _) = db.run_probe(&format!("webhooks.verify({hook})")).await;
 
     assert!(!success);
     assert_eq!(status, Some(404));
@@ -186,7 +168,7 @@ async fn a_file_with_the_wrong_content_does_not_verify() {
     let _relay = Relay::start(&db, "r1", &[]).await;
 
     let (success, result, status, response) =
-        run_probe(&db, &format!("webhooks.verify({hook})")).await;
+        db.run_probe(&format!("webhooks.verify({hook})")).await;
 
     assert!(!success);
     assert_eq!(status, Some(200));
@@ -203,7 +185,7 @@ async fn changing_the_url_drops_the_verification() {
     let (file, content) = verification_file(&db, hook).await;
     server.serve(format!("/{file}"), content);
     let _relay = Relay::start(&db, "r1", &[]).await;
-    assert!(run_probe(&db, &format!("webhooks.verify({hook})")).await.0);
+    assert!(db.run_probe(&format!("webhooks.verify({hook})")).await.0);
 
     db.execute(&format!(
         "SELECT webhooks.update({hook}, url => '{}')",
@@ -225,8 +207,7 @@ async fn a_test_send_arrives_signed_with_a_sample_for_the_event_and_its_answer_i
         .await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    let (success, result, status, response) =
-        run_probe(&db, &format!("webhooks.test({hook})")).await;
+    let (success, result, status, response) = db.run_probe(&format!("webhooks.test({hook})")).await;
 
     assert!(success);
     assert_eq!(
@@ -249,8 +230,9 @@ async fn a_test_send_reports_a_failing_receiver_without_retrying() {
     let hook = db.create_webhook("*", &receiver.url("/")).await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    let (success, result, status, response) =
-        run_probe(&db, &format!("webhooks.test({hook}, '{{\"hello\": 1}}')")).await;
+    let (success, result, status, response) = db
+        .run_probe(&format!("webhooks.test({hook}, '{{\"hello\": 1}}')"))
+        .await;
 
     assert!(!success);
     assert_eq!(
@@ -274,7 +256,7 @@ async fn a_test_send_reaches_a_deactivated_webhook() {
         .await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
-    assert!(run_probe(&db, &format!("webhooks.test({hook})")).await.0);
+    assert!(db.run_probe(&format!("webhooks.test({hook})")).await.0);
 }
 
 #[tokio::test]

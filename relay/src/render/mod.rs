@@ -17,6 +17,7 @@ mod form;
 mod mapping;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -31,6 +32,9 @@ pub struct Shape {
     pub fields: Option<Vec<Field>>,
     pub key_field: String,
     pub parameters: Option<Map<String, Value>>,
+    /// The webhook's own extra headers (configure's "headers"), values marked sensitive so
+    /// that no log shows them.
+    pub headers: HeaderMap,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -49,6 +53,7 @@ impl Default for Shape {
             fields: None,
             key_field: "email".to_owned(),
             parameters: None,
+            headers: HeaderMap::new(),
         }
     }
 }
