@@ -133,6 +133,16 @@ CREATE TABLE webhooks.webhooks (
     -- extra request headers {"Authorization": "Bearer ..."}; secret, like `secret`: no view or
     -- function shows their values
     headers                 jsonb CHECK (webhooks._headers_problem(headers) IS NULL),
+    -- this webhook's own retry policy, overriding the relay's --retry-schedule and
+    -- --request-timeout (NULL: the relay's): the delay before each attempt, 1 to 100 of them,
+    -- each at most 30 days; the time a request may take, 1 second to 10 minutes
+    retry_schedule          interval[]
+                            CHECK (array_ndims(retry_schedule) = 1
+                                   AND cardinality(retry_schedule) BETWEEN 1 AND 100
+                                   AND array_position(retry_schedule, NULL) IS NULL
+                                   AND interval '0' <= ALL (retry_schedule)
+                                   AND interval '30 days' >= ALL (retry_schedule)),
+    request_timeout         interval CHECK (request_timeout BETWEEN '1 second' AND '10 minutes'),
     created_at              timestamptz NOT NULL DEFAULT now(),
     updated_at              timestamptz NOT NULL DEFAULT now()
 );

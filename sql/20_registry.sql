@@ -114,6 +114,7 @@ SELECT id, app, event, url,
            'exclude_columns', exclude_columns, 'exclude_origins', exclude_origins,
            'throttle', throttle::text, 'throttle_per', throttle_per,
            -- names only: the values are secrets
+           'retry_schedule', retry_schedule::text[], 'request_timeout', request_timeout::text,
            'header_names', (SELECT jsonb_agg(h ORDER BY h) FROM jsonb_object_keys(headers) h)))
            AS options,
        created_at, updated_at

@@ -20,8 +20,14 @@
 --   exclude_origins  ["squeezely", ...]: events written by these origins (SET pg_webhooks.origin,
 --                    or application_name) are not sent: a receiver that writes back does not
 --                    get its own change again
---   throttle         "6 hours" (at most 1 year): at most one event per throttle_per value in this time; events
+--   throttle         "6 hours" (1 second to 1 year): at most one event per throttle_per value in this time; events
 --   throttle_per     within it are dropped (state dropped, last_error 'throttled'), not merged
+--   retry_schedule   ["0s", "1 minute", "1 hour"]: this webhook's delay before each attempt (1 to
+--                    100 of them, each 0 to 30 days), instead of the relay's --retry-schedule;
+--                    its length is the number of attempts before the delivery is parked
+--   request_timeout  "30 seconds" (1 second to 10 minutes): how long one request may take,
+--                    instead of the relay's --request-timeout; the relay cuts it to half its
+--                    lease, so that an attempt always ends while its lease holds
 --   headers          {"Authorization": "Bearer ...", "X-Api-Key": "..."}: extra request
 --                    headers, for receivers that authenticate callers. Their values are secrets:
 --                    get() and list() show only their names (options.header_names). Headers the
@@ -156,21 +162,49 @@ EXCEPTION WHEN syntax_error OR invalid_text_representation THEN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION webhooks._throttle_option(value jsonb) RETURNS interval
+-- An interval option: text PostgreSQL reads as an interval ("30 seconds", "5m"), from shortest
+-- to longest, given as text so that the message says them as written (NULL for JSON null).
+CREATE FUNCTION webhooks._interval_option(name text, value jsonb, shortest text, longest text)
+RETURNS interval
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     period interval;
 BEGIN
+    IF jsonb_typeof(value) = 'null' THEN
+        RETURN NULL;
+    END IF;
     BEGIN
-        period := webhooks._text_option('throttle', value)::interval;
-    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
-        PERFORM webhooks._bad_option('throttle', value, 'not an interval such as "6 hours"');
+        period := webhooks._text_option(name, value)::interval;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow
+                   OR numeric_value_out_of_range THEN
+        PERFORM webhooks._bad_option(name, value, 'not an interval such as "30 seconds"');
     END;
-    -- at most a year: fan-out subtracts it from event times, and "100000000 years" overflowed
-    IF period <= '0' OR period > '1 year' THEN
-        PERFORM webhooks._bad_option('throttle', value, 'must be longer than 0 and at most 1 year');
+    IF NOT period BETWEEN shortest::interval AND longest::interval THEN
+        PERFORM webhooks._bad_option(name, value, format('must be from %s to %s', shortest, longest));
     END IF;
     RETURN period;
+END $$;
+
+-- throttle: at most a year, as fan-out subtracts it from event times ("100000000 years"
+-- overflowed there); under a second throttles nothing worth the name.
+CREATE FUNCTION webhooks._throttle_option(value jsonb) RETURNS interval
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT webhooks._interval_option('throttle', value, '1 second', '1 year')
+$$;
+
+-- retry_schedule: a JSON array of 1 to 100 intervals, each from 0 to 30 days.
+CREATE FUNCTION webhooks._retry_schedule_option(value jsonb) RETURNS interval[]
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF jsonb_typeof(value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(value) <> 'array' OR jsonb_array_length(value) NOT BETWEEN 1 AND 100 THEN
+        PERFORM webhooks._bad_option('retry_schedule', value,
+            'expected an array of 1 to 100 intervals, such as ["0s", "1 minute", "1 hour"]');
+    END IF;
+    RETURN ARRAY(SELECT webhooks._interval_option('retry_schedule', d, '0', '30 days')
+                 FROM jsonb_array_elements(value) WITH ORDINALITY AS e(d, n) ORDER BY n);
 END $$;
 
 CREATE FUNCTION webhooks._headers_option(value jsonb) RETURNS jsonb
@@ -234,7 +268,8 @@ BEGIN
     SELECT k INTO unknown FROM jsonb_object_keys(options) k
     WHERE k <> ALL (ARRAY['format', 'method', 'fields', 'key_field', 'parameters', 'source',
                           'filter', 'on_change', 'include_columns', 'exclude_columns',
-                          'exclude_origins', 'throttle', 'throttle_per', 'headers'])
+                          'exclude_origins', 'throttle', 'throttle_per', 'headers',
+                          'retry_schedule', 'request_timeout'])
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pg_webhooks: unknown option "%"', left(unknown, 200)
@@ -270,6 +305,13 @@ BEGIN
         hook.throttle_per := webhooks._text_option('throttle_per', o -> 'throttle_per');
     END IF;
     IF o ? 'headers' THEN hook.headers := webhooks._headers_option(o -> 'headers'); END IF;
+    IF o ? 'retry_schedule' THEN
+        hook.retry_schedule := webhooks._retry_schedule_option(o -> 'retry_schedule');
+    END IF;
+    IF o ? 'request_timeout' THEN
+        hook.request_timeout := webhooks._interval_option('request_timeout', o -> 'request_timeout',
+                                                          '1 second', '10 minutes');
+    END IF;
     PERFORM webhooks._check_options(hook);
     UPDATE webhooks.webhooks w
     SET format = hook.format, method = hook.method, fields = hook.fields,
@@ -277,6 +319,7 @@ BEGIN
         filter = hook.filter, on_change = hook.on_change, include_columns = hook.include_columns,
         exclude_columns = hook.exclude_columns, exclude_origins = hook.exclude_origins,
         throttle = hook.throttle, throttle_per = hook.throttle_per, headers = hook.headers,
+        retry_schedule = hook.retry_schedule, request_timeout = hook.request_timeout,
         updated_at = now()
     WHERE w.id = hook.id;
     RETURN webhooks.get(hook.id);
@@ -406,5 +449,6 @@ $$;
 COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
 'Set a webhook''s options: format (json, form, query), method (POST, PUT, GET), fields, '
 'key_field, parameters, source, filter, on_change, include_columns, exclude_columns, '
-'exclude_origins, throttle, throttle_per, headers; a key set to null restores the default. See '
+'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout; a key set to '
+'null restores the default. See '
 'sql/25_options.sql. Returns the webhook as get() shows it.';

@@ -214,6 +214,19 @@ LANGUAGE sql STABLE AS $$
                 ELSE ARRAY[hook.secret] END
 $$;
 
+-- Durations as the relay reads them (NULL stays NULL).
+CREATE FUNCTION webhooks._milliseconds(period interval) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (extract(epoch FROM period) * 1000)::integer
+$$;
+
+CREATE FUNCTION webhooks._milliseconds(periods interval[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN periods IS NOT NULL THEN
+        ARRAY(SELECT (extract(epoch FROM p) * 1000)::bigint
+              FROM unnest(periods) WITH ORDINALITY AS u(p, n) ORDER BY n) END
+$$;
+
 -- The `data` of a request body, as this webhook is sent it (its column lists applied). Row
 -- events get the table, the entity and the primary key added; rows of a child table also the
 -- parent profile's id, the collection (the child's entity) and the parent table (database).
@@ -256,7 +269,8 @@ CREATE FUNCTION webhooks.claim(
     delivery_id bigint, attempt integer, webhook_id bigint, url text, secrets text[],
     event_id bigint, event text, occurred_at timestamptz, data jsonb,
     max_in_flight integer, rate_limit_per_second double precision,
-    format text, method text, fields jsonb, key_field text, parameters jsonb, headers jsonb
+    format text, method text, fields jsonb, key_field text, parameters jsonb, headers jsonb,
+    retry_schedule_ms bigint[], request_timeout_ms integer
 )
 -- Nested loops only: a claim touches a few hundred rows by key, and with stale statistics the
 -- planner otherwise hashes the whole deliveries table to update them (25 ms at 100k rows). No
@@ -323,7 +337,8 @@ BEGIN
     SELECT l.id, l.attempts, w.id, w.url, webhooks._signing_secrets(w),
            e.id, e.event, e.created_at, webhooks._event_data(e, w, t, k.key),
            w.max_in_flight, w.rate_limit_per_second,
-           w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers
+           w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
+           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)
     FROM leased l
     JOIN webhooks.webhooks w ON w.id = l.webhook_id
     JOIN webhooks.events e

@@ -173,7 +173,7 @@ CREATE FUNCTION webhooks.claim_probes(relay text, max_probes integer, lease inte
 RETURNS TABLE (probe_id bigint, kind text, webhook_id bigint, url text, secrets text[],
                event text, payload jsonb, file_urls text[], file_content text,
                format text, method text, fields jsonb, key_field text, parameters jsonb,
-               headers jsonb)
+               headers jsonb, request_timeout_ms integer)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH open AS (
         SELECT p.id FROM webhooks.probes p
@@ -189,7 +189,8 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     )
     SELECT l.id, l.kind, w.id, l.url, webhooks._signing_secrets(w), l.event, l.payload,
            webhooks._verification_urls(l.url, w.verification_file), w.verification_token,
-           w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers
+           w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
+           webhooks._milliseconds(w.request_timeout)
     FROM leased l JOIN webhooks.webhooks w ON w.id = l.webhook_id
     ORDER BY l.id
 $$;

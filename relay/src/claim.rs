@@ -2,6 +2,7 @@
 
 use crate::limits::{ClaimRooms, WebhookLimits};
 use crate::render::{Field, Shape};
+use crate::retry::RetrySchedule;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -90,6 +91,8 @@ pub struct Delivery {
     pub data: String,
     pub limits: WebhookLimits,
     pub shape: Shape,
+    /// The webhook's own retry schedule, if it has one (else the relay's).
+    pub retry_schedule: Option<RetrySchedule>,
     /// Taken just before the claim was sent, so the lease surely ends after `claimed_at + lease`.
     pub claimed_at: Instant,
 }
@@ -123,7 +126,8 @@ pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Claimed, Da
         .prepare_cached(
             "SELECT delivery_id, attempt, webhook_id, url, secrets, event_id, event, occurred_at, \
                     data::text AS data, max_in_flight, rate_limit_per_second, \
-                    format, method, fields, key_field, parameters, headers \
+                    format, method, fields, key_field, parameters, headers, \
+                    retry_schedule_ms, request_timeout_ms \
              FROM webhooks.claim($1, $2, $3, $4, make_interval(secs => $5), $6, $7)",
         )
         .await?;
@@ -192,6 +196,15 @@ fn delivery_from_row(
             rate_limit_per_second: row.try_get("rate_limit_per_second")?,
         },
         shape: shape_from_row(row)?,
+        retry_schedule: match row.try_get::<_, Option<Vec<i64>>>("retry_schedule_ms")? {
+            Some(delays) => Some(RetrySchedule::from_millis(&delays).ok_or_else(|| {
+                DatabaseError::Unexpected {
+                    what: "retry schedule",
+                    value: format!("{delays:?}"),
+                }
+            })?),
+            None => None,
+        },
         claimed_at,
     })
 }
@@ -218,6 +231,9 @@ pub fn shape_from_row(row: &tokio_postgres::Row) -> Result<Shape, DatabaseError>
         key_field: row.try_get("key_field")?,
         parameters: parameters.map(|Json(parameters)| parameters),
         headers: headers_from_row(row)?,
+        request_timeout: row
+            .try_get::<_, Option<i32>>("request_timeout_ms")?
+            .map(|ms| Duration::from_millis(ms.unsigned_abs().into())),
     })
 }
 

@@ -17,9 +17,30 @@ pub struct Deliverer {
     pub sender: Arc<Sender>,
     pub policy: RetryPolicy,
     pub metrics: Arc<Metrics>,
-    /// How long after its claim a delivery may still start: its attempt (at most the request
-    /// timeout) must end while the lease holds, or another relay may send it too.
-    pub start_window: Duration,
+    pub timeouts: Timeouts,
+}
+
+/// The relay's lease and request timeout, and what they allow a webhook's own timeout.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub lease: Duration,
+    pub request: Duration,
+}
+
+impl Timeouts {
+    /// How long one request to this webhook may take: its own timeout, cut to half the lease so
+    /// that enough of the lease is left to start in, or else the relay's.
+    pub fn request_for(&self, shape: &Shape) -> Duration {
+        shape
+            .request_timeout
+            .map_or(self.request, |own| own.min(self.lease / 2))
+    }
+
+    /// How long after its claim a delivery may still start: its attempt must end while the
+    /// lease holds, or another relay may send it too.
+    fn start_window(&self, shape: &Shape) -> Duration {
+        self.lease.saturating_sub(self.request_for(shape))
+    }
 }
 
 /// When a delivery stops: `shutdown` gives back those still waiting for their turn, `abort`
@@ -32,7 +53,7 @@ pub struct Stop {
 
 impl Deliverer {
     pub async fn deliver(&self, delivery: Delivery, ticket: Ticket, stop: Stop) -> AttemptReport {
-        let start_by = delivery.claimed_at + self.start_window;
+        let start_by = delivery.claimed_at + self.timeouts.start_window(&delivery.shape);
         let _turn = tokio::select! {
             turn = ticket.wait_turn() => turn,
             _ = tokio::time::sleep_until(start_by) => {
@@ -78,10 +99,12 @@ impl Deliverer {
                 &delivery.url,
                 &delivery.shape,
                 &delivery.secrets,
+                self.timeouts.request_for(&delivery.shape),
             )
             .await
         };
         let decision = self.policy.decide(
+            delivery.retry_schedule.as_ref(),
             delivery.attempt,
             &answer(&reply),
             rand::rng().random_range(-1.0..=1.0),
@@ -111,13 +134,14 @@ impl Deliverer {
 }
 
 /// Render a message in the webhook's shape, sign it with its secrets (the signature's timestamp
-/// is now) and send it. Deliveries and test requests go this same way.
+/// is now) and send it, waiting at most `timeout` for the whole exchange. Deliveries and test requests go this same way.
 pub async fn send_message(
     sender: &Sender,
     message: &Message<'_>,
     url: &str,
     shape: &Shape,
     secrets: &[String],
+    timeout: Duration,
 ) -> Reply {
     let request = match render::request(message, url, shape) {
         Ok(request) => request,
@@ -136,7 +160,7 @@ pub async fn send_message(
             // the signature's headers win over the webhook's own (SQL refuses those names anyway)
             let mut headers = shape.headers.clone();
             headers.extend(signature);
-            sender.send(request, headers).await
+            sender.send(request, headers, timeout).await
         }
         Err(error) => {
             tracing::error!(message = message.id, %error, "cannot sign");
@@ -163,5 +187,39 @@ fn answer(reply: &Reply) -> Answer {
                 .and_then(|v| parse_retry_after(v, Utc::now())),
         },
         None => Answer::NoResponse,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        lease: Duration::from_secs(60),
+        request: Duration::from_secs(15),
+    };
+
+    fn shape_with_timeout(seconds: Option<u64>) -> Shape {
+        Shape {
+            request_timeout: seconds.map(Duration::from_secs),
+            ..Shape::default()
+        }
+    }
+
+    #[test]
+    fn a_webhooks_own_timeout_replaces_the_relays_and_narrows_its_start_window() {
+        let slow = shape_with_timeout(Some(25));
+        assert_eq!(TIMEOUTS.request_for(&slow), Duration::from_secs(25));
+        assert_eq!(TIMEOUTS.start_window(&slow), Duration::from_secs(35));
+        let plain = shape_with_timeout(None);
+        assert_eq!(TIMEOUTS.request_for(&plain), Duration::from_secs(15));
+        assert_eq!(TIMEOUTS.start_window(&plain), Duration::from_secs(45));
+    }
+
+    #[test]
+    fn a_webhooks_own_timeout_is_cut_to_half_the_lease() {
+        let patient = shape_with_timeout(Some(600));
+        assert_eq!(TIMEOUTS.request_for(&patient), Duration::from_secs(30));
+        assert_eq!(TIMEOUTS.start_window(&patient), Duration::from_secs(30));
     }
 }

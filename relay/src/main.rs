@@ -147,12 +147,16 @@ async fn run(config: Config) -> Result<(), StartError> {
             max_idle_connections_per_host: config.max_in_flight as usize,
         },
     )?);
+    let timeouts = deliver::Timeouts {
+        lease: config.lease,
+        request: config.request_timeout,
+    };
     tokio::spawn(
         probe::Prober {
             pool: pool.clone(),
             relay: relay.clone(),
             sender: sender.clone(),
-            lease: config.lease,
+            timeouts,
             poll_interval: config.poll_interval,
         }
         .run(wake.probes.clone(), shutdown.clone()),
@@ -165,7 +169,7 @@ async fn run(config: Config) -> Result<(), StartError> {
             max_retry_after: config.max_retry_after,
         },
         metrics: metrics.clone(),
-        start_window: config.start_window(),
+        timeouts,
     });
     tracing::info!(
         relay, %metrics_addr, attempts = config.retry_schedule.attempts(),

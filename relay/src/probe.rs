@@ -3,7 +3,7 @@
 //! Neither retries: the admin reads the result with webhooks.probe() and asks again.
 
 use crate::claim::{headers_from_row, shape_from_row, DatabaseError};
-use crate::deliver::send_message;
+use crate::deliver::{send_message, Timeouts};
 use crate::render::{Message, Shape};
 use crate::send::{Reply, Sender};
 use chrono::Utc;
@@ -23,7 +23,7 @@ pub struct Prober {
     pub relay: String,
     pub sender: Arc<Sender>,
     /// Longer than two requests: a probe whose relay died is taken over after it.
-    pub lease: Duration,
+    pub timeouts: Timeouts,
     pub poll_interval: Duration,
 }
 
@@ -116,9 +116,13 @@ impl Prober {
             .query(
                 "SELECT probe_id, kind, url, secrets, event, payload::text AS payload, file_urls, \
                         file_content, \
-                        format, method, fields, key_field, parameters, headers \
+                        format, method, fields, key_field, parameters, headers, request_timeout_ms \
                  FROM webhooks.claim_probes($1, $2, make_interval(secs => $3))",
-                &[&self.relay, &PROBES_PER_CLAIM, &self.lease.as_secs_f64()],
+                &[
+                    &self.relay,
+                    &PROBES_PER_CLAIM,
+                    &self.timeouts.lease.as_secs_f64(),
+                ],
             )
             .await?;
         let mut probes = Vec::with_capacity(rows.len());
@@ -197,7 +201,8 @@ impl Prober {
         shape: &Shape,
         secrets: &[String],
     ) -> Outcome {
-        let reply = send_message(&self.sender, message, &probe.url, shape, secrets).await;
+        let timeout = self.timeouts.request_for(shape);
+        let reply = send_message(&self.sender, message, &probe.url, shape, secrets, timeout).await;
         let result = match (reply.status, reply.error) {
             (Some(status), _) => format!("HTTP {status}"),
             (None, Some(error)) => format!("no answer: {error}"),

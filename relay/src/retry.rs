@@ -35,6 +35,16 @@ impl FromStr for RetrySchedule {
 }
 
 impl RetrySchedule {
+    /// A webhook's own schedule as claim() returns it (validated in SQL); None if it is empty
+    /// or holds a negative delay.
+    pub fn from_millis(delays: &[i64]) -> Option<RetrySchedule> {
+        let delays = delays
+            .iter()
+            .map(|&ms| u64::try_from(ms).ok().map(Duration::from_millis))
+            .collect::<Option<Vec<_>>>()?;
+        (!delays.is_empty()).then_some(RetrySchedule(delays))
+    }
+
     pub fn attempts(&self) -> usize {
         self.0.len()
     }
@@ -94,9 +104,16 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// `attempt` is the 1-based number of the attempt that produced `answer`; `spread` is a
-    /// random number in [-1, 1] (the caller's dice, so this stays testable).
-    pub fn decide(&self, attempt: i32, answer: &Answer, spread: f64) -> Decision {
+    /// `own_schedule` is the webhook's, if it has one (else the relay's applies); `attempt` is
+    /// the 1-based number of the attempt that produced `answer`; `spread` is a random number in
+    /// [-1, 1] (the caller's dice, so this stays testable).
+    pub fn decide(
+        &self,
+        own_schedule: Option<&RetrySchedule>,
+        attempt: i32,
+        answer: &Answer,
+        spread: f64,
+    ) -> Decision {
         let retry_after = match answer {
             Answer::Status { code, .. } if (200..300).contains(code) => return Decision::Delivered,
             Answer::Status { code: 410, .. } => return Decision::Gone,
@@ -107,7 +124,8 @@ impl RetryPolicy {
             } => *retry_after,
             _ => None,
         };
-        let Some(scheduled) = self.schedule.delay_after(attempt) else {
+        let schedule = own_schedule.unwrap_or(&self.schedule);
+        let Some(scheduled) = schedule.delay_after(attempt) else {
             return Decision::Failed;
         };
         let jittered = scheduled.mul_f64((1.0 + self.jitter * spread.clamp(-1.0, 1.0)).max(0.0));
@@ -166,7 +184,7 @@ mod tests {
     fn any_2xx_is_delivered() {
         for code in [200, 201, 204, 299] {
             assert_eq!(
-                policy("0s,5s").decide(1, &status(code), 0.0),
+                policy("0s,5s").decide(None, 1, &status(code), 0.0),
                 Decision::Delivered
             );
         }
@@ -174,13 +192,16 @@ mod tests {
 
     #[test]
     fn gone_is_gone_whatever_the_attempt() {
-        assert_eq!(policy("0s,5s").decide(1, &status(410), 0.0), Decision::Gone);
+        assert_eq!(
+            policy("0s,5s").decide(None, 1, &status(410), 0.0),
+            Decision::Gone
+        );
     }
 
     #[test]
     fn a_request_that_cannot_be_made_is_parked_at_once() {
         assert_eq!(
-            policy("0s,5s,5m").decide(1, &Answer::Unsendable, 0.0),
+            policy("0s,5s,5m").decide(None, 1, &Answer::Unsendable, 0.0),
             Decision::Failed
         );
     }
@@ -189,12 +210,12 @@ mod tests {
     fn redirects_client_and_server_errors_follow_the_schedule() {
         for code in [301, 302, 400, 404, 500, 502] {
             assert_eq!(
-                retry_in(policy("0s,5s,5m").decide(1, &status(code), 0.0)),
+                retry_in(policy("0s,5s,5m").decide(None, 1, &status(code), 0.0)),
                 Duration::from_secs(5)
             );
         }
         assert_eq!(
-            retry_in(policy("0s,5s,5m").decide(2, &Answer::NoResponse, 0.0)),
+            retry_in(policy("0s,5s,5m").decide(None, 2, &Answer::NoResponse, 0.0)),
             Duration::from_secs(300)
         );
     }
@@ -202,23 +223,44 @@ mod tests {
     #[test]
     fn after_the_last_attempt_the_delivery_fails() {
         assert_eq!(
-            policy("0s,5s").decide(2, &status(500), 0.0),
+            policy("0s,5s").decide(None, 2, &status(500), 0.0),
             Decision::Failed
         );
         assert_eq!(
-            policy("0s").decide(1, &Answer::NoResponse, 0.0),
+            policy("0s").decide(None, 1, &Answer::NoResponse, 0.0),
             Decision::Failed
         );
     }
 
     #[test]
+    fn a_webhooks_own_schedule_replaces_the_relays() {
+        let own = RetrySchedule::from_millis(&[0, 60_000, 3_600_000]).expect("a schedule");
+        let relays = policy("0s,5s");
+        assert_eq!(
+            retry_in(relays.decide(Some(&own), 1, &status(500), 0.0)),
+            Duration::from_secs(60)
+        );
+        // three attempts, not the relay's two
+        assert_eq!(
+            retry_in(relays.decide(Some(&own), 2, &status(500), 0.0)),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            relays.decide(Some(&own), 3, &status(500), 0.0),
+            Decision::Failed
+        );
+        assert_eq!(RetrySchedule::from_millis(&[]), None);
+        assert_eq!(RetrySchedule::from_millis(&[0, -1]), None);
+    }
+
+    #[test]
     fn jitter_spreads_the_delay_within_its_fraction() {
         assert_eq!(
-            retry_in(policy("0s,100s").decide(1, &status(500), 1.0)),
+            retry_in(policy("0s,100s").decide(None, 1, &status(500), 1.0)),
             Duration::from_secs(120)
         );
         assert_eq!(
-            retry_in(policy("0s,100s").decide(1, &status(500), -1.0)),
+            retry_in(policy("0s,100s").decide(None, 1, &status(500), -1.0)),
             Duration::from_secs(80)
         );
     }
@@ -230,15 +272,15 @@ mod tests {
             retry_after: Some(Duration::from_secs(secs)),
         };
         assert_eq!(
-            retry_in(policy("0s,5s").decide(1, &asked(60), 0.0)),
+            retry_in(policy("0s,5s").decide(None, 1, &asked(60), 0.0)),
             Duration::from_secs(60)
         );
         assert_eq!(
-            retry_in(policy("0s,5s").decide(1, &asked(1), 0.0)),
+            retry_in(policy("0s,5s").decide(None, 1, &asked(1), 0.0)),
             Duration::from_secs(5)
         );
         assert_eq!(
-            retry_in(policy("0s,5s").decide(1, &asked(86_400), 0.0)),
+            retry_in(policy("0s,5s").decide(None, 1, &asked(86_400), 0.0)),
             Duration::from_secs(3600)
         );
         let unavailable = Answer::Status {
@@ -246,7 +288,7 @@ mod tests {
             retry_after: Some(Duration::from_secs(30)),
         };
         assert_eq!(
-            retry_in(policy("0s,5s").decide(1, &unavailable, 0.0)),
+            retry_in(policy("0s,5s").decide(None, 1, &unavailable, 0.0)),
             Duration::from_secs(30)
         );
     }

@@ -90,13 +90,14 @@ impl Sender {
         })
     }
 
-    /// Send a rendered request with its headers (the webhook's own and the signature's).
-    pub async fn send(&self, request: Request, mut headers: HeaderMap) -> Reply {
+    /// Send a rendered request with its headers (the webhook's own and the signature's), in at
+    /// most `timeout` (the client's own timeout is the relay's --request-timeout).
+    pub async fn send(&self, request: Request, mut headers: HeaderMap, timeout: Duration) -> Reply {
         if let Some(content_type) = request.content_type {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         }
         self.exchange(&request.url, headers, |client, target| {
-            let builder = client.request(request.method, target);
+            let builder = client.request(request.method, target).timeout(timeout);
             match request.content_type {
                 Some(_) => builder.body(request.body),
                 None => builder,
@@ -282,7 +283,9 @@ mod tests {
             body: b"{}".to_vec(),
             signed_query: None,
         };
-        sender.send(request, headers).await
+        sender
+            .send(request, headers, Duration::from_millis(500))
+            .await
     }
 
     /// Accepts one connection, reads the request head, answers `response` and hands back

@@ -21,6 +21,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::time::Duration;
 
 pub use mapping::Field;
 
@@ -35,6 +36,8 @@ pub struct Shape {
     /// The webhook's own extra headers (configure's "headers"), values marked sensitive so
     /// that no log shows them.
     pub headers: HeaderMap,
+    /// The webhook's own request timeout, if it has one (else the relay's --request-timeout).
+    pub request_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -54,6 +57,7 @@ impl Default for Shape {
             key_field: "email".to_owned(),
             parameters: None,
             headers: HeaderMap::new(),
+            request_timeout: None,
         }
     }
 }
