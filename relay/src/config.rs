@@ -114,6 +114,11 @@ pub struct Config {
     #[arg(long, env = "PG_WEBHOOKS_HTTPS_ONLY")]
     pub https_only: bool,
 
+    /// CA certificates (a PEM file) trusted for HTTPS receivers besides the public ones, for
+    /// receivers whose certificates come from a private CA.
+    #[arg(long, env = "PG_WEBHOOKS_RECEIVER_CA_FILE")]
+    pub receiver_ca_file: Option<PathBuf>,
+
     /// Where /healthz and /metrics are served.
     #[arg(
         long,

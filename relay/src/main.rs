@@ -55,7 +55,9 @@ enum StartError {
 impl StartError {
     fn exit_code(&self) -> u8 {
         match self {
-            StartError::Config(_) | StartError::DatabaseUrl(_) => 2,
+            StartError::Config(_)
+            | StartError::DatabaseUrl(_)
+            | StartError::Client(send::ClientError::CaFile { .. }) => 2,
             StartError::Database(_) => 3,
             StartError::Listen { .. } => 4,
             _ => 1,
@@ -145,6 +147,7 @@ async fn run(config: Config) -> Result<(), StartError> {
             // every request in flight may go to one host (the webhooks of one receiver); with
             // fewer idle connections kept, each request past that count opens a new one
             max_idle_connections_per_host: config.max_in_flight as usize,
+            receiver_ca_file: config.receiver_ca_file.clone(),
         },
     )?);
     let timeouts = deliver::Timeouts {

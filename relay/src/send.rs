@@ -4,6 +4,7 @@ use crate::render::Request;
 use crate::ssrf::{AddressPolicy, GuardedResolver, LookupFailed, Refusal};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use std::error::Error;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ pub struct SendOptions {
     pub max_response_bytes: usize,
     pub response_excerpt_bytes: usize,
     pub max_idle_connections_per_host: usize,
+    /// A PEM file of CAs trusted beside the public ones (webpki-roots).
+    pub receiver_ca_file: Option<PathBuf>,
 }
 
 pub struct Sender {
@@ -66,12 +69,37 @@ pub struct Reply {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("could not build the HTTP client: {0}")]
-pub struct ClientError(#[from] reqwest::Error);
+pub enum ClientError {
+    #[error("could not build the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+    #[error("cannot read --receiver-ca-file {path}: {reason}")]
+    CaFile { path: PathBuf, reason: String },
+}
+
+/// The CA certificates of --receiver-ca-file.
+fn receiver_cas(path: &Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let unreadable = |reason: String| ClientError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unreadable(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(unreadable("it holds no certificate".into()));
+    }
+    Ok(certificates)
+}
 
 impl Sender {
     pub fn new(policy: Arc<AddressPolicy>, options: &SendOptions) -> Result<Sender, ClientError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &options.receiver_ca_file {
+            for certificate in receiver_cas(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
             .no_proxy() // a proxy would hide the address actually connected to
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
@@ -264,6 +292,7 @@ mod tests {
                 max_response_bytes: 1024,
                 response_excerpt_bytes: EXCERPT,
                 max_idle_connections_per_host: 1,
+                receiver_ca_file: None,
             },
         )
         .expect("client")

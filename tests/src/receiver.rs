@@ -82,6 +82,21 @@ struct State {
 pub struct Receiver {
     pub addr: SocketAddr,
     state: Arc<State>,
+    scheme: &'static str,
+}
+
+/// The shared state and the app that records every request and answers as `behaviour` says.
+fn recording(
+    behaviour: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+) -> (Arc<State>, axum::Router) {
+    let state = Arc::new(State {
+        received: Mutex::new(Vec::new()),
+        behaviour: Box::new(behaviour),
+    });
+    let app = axum::Router::new()
+        .fallback(record_and_answer)
+        .with_state(state.clone());
+    (state, app)
 }
 
 impl Receiver {
@@ -93,24 +108,50 @@ impl Receiver {
     pub async fn answering(
         behaviour: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
     ) -> Receiver {
-        let state = Arc::new(State {
-            received: Mutex::new(Vec::new()),
-            behaviour: Box::new(behaviour),
-        });
-        let app = axum::Router::new()
-            .fallback(record_and_answer)
-            .with_state(state.clone());
+        let (state, app) = recording(behaviour);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { addr, state }
+        Receiver {
+            addr,
+            state,
+            scheme: "http",
+        }
+    }
+
+    /// The same over HTTPS with this certificate (tests/src/tls.rs issues one for 127.0.0.1).
+    pub async fn answering_over_tls(
+        certificate: &crate::tls::ServerCert,
+        behaviour: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (state, app) = recording(behaviour);
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(
+            &certificate.cert_file,
+            &certificate.key_file,
+        )
+        .await
+        .expect("the receiver's certificate and key");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener, as tokio wants it");
+        let addr = listener.local_addr().expect("local address");
+        let server = axum_server::from_tcp_rustls(listener, tls).expect("an HTTPS listener");
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { server.serve(app).await });
+        Receiver {
+            addr,
+            state,
+            scheme: "https",
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -162,7 +203,10 @@ async fn record_and_answer(
 ) -> Response {
     let request = Received {
         method: method.to_string(),
-        path: uri.to_string(),
+        // HTTP/2 (over TLS) gives the whole URL; the path and query are what a receiver routes on
+        path: uri
+            .path_and_query()
+            .map_or_else(|| uri.to_string(), |path| path.to_string()),
         headers,
         body,
         at: Instant::now(),
