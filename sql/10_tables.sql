@@ -130,6 +130,9 @@ CREATE TABLE webhooks.webhooks (
     exclude_origins         text[],         -- events from these origins are not sent
     throttle                interval,       -- at most one event per throttle_per value per interval
     throttle_per            text,
+    created_at              timestamptz NOT NULL DEFAULT now(),
+    updated_at              timestamptz NOT NULL DEFAULT now(),
+    -- added in 0.2.0 (last, where ALTER TABLE ADD COLUMN puts them in an upgraded database)
     -- extra request headers {"Authorization": "Bearer ..."}; secret, like `secret`: no view or
     -- function shows their values
     headers                 jsonb CHECK (webhooks._headers_problem(headers) IS NULL),
@@ -142,9 +145,7 @@ CREATE TABLE webhooks.webhooks (
                                    AND array_position(retry_schedule, NULL) IS NULL
                                    AND interval '0' <= ALL (retry_schedule)
                                    AND interval '30 days' >= ALL (retry_schedule)),
-    request_timeout         interval CHECK (request_timeout BETWEEN '1 second' AND '10 minutes'),
-    created_at              timestamptz NOT NULL DEFAULT now(),
-    updated_at              timestamptz NOT NULL DEFAULT now()
+    request_timeout         interval CHECK (request_timeout BETWEEN '1 second' AND '10 minutes')
 );
 CREATE INDEX webhooks_app_event_idx ON webhooks.webhooks (app, event);
 

@@ -20,6 +20,41 @@ pub enum DatabaseError {
     Query(#[from] tokio_postgres::Error),
     #[error("unexpected {what} from the database: {value}")]
     Unexpected { what: &'static str, value: String },
+    #[error(
+        "pg_webhooks is not installed in this database: run CREATE EXTENSION pg_webhooks in it"
+    )]
+    NotInstalled,
+    #[error(
+        "pg_webhooks {installed} is installed in this database, and this relay speaks {speaks}: \
+         install the extension's {speaks} files and run ALTER EXTENSION pg_webhooks UPDATE, or \
+         run the relay that came with {installed}"
+    )]
+    OtherVersion {
+        installed: String,
+        speaks: &'static str,
+    },
+}
+
+/// The extension version this relay's calls are written for: the project's one version.
+pub const EXTENSION_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Refuse an extension version whose relay API may differ from the one this relay calls.
+pub async fn check_extension_version(pool: &Pool) -> Result<(), DatabaseError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_webhooks'",
+            &[],
+        )
+        .await?;
+    let installed: String = row.ok_or(DatabaseError::NotInstalled)?.try_get(0)?;
+    if installed != EXTENSION_VERSION {
+        return Err(DatabaseError::OtherVersion {
+            installed,
+            speaks: EXTENSION_VERSION,
+        });
+    }
+    Ok(())
 }
 
 impl DatabaseError {

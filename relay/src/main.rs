@@ -35,7 +35,7 @@ enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     DatabaseUrl(#[from] connect::ConnectError),
-    #[error("cannot reach the database or pg_webhooks is not installed in it: {0}")]
+    #[error("cannot start against the database: {0}")]
     Database(#[from] claim::DatabaseError),
     #[error("cannot build the database pool: {0}")]
     Pool(#[from] deadpool_postgres::BuildError),
@@ -99,6 +99,7 @@ async fn run(config: Config) -> Result<(), StartError> {
         database.config.application_name("pg-webhooks-relay"); // visible in pg_stat_activity
     }
     let pool = database.pool(config.database_connections as usize)?;
+    claim::check_extension_version(&pool).await?;
     claim::set_idle(&pool, &relay, false).await?;
 
     let shutdown = CancellationToken::new();

@@ -50,9 +50,13 @@ ensure_python_verifier() {
     fi
 }
 
-# Build the extension and install it into the system PostgreSQL 15.
+# Build the extension and install it into the system PostgreSQL 15, with 0.1.0's install
+# script beside it (pg_webhooks/sql/README.md: the upgrade test starts from it; cargo pgrx
+# copies only upgrade scripts).
 install_extension() {
     local profile_flag=${1:-}
     log "building and installing the pg_webhooks extension"
     (cd "$REPO/pg_webhooks" && cargo pgrx install $profile_flag --pg-config /usr/bin/pg_config >/dev/null)
+    install -m 644 "$REPO/pg_webhooks/sql/pg_webhooks--0.1.0.sql" \
+        "$(/usr/bin/pg_config --sharedir)/extension/"
 }

@@ -38,6 +38,16 @@ impl TestDb {
 
     /// The same on another cluster (`host=... port=... user=...`).
     pub async fn create_on(cluster: &str, test_name: &str) -> TestDb {
+        TestDb::create_with(cluster, test_name, "CREATE EXTENSION pg_webhooks").await
+    }
+
+    /// The same with an earlier version of the extension (tests/tests/upgrade.rs).
+    pub async fn create_at_version(test_name: &str, version: &str) -> TestDb {
+        let create = format!("CREATE EXTENSION pg_webhooks VERSION '{version}'");
+        TestDb::create_with(&suite_cluster(), test_name, &create).await
+    }
+
+    async fn create_with(cluster: &str, test_name: &str, create_extension: &str) -> TestDb {
         let name = format!(
             "e2e_{}_{}_{}",
             test_name.chars().take(40).collect::<String>(),
@@ -51,10 +61,10 @@ impl TestDb {
             .expect("create test database");
         let client = connect(&format!("{cluster} dbname={name}")).await;
         client
-            .batch_execute(
-                "CREATE EXTENSION pg_webhooks; \
-                 INSERT INTO webhooks.settings (require_verification) VALUES (false)",
-            )
+            .batch_execute(&format!(
+                "{create_extension}; \
+                 INSERT INTO webhooks.settings (require_verification) VALUES (false)"
+            ))
             .await
             .expect("create extension");
         TestDb {
