@@ -177,8 +177,12 @@ BEGIN
         period := webhooks._text_option(name, value)::interval;
     EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow
                    OR numeric_value_out_of_range THEN
-        PERFORM webhooks._bad_option(name, value, 'not an interval such as "30 seconds"');
+        period := NULL;
     END;
+    -- "infinity" is an interval from PostgreSQL 17 on, and not one before
+    IF period IS NULL OR NOT isfinite(period) THEN
+        PERFORM webhooks._bad_option(name, value, 'not a finite interval such as "30 seconds"');
+    END IF;
     IF NOT period BETWEEN shortest::interval AND longest::interval THEN
         PERFORM webhooks._bad_option(name, value, format('must be from %s to %s', shortest, longest));
     END IF;

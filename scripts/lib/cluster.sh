@@ -1,5 +1,6 @@
-# Start and stop a throwaway PostgreSQL 15 cluster on a private port and socket directory.
-# Sourced by the demo, the test and the benchmark scripts.
+# Start and stop a throwaway PostgreSQL cluster on a private port and socket directory: the
+# PostgreSQL that PG_CONFIG names (Debian's 15 by default; scripts/test.sh sets it to 18's for
+# its second pass). Sourced by the demo, the test and the benchmark scripts.
 #
 #   cluster_start DIR PORT   initdb (if needed) + start; exports PGHOST PGPORT PGUSER PGDATABASE
 #   cluster_stop DIR         stop it (fast mode)
@@ -9,7 +10,8 @@
 #
 # PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user.
 
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
+PG_BIN=${PG_BIN:-$("$PG_CONFIG" --bindir)}
 
 as_cluster_owner() {
     if [ "$(id -u)" = 0 ]; then

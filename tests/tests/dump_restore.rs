@@ -3,8 +3,10 @@
 use pg_webhooks_tests::TestDb;
 use std::process::Command;
 
+/// `program` of the PostgreSQL under test (PG_BIN, set by scripts/test.sh; 15 by default).
 fn run(program: &str, args: &[&str]) {
-    let status = Command::new(format!("/usr/lib/postgresql/15/bin/{program}"))
+    let bin = std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned());
+    let status = Command::new(format!("{bin}/{program}"))
         .args(args)
         .status()
         .unwrap_or_else(|error| panic!("run {program}: {error}"));
