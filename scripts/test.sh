@@ -33,8 +33,9 @@ counted() {
     cat "$WORK/stage.log" >>"$WORK/counts.log"
     if [ "$status" != 0 ]; then
         FAILED=1
-        # a stage that stopped before its runner could count (a build error) counts as one
-        grep -Eq '^test result: FAILED|tests? failed' "$WORK/stage.log" ||
+        # a failed stage whose runner counted no failure (a build error, a test binary killed
+        # by a signal) counts as one, so the summary never says 0 failed for a failed run
+        grep -Eq '^test result: FAILED|^[# ]*[0-9]+ of [0-9]+ tests failed' "$WORK/stage.log" ||
             failed_stage "$* exited with $status"
     fi
 }

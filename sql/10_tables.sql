@@ -84,6 +84,20 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     END
 $$;
 
+-- Durations as the relay reads them, and as the bounds on stored ones are checked: counted in
+-- elapsed time, so "5 years -1800 days" is not taken for the 5 minutes it compares equal to.
+CREATE FUNCTION webhooks._milliseconds(period interval) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (extract(epoch FROM period) * 1000)::bigint
+$$;
+
+CREATE FUNCTION webhooks._milliseconds(periods interval[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN periods IS NOT NULL THEN
+        ARRAY(SELECT (extract(epoch FROM p) * 1000)::bigint
+              FROM unnest(periods) WITH ORDINALITY AS u(p, n) ORDER BY n) END
+$$;
+
 CREATE SEQUENCE webhooks.webhooks_id_seq;
 
 CREATE TABLE webhooks.webhooks (
@@ -143,9 +157,10 @@ CREATE TABLE webhooks.webhooks (
                             CHECK (array_ndims(retry_schedule) = 1
                                    AND cardinality(retry_schedule) BETWEEN 1 AND 100
                                    AND array_position(retry_schedule, NULL) IS NULL
-                                   AND interval '0' <= ALL (retry_schedule)
-                                   AND interval '30 days' >= ALL (retry_schedule)),
-    request_timeout         interval CHECK (request_timeout BETWEEN '1 second' AND '10 minutes')
+                                   AND 0 <= ALL (webhooks._milliseconds(retry_schedule))
+                                   AND 2592000000 >= ALL (webhooks._milliseconds(retry_schedule))),
+    request_timeout         interval
+                            CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000)
 );
 CREATE INDEX webhooks_app_event_idx ON webhooks.webhooks (app, event);
 

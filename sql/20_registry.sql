@@ -196,6 +196,12 @@ BEGIN
     RETURN new_id;
 END $$;
 
+-- Where a URL sends its requests: scheme, user info, host and port.
+CREATE FUNCTION webhooks._origin_of(url text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT lower(substring(url FROM '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*'))
+$$;
+
 -- Change a webhook; a NULL argument leaves that setting as it is. A new URL must be verified
 -- again (when the webhook requires verification): until then it sends nothing.
 CREATE FUNCTION webhooks.update(
@@ -231,6 +237,15 @@ BEGIN
         SET verification_status = 'unverified', verified_at = NULL,
             verification_reason = 'the URL changed from ' || hook.url
         WHERE w.id = hook.id;
+    END IF;
+    -- The request headers are secrets no one can read back: moving the webhook to another
+    -- server must not carry them there, or changing the URL would be a way to read them.
+    IF new_url IS NOT NULL AND hook.headers IS NOT NULL
+       AND webhooks._origin_of(new_url) IS DISTINCT FROM webhooks._origin_of(hook.url) THEN
+        UPDATE webhooks.webhooks w SET headers = NULL WHERE w.id = hook.id;
+        RAISE NOTICE 'pg_webhooks: webhook %''s request headers were removed: its URL moved to %',
+            hook.id, webhooks._origin_of(new_url)
+            USING HINT = 'Set them again with webhooks.configure() if the new receiver needs them.';
     END IF;
     RETURN webhooks.get(hook.id);
 END $$;

@@ -183,7 +183,10 @@ BEGIN
     IF period IS NULL OR NOT isfinite(period) THEN
         PERFORM webhooks._bad_option(name, value, 'not a finite interval such as "30 seconds"');
     END IF;
-    IF NOT period BETWEEN shortest::interval AND longest::interval THEN
+    -- in elapsed time: compared as intervals, "5 years -1800 days 5 minutes" equals 5 minutes
+    IF NOT webhooks._milliseconds(period)
+           BETWEEN webhooks._milliseconds(shortest::interval)
+               AND webhooks._milliseconds(longest::interval) THEN
         PERFORM webhooks._bad_option(name, value, format('must be from %s to %s', shortest, longest));
     END IF;
     RETURN period;

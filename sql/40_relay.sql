@@ -214,19 +214,6 @@ LANGUAGE sql STABLE AS $$
                 ELSE ARRAY[hook.secret] END
 $$;
 
--- Durations as the relay reads them (NULL stays NULL).
-CREATE FUNCTION webhooks._milliseconds(period interval) RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT (extract(epoch FROM period) * 1000)::integer
-$$;
-
-CREATE FUNCTION webhooks._milliseconds(periods interval[]) RETURNS bigint[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN periods IS NOT NULL THEN
-        ARRAY(SELECT (extract(epoch FROM p) * 1000)::bigint
-              FROM unnest(periods) WITH ORDINALITY AS u(p, n) ORDER BY n) END
-$$;
-
 -- The `data` of a request body, as this webhook is sent it (its column lists applied). Row
 -- events get the table, the entity and the primary key added; rows of a child table also the
 -- parent profile's id, the collection (the child's entity) and the parent table (database).
@@ -338,7 +325,8 @@ BEGIN
            e.id, e.event, e.created_at, webhooks._event_data(e, w, t, k.key),
            w.max_in_flight, w.rate_limit_per_second,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
-           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)
+           -- (the CHECK on request_timeout keeps it far inside integer)
+           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)::integer
     FROM leased l
     JOIN webhooks.webhooks w ON w.id = l.webhook_id
     JOIN webhooks.events e

@@ -190,7 +190,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT l.id, l.kind, w.id, l.url, webhooks._signing_secrets(w), l.event, l.payload,
            webhooks._verification_urls(l.url, w.verification_file), w.verification_token,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
-           webhooks._milliseconds(w.request_timeout)
+           webhooks._milliseconds(w.request_timeout)::integer
     FROM leased l JOIN webhooks.webhooks w ON w.id = l.webhook_id
     ORDER BY l.id
 $$;

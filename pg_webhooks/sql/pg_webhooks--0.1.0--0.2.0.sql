@@ -39,16 +39,30 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     END
 $$;
 
+-- Durations as the relay reads them, and as the bounds on stored ones are checked: counted in
+-- elapsed time, so "5 years -1800 days" is not taken for the 5 minutes it compares equal to.
+CREATE FUNCTION webhooks._milliseconds(period interval) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (extract(epoch FROM period) * 1000)::bigint
+$$;
+
+CREATE FUNCTION webhooks._milliseconds(periods interval[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN periods IS NOT NULL THEN
+        ARRAY(SELECT (extract(epoch FROM p) * 1000)::bigint
+              FROM unnest(periods) WITH ORDINALITY AS u(p, n) ORDER BY n) END
+$$;
+
 ALTER TABLE webhooks.webhooks
     ADD COLUMN headers jsonb CHECK (webhooks._headers_problem(headers) IS NULL),
     ADD COLUMN retry_schedule interval[]
         CHECK (array_ndims(retry_schedule) = 1
                AND cardinality(retry_schedule) BETWEEN 1 AND 100
                AND array_position(retry_schedule, NULL) IS NULL
-               AND interval '0' <= ALL (retry_schedule)
-               AND interval '30 days' >= ALL (retry_schedule)),
+               AND 0 <= ALL (webhooks._milliseconds(retry_schedule))
+               AND 2592000000 >= ALL (webhooks._milliseconds(retry_schedule))),
     ADD COLUMN request_timeout interval
-        CHECK (request_timeout BETWEEN '1 second' AND '10 minutes');
+        CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000);
 
 CREATE OR REPLACE VIEW webhooks.webhook_info AS
 SELECT id, app, event, url,
@@ -71,6 +85,58 @@ SELECT id, app, event, url,
        created_at, updated_at
 FROM webhooks.webhooks w;
 
+-- Where a URL sends its requests: scheme, user info, host and port.
+CREATE FUNCTION webhooks._origin_of(url text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT lower(substring(url FROM '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*'))
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.update(
+    id bigint,
+    url text DEFAULT NULL,
+    event text DEFAULT NULL,
+    description text DEFAULT NULL,
+    max_in_flight integer DEFAULT NULL,
+    rate_limit_per_second double precision DEFAULT NULL
+) RETURNS webhooks.webhook_info
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    new_url text := CASE WHEN url IS NOT NULL THEN webhooks._check_url(webhooks._require('url', url)) END;
+BEGIN
+    IF event IS NOT NULL THEN
+        PERFORM webhooks._check_event_pattern(event);
+    END IF;
+    PERFORM webhooks._check_length('description', description, 2000);
+    PERFORM webhooks._check_limits(max_in_flight, rate_limit_per_second);
+    hook := webhooks._lock_webhook(update.id);
+    UPDATE webhooks.webhooks w
+    SET url = coalesce(new_url, w.url),
+        event = coalesce(update.event, w.event),
+        description = coalesce(update.description, w.description),
+        max_in_flight = coalesce(update.max_in_flight, w.max_in_flight),
+        rate_limit_per_second = coalesce(update.rate_limit_per_second, w.rate_limit_per_second),
+        updated_at = now()
+    WHERE w.id = hook.id;
+    PERFORM webhooks._check_options(webhooks._find_webhook(hook.id)); -- URL placeholders
+    IF new_url IS DISTINCT FROM hook.url AND new_url IS NOT NULL THEN
+        UPDATE webhooks.webhooks w
+        SET verification_status = 'unverified', verified_at = NULL,
+            verification_reason = 'the URL changed from ' || hook.url
+        WHERE w.id = hook.id;
+    END IF;
+    -- The request headers are secrets no one can read back: moving the webhook to another
+    -- server must not carry them there, or changing the URL would be a way to read them.
+    IF new_url IS NOT NULL AND hook.headers IS NOT NULL
+       AND webhooks._origin_of(new_url) IS DISTINCT FROM webhooks._origin_of(hook.url) THEN
+        UPDATE webhooks.webhooks w SET headers = NULL WHERE w.id = hook.id;
+        RAISE NOTICE 'pg_webhooks: webhook %''s request headers were removed: its URL moved to %',
+            hook.id, webhooks._origin_of(new_url)
+            USING HINT = 'Set them again with webhooks.configure() if the new receiver needs them.';
+    END IF;
+    RETURN webhooks.get(hook.id);
+END $$;
+
 CREATE FUNCTION webhooks._interval_option(name text, value jsonb, shortest text, longest text)
 RETURNS interval
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -90,7 +156,10 @@ BEGIN
     IF period IS NULL OR NOT isfinite(period) THEN
         PERFORM webhooks._bad_option(name, value, 'not a finite interval such as "30 seconds"');
     END IF;
-    IF NOT period BETWEEN shortest::interval AND longest::interval THEN
+    -- in elapsed time: compared as intervals, "5 years -1800 days 5 minutes" equals 5 minutes
+    IF NOT webhooks._milliseconds(period)
+           BETWEEN webhooks._milliseconds(shortest::interval)
+               AND webhooks._milliseconds(longest::interval) THEN
         PERFORM webhooks._bad_option(name, value, format('must be from %s to %s', shortest, longest));
     END IF;
     RETURN period;
@@ -211,18 +280,6 @@ COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
 'null restores the default. See '
 'sql/25_options.sql. Returns the webhook as get() shows it.';
 
-CREATE FUNCTION webhooks._milliseconds(period interval) RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT (extract(epoch FROM period) * 1000)::integer
-$$;
-
-CREATE FUNCTION webhooks._milliseconds(periods interval[]) RETURNS bigint[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN periods IS NOT NULL THEN
-        ARRAY(SELECT (extract(epoch FROM p) * 1000)::bigint
-              FROM unnest(periods) WITH ORDINALITY AS u(p, n) ORDER BY n) END
-$$;
-
 -- claim() and claim_probes() return more columns: a new return type needs a new function
 DROP FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]);
 DROP FUNCTION webhooks.claim_probes(text, integer, interval);
@@ -308,7 +365,8 @@ BEGIN
            e.id, e.event, e.created_at, webhooks._event_data(e, w, t, k.key),
            w.max_in_flight, w.rate_limit_per_second,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
-           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)
+           -- (the CHECK on request_timeout keeps it far inside integer)
+           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)::integer
     FROM leased l
     JOIN webhooks.webhooks w ON w.id = l.webhook_id
     JOIN webhooks.events e
@@ -348,7 +406,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT l.id, l.kind, w.id, l.url, webhooks._signing_secrets(w), l.event, l.payload,
            webhooks._verification_urls(l.url, w.verification_file), w.verification_token,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
-           webhooks._milliseconds(w.request_timeout)
+           webhooks._milliseconds(w.request_timeout)::integer
     FROM leased l JOIN webhooks.webhooks w ON w.id = l.webhook_id
     ORDER BY l.id
 $$;
@@ -363,6 +421,7 @@ ALTER FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint
 ALTER FUNCTION webhooks.claim_probes(text, integer, interval) OWNER TO webhooks_owner;
 REVOKE EXECUTE ON FUNCTION
     webhooks._headers_problem(jsonb),
+    webhooks._origin_of(text),
     webhooks._interval_option(text, jsonb, text, text),
     webhooks._retry_schedule_option(jsonb),
     webhooks._headers_option(jsonb),
@@ -373,6 +432,7 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     webhooks._headers_problem(jsonb),
+    webhooks._origin_of(text),
     webhooks._interval_option(text, jsonb, text, text),
     webhooks._retry_schedule_option(jsonb),
     webhooks._headers_option(jsonb),

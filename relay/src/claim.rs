@@ -276,10 +276,20 @@ pub fn shape_from_row(row: &tokio_postgres::Row) -> Result<Shape, DatabaseError>
 /// return. SQL checks them (webhooks._headers_problem); one that still does not parse makes the
 /// row unreadable, and the error names the header, never its value.
 pub fn headers_from_row(row: &tokio_postgres::Row) -> Result<HeaderMap, DatabaseError> {
-    let stored: Option<Json<serde_json::Map<String, serde_json::Value>>> =
-        row.try_get("headers")?;
+    // read as any JSON first: a typed read's error would quote the value
+    let stored: Option<Json<serde_json::Value>> = row.try_get("headers")?;
+    let stored = match stored.map(|Json(value)| value) {
+        None => serde_json::Map::new(),
+        Some(serde_json::Value::Object(map)) => map,
+        Some(_) => {
+            return Err(DatabaseError::Unexpected {
+                what: "headers",
+                value: "not a JSON object".to_owned(),
+            })
+        }
+    };
     let mut headers = HeaderMap::new();
-    for (name, value) in stored.map(|Json(map)| map).unwrap_or_default() {
+    for (name, value) in stored {
         let bad = || DatabaseError::Unexpected {
             what: "header",
             value: name.clone(),

@@ -78,6 +78,8 @@ pub enum ConnectError {
     Syntax(String),
     #[error("invalid --database-url: {0}")]
     Parse(#[from] tokio_postgres::Error),
+    #[error("sslrootcert=system needs sslmode=verify-full, not {0}: with a weaker mode any publicly issued certificate would pass (libpq refuses it too)")]
+    WeakWithSystemRoots(&'static str),
     #[error(
         "sslmode={mode} needs the CA certificates to trust: set sslrootcert (no {default} either)"
     )]
@@ -102,19 +104,14 @@ impl Database {
     pub fn parse(connection_string: &str) -> Result<Database, ConnectError> {
         let (rest, options) = take_tls_options(connection_string)?;
         let mut config: tokio_postgres::Config = rest.parse()?;
-        let mode = match &options.sslmode {
-            Some(value) => TlsMode::parse(value)?,
-            None => TlsMode::Prefer,
-        };
-        // libpq: "require" with a root certificate file given behaves as "verify-ca"
-        let mode = match (mode, &options.sslrootcert) {
-            (TlsMode::Require, Some(_)) => TlsMode::VerifyCa,
-            (mode, _) => mode,
-        };
-        let over_sockets_only = config
-            .get_hosts()
-            .iter()
-            .all(|h| matches!(h, Host::Unix(_)));
+        let mode = effective_mode(&options)?;
+        // libpq encrypts nothing over a Unix socket; a hostaddr is always TCP
+        let over_sockets_only = config.get_hostaddrs().is_empty()
+            && !config.get_hosts().is_empty()
+            && config
+                .get_hosts()
+                .iter()
+                .all(|h| matches!(h, Host::Unix(_)));
         config.ssl_mode(match mode {
             _ if over_sockets_only => SslMode::Disable,
             TlsMode::Disable => SslMode::Disable,
@@ -142,6 +139,26 @@ impl Database {
         .max_size(size)
         .build()
     }
+}
+
+/// The mode as libpq reads sslmode and sslrootcert together: `require` with CA certificates
+/// (given, or libpq's default file present) verifies the CA; `sslrootcert=system` means
+/// `verify-full`, and a weaker mode with it is refused (libpq since PostgreSQL 16).
+fn effective_mode(options: &TlsOptions) -> Result<TlsMode, ConnectError> {
+    let system = options.sslrootcert.as_deref() == Some("system");
+    let mode = match &options.sslmode {
+        Some(value) => TlsMode::parse(value)?,
+        None if system => TlsMode::VerifyFull,
+        None => TlsMode::Prefer,
+    };
+    Ok(match mode {
+        TlsMode::VerifyFull => mode,
+        _ if system => return Err(ConnectError::WeakWithSystemRoots(mode.name())),
+        TlsMode::Require if options.sslrootcert.is_some() || default_root_cert().exists() => {
+            TlsMode::VerifyCa
+        }
+        _ => mode,
+    })
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -174,23 +191,34 @@ fn take_tls_options(connection_string: &str) -> Result<(String, TlsOptions), Con
     Ok((rest, options))
 }
 
-/// The URL without the query parameters `keep` refuses. Only the query is touched: the rest may
-/// hold several hosts (`host1,host2:5433`), which URL parsers refuse.
+/// The URL without the query parameters `keep` refuses; the others stay exactly as written.
+/// The query is found as tokio-postgres finds it: after the user info (up to the first `@`),
+/// the first `?`. Only the query is touched: the rest may hold several hosts
+/// (`host1,host2:5433`), which URL parsers refuse.
 fn without_url_options(url: &str, keep: &mut impl FnMut(&str, &str) -> bool) -> String {
-    let Some((base, query)) = url.split_once('?') else {
+    let after_credentials = url.find('@').map_or(0, |at| at + 1);
+    let Some(query_start) = url[after_credentials..]
+        .find('?')
+        .map(|q| q + after_credentials)
+    else {
         return url.to_owned();
     };
-    let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .filter(|(key, value)| keep(key, value))
-        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+    let decoded = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let kept: Vec<&str> = url[query_start + 1..]
+        .split('&')
+        .filter(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            keep(&decoded(key), &decoded(value))
+        })
         .collect();
-    if kept.is_empty() {
-        return base.to_owned();
+    match kept.is_empty() {
+        true => url[..query_start].to_owned(),
+        false => format!("{}?{}", &url[..query_start], kept.join("&")),
     }
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(kept)
-        .finish();
-    format!("{base}?{query}")
 }
 
 /// The key=value string without the pairs `keep` refuses, in libpq's syntax: spaces around `=`
@@ -201,7 +229,7 @@ fn without_key_value_options(
 ) -> Result<String, ConnectError> {
     let mut kept = Vec::new();
     let mut chars = conninfo.chars().peekable();
-    loop {
+    for word in 1.. {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.peek().is_none() {
             break;
@@ -210,8 +238,10 @@ fn without_key_value_options(
             std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
+            // not the word itself: it may be a password typed without "password="
             return Err(ConnectError::Syntax(format!(
-                "{key:?} is not followed by \"=\""
+                "word {word} ({} characters) is not followed by \"=\"",
+                key.chars().count()
             )));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -409,9 +439,10 @@ mod tests {
     fn tls_options_are_taken_out_of_urls_and_other_parameters_kept() {
         let (rest, tls) =
             options("postgresql://relay@h1:5432,h2/app?sslmode=require&application_name=a%20b&sslrootcert=%2Fca.pem");
+        // the other parameters exactly as written: tokio-postgres decodes %20, not +
         assert_eq!(
             rest,
-            "postgresql://relay@h1:5432,h2/app?application_name=a+b"
+            "postgresql://relay@h1:5432,h2/app?application_name=a%20b"
         );
         assert_eq!(tls.sslmode.as_deref(), Some("require"));
         assert_eq!(tls.sslrootcert.as_deref(), Some("/ca.pem"));
@@ -419,6 +450,58 @@ mod tests {
             options("postgres://h/app?sslmode=disable").0,
             "postgres://h/app"
         );
+    }
+
+    #[test]
+    fn a_question_mark_in_a_url_password_is_not_the_query() {
+        let (rest, tls) =
+            options("postgres://relay:pa?ss@h/app?sslmode=require&options=-c%20a%3Db");
+        assert_eq!(rest, "postgres://relay:pa?ss@h/app?options=-c%20a%3Db");
+        assert_eq!(tls.sslmode.as_deref(), Some("require"));
+        let config: tokio_postgres::Config = rest.parse().expect("tokio-postgres reads it");
+        assert_eq!(config.get_password(), Some("pa?ss".as_bytes()));
+        assert_eq!(config.get_options(), Some("-c a=b"));
+    }
+
+    #[test]
+    fn a_hostaddr_is_tcp_and_keeps_tls() {
+        for conninfo in [
+            "hostaddr=10.0.0.5 sslmode=require",
+            "host=/run/pg hostaddr=10.0.0.5 sslmode=require",
+        ] {
+            let database = Database::parse(conninfo).expect("parses");
+            assert_eq!(
+                database.config.get_ssl_mode(),
+                SslMode::Require,
+                "{conninfo}"
+            );
+        }
+    }
+
+    #[test]
+    fn sslrootcert_system_means_verify_full_and_refuses_weaker_modes() {
+        let error = Database::parse("host=h sslrootcert=system sslmode=require")
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(error, ConnectError::WeakWithSystemRoots("require")),
+            "{error}"
+        );
+        // without a mode it verifies fully (when the system has any CA certificates)
+        let tls = TlsOptions {
+            sslmode: None,
+            sslrootcert: Some("system".into()),
+        };
+        assert_eq!(effective_mode(&tls).expect("a mode"), TlsMode::VerifyFull);
+    }
+
+    #[test]
+    fn a_word_without_a_value_is_refused_without_showing_it() {
+        let error = Database::parse("host=h s3cretpassword")
+            .err()
+            .expect("refused");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        assert!(error.to_string().contains("word 2"), "{error}");
     }
 
     #[test]

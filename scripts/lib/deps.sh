@@ -85,6 +85,7 @@ ensure_python_verifier() {
 install_extension() {
     local profile_flag=${1:-} pg_config=${PG_CONFIG:-/usr/bin/pg_config}
     log "building and installing the pg_webhooks extension into $("$pg_config" --version)"
-    (cd "$REPO/pg_webhooks" && cargo pgrx install $profile_flag --pg-config "$pg_config" >/dev/null)
+    (cd "$REPO/pg_webhooks" && cargo pgrx install $profile_flag --pg-config "$pg_config" >/dev/null) ||
+        return 1
     install -m 644 "$REPO/pg_webhooks/sql/pg_webhooks--0.1.0.sql" "$("$pg_config" --sharedir)/extension/"
 }

@@ -62,22 +62,31 @@ impl TlsCluster {
         relay
     }
 
-    /// (connections, how many are encrypted) of the relay's role, the LISTEN one among them.
+    /// (connections, how many are encrypted) of the relay's role, once its LISTEN connection
+    /// has run LISTEN (it connects beside the pool, so it may come after the first delivery),
+    /// and whether that one is encrypted.
     async fn relay_connections(&self) -> (i64, i64, bool) {
-        let row = &self
-            .db
-            .query(
-                "SELECT count(*), count(*) FILTER (WHERE s.ssl),
-                        bool_or(a.query LIKE 'LISTEN%' AND s.ssl)
-                 FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-                 WHERE a.usename = 'relay_tls'",
-            )
-            .await[0];
-        (
-            row.get(0),
-            row.get(1),
-            row.get::<_, Option<bool>>(2).unwrap_or(false),
-        )
+        pg_webhooks_tests::wait_for("the LISTEN connection", Duration::from_secs(15), || async {
+            let row = &self
+                .db
+                .query(
+                    "SELECT count(*), count(*) FILTER (WHERE s.ssl),
+                            bool_or(a.query LIKE 'LISTEN%' AND s.ssl),
+                            bool_or(a.query LIKE 'LISTEN%')
+                     FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+                     WHERE a.usename = 'relay_tls'",
+                )
+                .await[0];
+            let listening = row.get::<_, Option<bool>>(3).unwrap_or(false);
+            listening.then(|| {
+                (
+                    row.get(0),
+                    row.get(1),
+                    row.get::<_, Option<bool>>(2) == Some(true),
+                )
+            })
+        })
+        .await
     }
 
     /// Run a relay with `tls` that must not start; its exit code and log.

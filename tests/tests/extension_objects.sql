@@ -45,5 +45,10 @@ SELECT kind, name, definition FROM (
     UNION ALL
     SELECT 'dumped with pg_dump', c::regclass::text, ''
     FROM pg_extension x, unnest(x.extconfig) c WHERE x.extname = 'pg_webhooks'
+    UNION ALL
+    -- the rights pg_dump takes as the extension's own (a dump then restores only changes)
+    SELECT 'initial privileges', pg_describe_object(i.classoid, i.objoid, i.objsubid),
+           concat_ws(' | ', i.privtype, i.initprivs)
+    FROM pg_init_privs i JOIN members m ON m.classid = i.classoid AND m.objid = i.objoid
 ) objects
 ORDER BY kind, name;

@@ -47,6 +47,12 @@ SELECT options -> 'header_names' AS names
 FROM webhooks.configure(:hook, '{"headers": {"X-Api-Key": "rotated"}}');
 RESET ROLE;
 
+-- a new path on the same server keeps them; another server does not get them
+SELECT options -> 'header_names' AS kept
+FROM webhooks.update(:hook, url => 'https://example.com/other-hook');
+SELECT options ? 'header_names' AS kept FROM webhooks.update(:hook, url => 'https://elsewhere.example/hook');
+SELECT options FROM webhooks.configure(:hook, '{"headers": {"X-Api-Key": "again"}}');
+
 -- null removes them
 SELECT options ? 'header_names' AS has_headers FROM webhooks.configure(:hook, '{"headers": null}');
 SELECT webhooks.delete(:hook);

@@ -24,7 +24,11 @@ SELECT try(format($$SELECT webhooks.configure(%s, %L)$$, :hook, o)) FROM unnest(
     '{"request_timeout": "0.5 seconds"}',
     '{"request_timeout": "11 minutes"}',
     '{"request_timeout": "infinity"}',
-    '{"request_timeout": 30}'
+    '{"request_timeout": 30}',
+    -- equal to 5 minutes and 5 days as intervals (a month counts 30 days there), but 26 days
+    -- and minus 6 hours of elapsed time: bounds are on elapsed time
+    '{"request_timeout": "5 years -1800 days 5 minutes"}',
+    '{"retry_schedule": ["-1 year 365 days"]}'
 ]::jsonb[]) o;
 SELECT try(format($$SELECT webhooks.configure(%s, %L)$$, :hook,
     jsonb_build_object('retry_schedule', (SELECT jsonb_agg('1s'::text) FROM generate_series(1, 101)))));
@@ -35,6 +39,8 @@ SELECT try(format($$UPDATE webhooks.webhooks SET retry_schedule = '{1 year}' WHE
 SELECT try(format($$UPDATE webhooks.webhooks SET retry_schedule = '{}' WHERE id = %s$$, :hook));
 SELECT try(format($$UPDATE webhooks.webhooks SET retry_schedule = '{NULL}' WHERE id = %s$$, :hook));
 SELECT try(format($$UPDATE webhooks.webhooks SET request_timeout = '1 hour' WHERE id = %s$$, :hook));
+SELECT try(format($$UPDATE webhooks.webhooks SET request_timeout = '5 years -1800 days 5 minutes' WHERE id = %s$$, :hook));
+SELECT try(format($$UPDATE webhooks.webhooks SET retry_schedule = '{"-1 year 365 days"}' WHERE id = %s$$, :hook));
 
 -- null returns to the relay's
 SELECT options FROM webhooks.configure(:hook, '{"retry_schedule": null, "request_timeout": null}');
