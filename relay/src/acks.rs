@@ -1,7 +1,7 @@
 //! Acknowledgements go to the database in batches, never one transaction per delivery: with a
 //! synchronous commit costing milliseconds, one per delivery would cap a relay far too low.
 
-use crate::claim::{acknowledge, AttemptReport};
+use crate::relay_api::{acknowledge, AttemptReport};
 use deadpool_postgres::Pool;
 use std::time::Duration;
 use tokio::sync::mpsc;

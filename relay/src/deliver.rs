@@ -1,8 +1,8 @@
 //! One delivery from lease to report: wait for the webhook's turn, render, sign, send, decide.
 
-use crate::claim::{AttemptReport, Delivery};
 use crate::limits::Ticket;
 use crate::metrics::Metrics;
+use crate::relay_api::{AttemptReport, Delivery};
 use crate::render::{Message, Shape};
 use crate::retry::{parse_retry_after, Answer, Decision, RetryPolicy};
 use crate::send::{Reply, Sender};
@@ -109,11 +109,11 @@ impl Deliverer {
             &answer(&reply),
             rand::rng().random_range(-1.0..=1.0),
         );
-        self.metrics.count(decision.outcome());
+        self.metrics.count(decision.outcome().name());
         self.metrics.duration.observe(reply.duration.as_secs_f64());
         tracing::debug!(
             delivery = delivery.delivery_id, webhook = delivery.webhook_id, attempt = delivery.attempt,
-            status = ?reply.status, error = ?reply.error, outcome = decision.outcome(), "attempt"
+            status = ?reply.status, error = ?reply.error, outcome = decision.outcome().name(), "attempt"
         );
         AttemptReport {
             delivery_id: delivery.delivery_id,

@@ -2,6 +2,7 @@
 //! queue depth) runs beside the delivery loop.
 
 use crate::metrics::Metrics;
+use crate::relay_api;
 use deadpool_postgres::Pool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,34 +44,18 @@ pub async fn upkeep(
 }
 
 async fn run_maintain(pool: &Pool) {
-    let result = async {
-        let client = pool.get().await?;
-        for row in client
-            .query("SELECT action, object FROM webhooks.maintain()", &[])
-            .await?
-        {
-            let action: &str = row.try_get("action")?;
-            let object: &str = row.try_get("object")?;
-            tracing::info!(action, object, "maintenance");
+    match relay_api::maintain(pool).await {
+        Ok(done) => {
+            for (action, object) in done {
+                tracing::info!(action, object, "maintenance");
+            }
         }
-        Ok::<_, crate::claim::DatabaseError>(())
-    };
-    if let Err(error) = result.await {
-        tracing::warn!(%error, "maintenance failed");
+        Err(error) => tracing::warn!(%error, "maintenance failed"),
     }
 }
 
 async fn refresh_queue_depth(pool: &Pool, metrics: &Metrics) {
-    let result = async {
-        let client = pool.get().await?;
-        let row = client
-            .query_one("SELECT queued, held FROM webhooks.queue_depth()", &[])
-            .await?;
-        let queued: i64 = row.try_get("queued")?;
-        let held: i64 = row.try_get("held")?;
-        Ok::<_, crate::claim::DatabaseError>((queued, held))
-    };
-    match result.await {
+    match relay_api::queue_depth(pool).await {
         Ok((queued, held)) => {
             metrics
                 .queue_depth

@@ -1,13 +1,15 @@
 //! pg-webhooks-relay: delivers pg_webhooks events from PostgreSQL to HTTP receivers.
 //!
 //! An event's way through the modules: `listen` (wake-up) → `pipeline` (claim loop) →
-//! `claim` (lease in SQL) → `deliver` (per delivery: `limits`, `render`, `sign`, `send`,
-//! `retry`) → `acks` (batched outcomes back to SQL). `probe` runs verification and test
-//! requests admins ask for. `config` holds every option and default,
-//! `connect` the connection string and TLS to PostgreSQL, `lifecycle` signals and upkeep, `ssrf` the address policy, `metrics` /healthz and /metrics.
+//! `relay_api::claim` (lease in SQL) → `deliver` (per delivery: `limits`, `render`, `sign`,
+//! `send`, `retry`) → `acks` (batched outcomes back through `relay_api::acknowledge`).
+//! `relay_api` is every SQL call the relay makes, with the rows and reports they carry.
+//! `probe` runs verification and test requests admins ask for. `config` holds every option
+//! and default, `tunables` the fixed numbers, `connect` the connection string and TLS to
+//! PostgreSQL, `lifecycle` signals and upkeep, `ssrf` the address policy, `metrics` /healthz
+//! and /metrics.
 
 mod acks;
-mod claim;
 mod config;
 mod connect;
 mod deliver;
@@ -17,6 +19,7 @@ mod listen;
 mod metrics;
 mod pipeline;
 mod probe;
+mod relay_api;
 mod render;
 mod retry;
 mod send;
@@ -36,7 +39,7 @@ enum StartError {
     #[error(transparent)]
     DatabaseUrl(#[from] connect::ConnectError),
     #[error("cannot start against the database: {0}")]
-    Database(#[from] claim::DatabaseError),
+    Database(#[from] relay_api::DatabaseError),
     #[error("cannot build the database pool: {0}")]
     Pool(#[from] deadpool_postgres::BuildError),
     #[error("cannot listen on {addr}: {source}")]
@@ -99,8 +102,8 @@ async fn run(config: Config) -> Result<(), StartError> {
         database.config.application_name("pg-webhooks-relay"); // visible in pg_stat_activity
     }
     let pool = database.pool(config.database_connections as usize)?;
-    claim::check_extension_version(&pool).await?;
-    claim::set_idle(&pool, &relay, false).await?;
+    relay_api::check_extension_version(&pool).await?;
+    relay_api::set_idle(&pool, &relay, false).await?;
 
     let shutdown = CancellationToken::new();
     lifecycle::cancel_on_signals(shutdown.clone()).map_err(StartError::Signals)?;

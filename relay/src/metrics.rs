@@ -120,11 +120,7 @@ pub async fn serve(
 }
 
 async fn healthz(State(shared): State<Shared>) -> (StatusCode, &'static str) {
-    let healthy = match shared.pool.get().await {
-        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-        Err(_) => false,
-    };
-    if healthy {
+    if crate::relay_api::reachable(&shared.pool).await {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")

@@ -7,10 +7,10 @@
 //! once that claim found work.
 
 use crate::acks;
-use crate::claim::{self, AttemptReport, ClaimRequest, DatabaseError};
 use crate::deliver::{Deliverer, Stop};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::relay_api::{self, AttemptReport, ClaimRequest, DatabaseError};
 use deadpool_postgres::Pool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +84,7 @@ impl Pipeline {
         if acker.await.is_err() {
             tracing::error!("the acknowledgement task failed");
         }
-        if let Err(error) = claim::leave(&self.pool, &self.relay).await {
+        if let Err(error) = relay_api::leave(&self.pool, &self.relay).await {
             tracing::warn!(%error, "could not deregister");
         }
         tracing::info!(finished_or_released = in_flight, "relay stopped");
@@ -160,10 +160,10 @@ impl Pipeline {
 
     /// Lease up to `room` deliveries and start each; returns how many were leased.
     async fn claim_batch(&self, room: usize, running: &Running) -> Result<usize, DatabaseError> {
-        let claim::Claimed {
+        let relay_api::Claimed {
             deliveries,
             unreadable,
-        } = claim::claim(
+        } = relay_api::claim(
             &self.pool,
             ClaimRequest {
                 relay: &self.relay,
@@ -199,7 +199,7 @@ impl Pipeline {
     }
 
     async fn mark_idle(&self, idle: bool) {
-        if let Err(error) = claim::set_idle(&self.pool, &self.relay, idle).await {
+        if let Err(error) = relay_api::set_idle(&self.pool, &self.relay, idle).await {
             tracing::warn!(%error, idle, "could not update the idle flag");
         }
     }

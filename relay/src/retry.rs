@@ -9,6 +9,7 @@
 //!                            rendered, its secret is unusable), and would not be on a retry
 //! 3xx counts as a failure: redirects are never followed (they could lead anywhere).
 
+use crate::relay_api::AttemptOutcome;
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
 use std::time::Duration;
@@ -87,12 +88,12 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> AttemptOutcome {
         match self {
-            Decision::Delivered => "delivered",
-            Decision::Gone => "gone",
-            Decision::Retry { .. } => "retry",
-            Decision::Failed => "failed",
+            Decision::Delivered => AttemptOutcome::Delivered,
+            Decision::Gone => AttemptOutcome::Gone,
+            Decision::Retry { .. } => AttemptOutcome::Retry,
+            Decision::Failed => AttemptOutcome::Failed,
         }
     }
 }

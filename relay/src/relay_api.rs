@@ -1,4 +1,11 @@
-//! Leasing due deliveries (webhooks.claim) and recording attempt outcomes (webhooks.ack).
+//! The SQL relay API as the relay calls it, and the only module that sends SQL (the LISTEN
+//! connection in `listen` aside): one function per SQL function, with the rows each returns
+//! and the reports each takes, written once here.
+//!
+//!   webhooks.claim, ack, relay_idle, relay_leave   sql/40_relay.sql  claim, acknowledge, set_idle, leave
+//!   webhooks.claim_probes, finish_probe            sql/45_probes.sql claim_probes, finish_probe
+//!   webhooks.maintain, queue_depth                 sql/50_retention.sql, 40_relay.sql
+//!   pg_extension                                   check_extension_version
 
 use crate::limits::{ClaimRooms, WebhookLimits};
 use crate::render::{Field, Shape};
@@ -203,7 +210,7 @@ fn unreadable_report(row: &tokio_postgres::Row) -> Option<AttemptReport> {
     Some(AttemptReport {
         delivery_id: row.try_get("delivery_id").ok()?,
         attempt: row.try_get("attempt").ok()?,
-        outcome: "failed",
+        outcome: AttemptOutcome::Failed,
         retry_after_ms: None,
         status: None,
         error: Some("unreadable"),
@@ -305,12 +312,41 @@ pub fn headers_from_row(row: &tokio_postgres::Row) -> Result<HeaderMap, Database
     Ok(headers)
 }
 
+/// What an attempt came to, in webhooks.ack()'s words (its `outcome IN (...)` list) and in the
+/// relay's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    /// a 2xx
+    Delivered,
+    /// again after retry_after_ms
+    Retry,
+    /// parked: the schedule is used up, or the request cannot be made
+    Failed,
+    /// 410 Gone: parked, and the webhook is disabled
+    Gone,
+    /// given back unattempted (shutdown, or no turn before the lease would end)
+    Released,
+}
+
+impl AttemptOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Gone => "gone",
+            AttemptOutcome::Released => "released",
+        }
+    }
+}
+
 /// The outcome of one attempt, in the shape webhooks.ack() reads.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptReport {
     pub delivery_id: i64,
     pub attempt: i32,
-    pub outcome: &'static str,
+    pub outcome: AttemptOutcome,
     /// How long after the acknowledgement to try again: the database adds this to its own
     /// clock, so a relay whose clock is off cannot move retries or disabling.
     pub retry_after_ms: Option<i64>,
@@ -327,7 +363,7 @@ impl AttemptReport {
         AttemptReport {
             delivery_id: delivery.delivery_id,
             attempt: delivery.attempt,
-            outcome: "released",
+            outcome: AttemptOutcome::Released,
             retry_after_ms: None,
             status: None,
             error: None,
@@ -367,4 +403,145 @@ pub async fn leave(pool: &Pool, relay: &str) -> Result<(), DatabaseError> {
         .execute("SELECT webhooks.relay_leave($1)", &[&relay])
         .await?;
     Ok(())
+}
+
+/// A probe an admin asked for (webhooks.verify, webhooks.test), as webhooks.claim_probes()
+/// returns it.
+pub enum Kind {
+    Verify {
+        file_urls: Vec<String>,
+        content: String,
+        headers: HeaderMap,
+    },
+    Test {
+        secrets: Vec<String>,
+        event: String,
+        /// JSON text, as PostgreSQL wrote it.
+        payload: String,
+        shape: Box<Shape>,
+    },
+    /// Its row could not be read: it fails, with the reason, and nothing is sent.
+    Unreadable(String),
+}
+
+pub struct Probe {
+    pub id: i64,
+    pub url: String,
+    pub kind: Kind,
+}
+
+/// What webhooks.finish_probe() records.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ProbeOutcome {
+    pub success: bool,
+    pub result: String,
+    pub status: Option<u16>,
+    pub error: Option<&'static str>,
+    pub response: Option<String>,
+    pub duration_ms: i32,
+}
+
+/// Lease up to `max` open probes for `lease`; a row that cannot be read comes back as an
+/// unreadable probe, which fails alone.
+pub async fn claim_probes(
+    pool: &Pool,
+    relay: &str,
+    max: i32,
+    lease: Duration,
+) -> Result<Vec<Probe>, DatabaseError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT probe_id, kind, url, secrets, event, payload::text AS payload, file_urls, \
+                    file_content, \
+                    format, method, fields, key_field, parameters, headers, request_timeout_ms \
+             FROM webhooks.claim_probes($1, $2, make_interval(secs => $3))",
+            &[&relay, &max, &lease.as_secs_f64()],
+        )
+        .await?;
+    let mut probes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match probe_from_row(row) {
+            Ok(probe) => probes.push(probe),
+            Err(error) => match row.try_get("probe_id") {
+                Ok(id) => probes.push(Probe {
+                    id,
+                    url: String::new(),
+                    kind: Kind::Unreadable(error.to_string()),
+                }),
+                Err(_) => {
+                    tracing::error!(%error, "cannot read a claimed probe; its lease will expire")
+                }
+            },
+        }
+    }
+    Ok(probes)
+}
+
+fn probe_from_row(row: &tokio_postgres::Row) -> Result<Probe, DatabaseError> {
+    let kind: &str = row.try_get("kind")?;
+    let kind = if kind == "verify" {
+        Kind::Verify {
+            file_urls: row.try_get("file_urls")?,
+            content: row.try_get("file_content")?,
+            headers: headers_from_row(row)?,
+        }
+    } else {
+        Kind::Test {
+            secrets: row.try_get("secrets")?,
+            event: row.try_get("event")?,
+            payload: row
+                .try_get::<_, Option<String>>("payload")?
+                .unwrap_or_else(|| "{}".to_owned()),
+            shape: Box::new(shape_from_row(row)?),
+        }
+    };
+    Ok(Probe {
+        id: row.try_get("probe_id")?,
+        url: row.try_get("url")?,
+        kind,
+    })
+}
+
+pub async fn finish_probe(
+    pool: &Pool,
+    probe: i64,
+    outcome: &ProbeOutcome,
+) -> Result<(), DatabaseError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "SELECT webhooks.finish_probe($1, $2)",
+            &[&probe, &Json(outcome)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Run webhooks.maintain(): (action, object) of each thing it did.
+pub async fn maintain(pool: &Pool) -> Result<Vec<(String, String)>, DatabaseError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query("SELECT action, object FROM webhooks.maintain()", &[])
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("action")?, row.try_get("object")?)))
+        .collect()
+}
+
+/// (queued, held) deliveries, from webhooks.queue_depth().
+pub async fn queue_depth(pool: &Pool) -> Result<(i64, i64), DatabaseError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one("SELECT queued, held FROM webhooks.queue_depth()", &[])
+        .await?;
+    Ok((row.try_get("queued")?, row.try_get("held")?))
+}
+
+/// Can the pool reach the database at all (/healthz)?
+pub async fn reachable(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
 }
