@@ -250,12 +250,21 @@ BEGIN
     RETURN webhooks.get(hook.id);
 END $$;
 
-CREATE FUNCTION webhooks.list(app text DEFAULT NULL, event text DEFAULT NULL)
+-- source: the webhooks that apply to this tracked table (Copernica: to a database or a
+-- collection): those limited to it, and those without a source whose event pattern takes
+-- one of its row events.
+CREATE FUNCTION webhooks.list(app text DEFAULT NULL, event text DEFAULT NULL,
+                              source regclass DEFAULT NULL)
 RETURNS SETOF webhooks.webhook_info
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM webhooks.webhook_info w
+    SELECT i.* FROM webhooks.webhook_info i JOIN webhooks.webhooks w ON w.id = i.id
     WHERE (list.app IS NULL OR w.app = list.app)
       AND (list.event IS NULL OR w.event = list.event)
+      AND (list.source IS NULL OR w.source = list.source
+           OR (w.source IS NULL AND EXISTS (
+                   SELECT 1 FROM webhooks.tracked t, unnest(ARRAY['created', 'updated', 'deleted']) op
+                   WHERE t.source = list.source
+                     AND webhooks._event_matches(w.event, t.entity || '.' || op))))
     ORDER BY w.id
 $$;
 
@@ -453,8 +462,9 @@ COMMENT ON FUNCTION webhooks.update(bigint, text, text, text, integer, double pr
 'Change a webhook''s url, event, description or limits (NULL leaves a setting unchanged). A new '
 'URL drops the verification: the webhook sends nothing until webhooks.verify() succeeds again. '
 'Returns the webhook as get() shows it.';
-COMMENT ON FUNCTION webhooks.list(text, text) IS
-'Webhooks, optionally filtered by app and by event, with their status; secrets are not shown.';
+COMMENT ON FUNCTION webhooks.list(text, text, regclass) IS
+'Webhooks, optionally filtered by app, by event and by the tracked table they apply to, with '
+'their status; secrets are not shown.';
 COMMENT ON FUNCTION webhooks.get(bigint) IS
 'One webhook with its status; raises no_data_found (P0002) for an unknown id.';
 COMMENT ON FUNCTION webhooks.secret(bigint) IS

@@ -145,6 +145,20 @@ BEGIN
                                    coalesce(payload, webhooks.sample_data(sent_event)));
 END $$;
 
+-- A test request to every webhook of an app that may be sent one (verified, or not needing
+-- verification), as test() would send it; Copernica's "test all webhooks".
+CREATE FUNCTION webhooks.test_all(app text)
+RETURNS TABLE (webhook_id bigint, probe_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._require_value('app', app IS NULL);
+    RETURN QUERY
+    SELECT w.id, webhooks.test(w.id)
+    FROM webhooks.webhooks w
+    WHERE w.app = test_all.app AND (w.verified_at IS NOT NULL OR NOT w.verification_required)
+    ORDER BY w.id;
+END $$;
+
 -- A probe and its result. With wait, keep looking (in new snapshots) until it is done or the
 -- time is up; the request must have been committed for a relay to see it.
 CREATE FUNCTION webhooks.probe(id bigint, wait interval DEFAULT '0')
@@ -230,6 +244,8 @@ COMMENT ON FUNCTION webhooks.verify(bigint) IS
 'in get()/list() (verification_status, verification_reason). Returns the probe id.';
 COMMENT ON FUNCTION webhooks.sample_data(text) IS
 'A realistic example of the data an event carries; the default payload of webhooks.test().';
+COMMENT ON FUNCTION webhooks.test_all(text) IS
+'Send a test request to every webhook of an app that may be sent one; returns each probe id.';
 COMMENT ON FUNCTION webhooks.test(bigint, jsonb, text) IS
 'Send one signed request to a webhook now (payload: a JSON object, default a sample for its '
 'event), whatever its status but only once verified. Returns the probe id; read the response '

@@ -53,7 +53,7 @@ GRANT USAGE ON SCHEMA webhooks TO webhooks_admin, webhooks_relay, webhooks_emit;
 
 GRANT EXECUTE ON FUNCTION
     webhooks.create(text, text, text, text, integer, double precision, text),
-    webhooks.list(text, text),
+    webhooks.list(text, text, regclass),
     webhooks.get(bigint),
     webhooks.secret(bigint),
     webhooks.activate(bigint, boolean),
@@ -64,6 +64,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks.verification_file(bigint),
     webhooks.verify(bigint),
     webhooks.test(bigint, jsonb, text),
+    webhooks.test_all(text),
     webhooks.probe(bigint, interval),
     webhooks.sample_data(text),
     webhooks.track(regclass, text, text),

@@ -137,6 +137,31 @@ BEGIN
     RETURN webhooks.get(hook.id);
 END $$;
 
+-- list() takes a source table: a new argument needs a new function
+DROP FUNCTION webhooks.list(text, text);
+
+-- source: the webhooks that apply to this tracked table (Copernica: to a database or a
+-- collection): those limited to it, and those without a source whose event pattern takes
+-- one of its row events.
+CREATE FUNCTION webhooks.list(app text DEFAULT NULL, event text DEFAULT NULL,
+                              source regclass DEFAULT NULL)
+RETURNS SETOF webhooks.webhook_info
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT i.* FROM webhooks.webhook_info i JOIN webhooks.webhooks w ON w.id = i.id
+    WHERE (list.app IS NULL OR w.app = list.app)
+      AND (list.event IS NULL OR w.event = list.event)
+      AND (list.source IS NULL OR w.source = list.source
+           OR (w.source IS NULL AND EXISTS (
+                   SELECT 1 FROM webhooks.tracked t, unnest(ARRAY['created', 'updated', 'deleted']) op
+                   WHERE t.source = list.source
+                     AND webhooks._event_matches(w.event, t.entity || '.' || op))))
+    ORDER BY w.id
+$$;
+
+COMMENT ON FUNCTION webhooks.list(text, text, regclass) IS
+'Webhooks, optionally filtered by app, by event and by the tracked table they apply to, with '
+'their status; secrets are not shown.';
+
 CREATE FUNCTION webhooks._interval_option(name text, value jsonb, shortest text, longest text)
 RETURNS interval
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -411,6 +436,23 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY l.id
 $$;
 
+-- A test request to every webhook of an app that may be sent one (verified, or not needing
+-- verification), as test() would send it; Copernica's "test all webhooks".
+CREATE FUNCTION webhooks.test_all(app text)
+RETURNS TABLE (webhook_id bigint, probe_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._require_value('app', app IS NULL);
+    RETURN QUERY
+    SELECT w.id, webhooks.test(w.id)
+    FROM webhooks.webhooks w
+    WHERE w.app = test_all.app AND (w.verified_at IS NOT NULL OR NOT w.verification_required)
+    ORDER BY w.id;
+END $$;
+
+COMMENT ON FUNCTION webhooks.test_all(text) IS
+'Send a test request to every webhook of an app that may be sent one; returns each probe id.';
+
 COMMENT ON FUNCTION webhooks.claim_probes(text, integer, interval) IS
 'Relay API: lease up to max_probes open probes (new, or left by a relay whose lease ran out).';
 
@@ -419,6 +461,8 @@ COMMENT ON FUNCTION webhooks.claim_probes(text, integer, interval) IS
 ALTER FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[])
     OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.claim_probes(text, integer, interval) OWNER TO webhooks_owner;
+ALTER FUNCTION webhooks.list(text, text, regclass) OWNER TO webhooks_owner;
+ALTER FUNCTION webhooks.test_all(text) OWNER TO webhooks_owner;
 REVOKE EXECUTE ON FUNCTION
     webhooks._headers_problem(jsonb),
     webhooks._origin_of(text),
@@ -428,7 +472,9 @@ REVOKE EXECUTE ON FUNCTION
     webhooks._milliseconds(interval),
     webhooks._milliseconds(interval[]),
     webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]),
-    webhooks.claim_probes(text, integer, interval)
+    webhooks.claim_probes(text, integer, interval),
+    webhooks.list(text, text, regclass),
+    webhooks.test_all(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     webhooks._headers_problem(jsonb),
@@ -439,8 +485,12 @@ GRANT EXECUTE ON FUNCTION
     webhooks._milliseconds(interval),
     webhooks._milliseconds(interval[]),
     webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]),
-    webhooks.claim_probes(text, integer, interval)
+    webhooks.claim_probes(text, integer, interval),
+    webhooks.list(text, text, regclass),
+    webhooks.test_all(text)
 TO webhooks_owner;
+GRANT EXECUTE ON FUNCTION webhooks.list(text, text, regclass), webhooks.test_all(text)
+TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION
     webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]),
     webhooks.claim_probes(text, integer, interval)
