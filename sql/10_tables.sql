@@ -131,7 +131,8 @@ CREATE TABLE webhooks.webhooks (
     verified_at             timestamptz,
     expired_events          bigint NOT NULL DEFAULT 0,  -- held longer than replay_window, dropped
     -- what is sent and when (sql/25_options.sql, webhooks.configure)
-    format                  text NOT NULL DEFAULT 'json' CHECK (format IN ('json', 'form', 'query')),
+    format                  text NOT NULL DEFAULT 'json'
+                            CHECK (format IN ('json', 'form', 'query', 'raw')),
     method                  text NOT NULL DEFAULT 'POST' CHECK (method IN ('POST', 'GET', 'PUT')),
     fields                  jsonb,          -- [{"column", "name", "default"}]: send only these
     key_field               text,           -- always sent with fields (default 'email')

@@ -3,8 +3,10 @@
 --   SELECT webhooks.configure(7, '{"format": "form", "exclude_columns": ["password_hash"]}');
 --
 -- Options (a key set to null returns the option to its default):
---   format           "json" (default), "form" (Copernica-style x-www-form-urlencoded) or "query"
---                    (the same parameters in the URL's query string, no body)
+--   format           "json" (default), "form" (Copernica-style x-www-form-urlencoded), "query"
+--                    (the same parameters in the URL's query string, no body) or "raw" (the
+--                    event's data alone as the JSON body, no envelope: an emitted payload
+--                    arrives exactly as given)
 --   method           "POST" (default), "PUT" or "GET" (GET needs format "query")
 --   fields           [{"column": "first_name", "name": "fname", "default": "friend"}, ...]: send
 --                    only these values, each under its own name, with a default for NULL or
@@ -286,7 +288,7 @@ BEGIN
     hook := webhooks._lock_webhook(configure.id);
     IF o ? 'format' THEN
         hook.format := coalesce(webhooks._text_option('format', o -> 'format',
-                                                      ARRAY['json', 'form', 'query']), 'json');
+                                                      ARRAY['json', 'form', 'query', 'raw']), 'json');
     END IF;
     IF o ? 'method' THEN
         hook.method := coalesce(webhooks._text_option('method', o -> 'method',
@@ -454,7 +456,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
-'Set a webhook''s options: format (json, form, query), method (POST, PUT, GET), fields, '
+'Set a webhook''s options: format (json, form, query, raw), method (POST, PUT, GET), fields, '
 'key_field, parameters, source, filter, on_change, include_columns, exclude_columns, '
 'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout; a key set to '
 'null restores the default. See '

@@ -1,7 +1,8 @@
 -- pg_webhooks 0.1.0 -> 0.2.0 (ALTER EXTENSION pg_webhooks UPDATE).
 --
 -- Adds per-webhook request headers and retry policy (configure's "headers", "retry_schedule",
--- "request_timeout"); claim() and claim_probes() return them. Every statement here makes an
+-- "request_timeout"), which claim() and claim_probes() return; the "raw" format; list() by
+-- source table and test_all(). Every statement here makes an
 -- object exactly as sql/ at 0.2.0 defines it: tests/tests/upgrade.rs compares an upgraded
 -- database's extension objects with a fresh install's, definitions, owners and grants.
 \echo Use "ALTER EXTENSION pg_webhooks UPDATE" to load this file. \quit
@@ -62,7 +63,10 @@ ALTER TABLE webhooks.webhooks
                AND 0 <= ALL (webhooks._milliseconds(retry_schedule))
                AND 2592000000 >= ALL (webhooks._milliseconds(retry_schedule))),
     ADD COLUMN request_timeout interval
-        CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000);
+        CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000),
+    -- format "raw"
+    DROP CONSTRAINT webhooks_format_check,
+    ADD CONSTRAINT webhooks_format_check CHECK (format IN ('json', 'form', 'query', 'raw'));
 
 CREATE OR REPLACE VIEW webhooks.webhook_info AS
 SELECT id, app, event, url,
@@ -252,7 +256,7 @@ BEGIN
     hook := webhooks._lock_webhook(configure.id);
     IF o ? 'format' THEN
         hook.format := coalesce(webhooks._text_option('format', o -> 'format',
-                                                      ARRAY['json', 'form', 'query']), 'json');
+                                                      ARRAY['json', 'form', 'query', 'raw']), 'json');
     END IF;
     IF o ? 'method' THEN
         hook.method := coalesce(webhooks._text_option('method', o -> 'method',
@@ -299,7 +303,7 @@ BEGIN
 END $$;
 
 COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
-'Set a webhook''s options: format (json, form, query), method (POST, PUT, GET), fields, '
+'Set a webhook''s options: format (json, form, query, raw), method (POST, PUT, GET), fields, '
 'key_field, parameters, source, filter, on_change, include_columns, exclude_columns, '
 'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout; a key set to '
 'null restores the default. See '

@@ -320,3 +320,44 @@ async fn email_events_are_posted_with_copernicas_type_names_and_fields() {
         .as_str()
         .is_some_and(|id| id.parse::<i64>().is_ok()));
 }
+
+#[tokio::test]
+async fn the_raw_format_sends_an_emitted_payload_alone_exactly_as_stored_and_signed() {
+    let db = TestDb::create("raw_format").await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(
+        &db,
+        "subscriber.changed",
+        &receiver.url("/emma"),
+        json!({"format": "raw"}),
+    )
+    .await;
+    let _relay = Relay::start(&db, "raw", &[]).await;
+
+    // a Mailingwork-style object: its own id, fields as {id, value}, a timestamp of its own
+    let event_id: i64 = db
+        .value(
+            r#"SELECT webhooks.emit('subscriber.changed', '{"id": 4711, "fields": [{"id": 3,
+                 "value": "Jan"}], "lists": [{"id": 9, "state": "active"}],
+                 "date": "2026-12-02 10:00:00", "score": 1.10}')"#,
+        )
+        .await;
+    let received = receiver.wait_for_requests(1, WAIT).await;
+
+    let stored: String = db
+        .value(&format!(
+            "SELECT payload::text FROM webhooks.events WHERE id = {event_id}"
+        ))
+        .await;
+    assert_eq!(String::from_utf8_lossy(&received[0].body), stored);
+    assert_eq!(
+        received[0].json()["id"],
+        4711,
+        "no envelope: the payload's own id"
+    );
+    assert_eq!(received[0].header("content-type"), "application/json");
+    assert_eq!(
+        pg_webhooks_tests::verify_with_official_library(&db.secret(hook).await, &received),
+        ["ok"]
+    );
+}

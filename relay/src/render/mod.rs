@@ -43,9 +43,12 @@ pub struct Shape {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// `{"type", "timestamp", "data"}` (Standard Webhooks)
     Json,
     Form,
     Query,
+    /// the data alone, as PostgreSQL wrote it: receivers that own their schema (Mailingwork)
+    Raw,
 }
 
 impl Default for Shape {
@@ -106,7 +109,10 @@ pub enum RenderError {
 
 pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, RenderError> {
     let has_placeholders = url.contains("__");
-    if shape.format == Format::Json && shape.fields.is_none() && !has_placeholders {
+    if matches!(shape.format, Format::Json | Format::Raw)
+        && shape.fields.is_none()
+        && !has_placeholders
+    {
         return Ok(json_request(message, shape, message.data, url.to_owned()));
     }
     let data: Value = serde_json::from_str(message.data)?;
@@ -120,7 +126,7 @@ pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, R
         url.to_owned()
     };
     let request = match shape.format {
-        Format::Json => match mapped {
+        Format::Json | Format::Raw => match mapped {
             Some(values) => json_request(message, shape, &Value::Object(values).to_string(), url),
             // read only for its placeholders: the body keeps PostgreSQL's text
             None => json_request(message, shape, message.data, url),
@@ -150,12 +156,16 @@ pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, R
     Ok(request)
 }
 
+/// A JSON body: the data in its envelope (`json`), or alone (`raw`).
 fn json_request(message: &Message, shape: &Shape, data: &str, url: String) -> Request {
     Request {
         method: shape.method.clone(),
         url,
         content_type: Some("application/json"),
-        body: json_body(message.event, message.occurred_at, data),
+        body: match shape.format {
+            Format::Raw => data.as_bytes().to_vec(),
+            _ => json_body(message.event, message.occurred_at, data),
+        },
         signed_query: None,
     }
 }
@@ -235,6 +245,19 @@ mod tests {
         );
         assert_eq!(request.signed(), request.body);
         assert_eq!(message_id(42), "evt_42");
+    }
+
+    #[test]
+    fn the_raw_format_sends_the_data_alone_byte_for_byte_and_signs_it() {
+        let data = r#"{"id": 42, "amount": 1.10, "fields": [{"id": 7, "value": "Jan"}]}"#;
+        let shape = Shape {
+            format: Format::Raw,
+            ..Shape::default()
+        };
+        let request = request(&message(data), "http://h.example/hook", &shape).expect("renders");
+        assert_eq!(request.body, data.as_bytes());
+        assert_eq!(request.signed(), data.as_bytes());
+        assert_eq!(request.content_type, Some("application/json"));
     }
 
     #[test]
