@@ -134,7 +134,8 @@ impl Deliverer {
 }
 
 /// Render a message in the webhook's shape, sign it with its secrets (the signature's timestamp
-/// is now) and send it, waiting at most `timeout` for the whole exchange. Deliveries and test requests go this same way.
+/// is now) and send it, waiting at most `timeout` for the whole exchange. Deliveries and test
+/// requests go this same way.
 pub async fn send_message(
     sender: &Sender,
     message: &Message<'_>,
