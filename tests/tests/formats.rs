@@ -361,3 +361,33 @@ async fn the_raw_format_sends_an_emitted_payload_alone_exactly_as_stored_and_sig
         ["ok"]
     );
 }
+
+#[tokio::test]
+async fn a_tables_timestamp_columns_reach_php_as_copernica_writes_created_and_modified() {
+    let db = TestDb::create("form_timestamps").await;
+    db.execute(
+        "CREATE TABLE profiles (id bigserial PRIMARY KEY, email text,
+                                created_at timestamptz, updated_at timestamp);
+         SELECT webhooks.track('profiles', entity => 'profile');",
+    )
+    .await;
+    let php = PhpReceiver::start().await;
+    subscribe(
+        &db,
+        "profile.created",
+        &php.url("/hook.php"),
+        json!({"format": "form"}),
+    )
+    .await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute(
+        "INSERT INTO profiles (email, created_at, updated_at)
+         VALUES ('ann@example.com', '2026-11-20 09:30:00.123456+01', '2026-11-21 08:00:00.5')",
+    )
+    .await;
+
+    let post = php.wait_for_requests(1, WAIT).await.remove(0)["post"].clone();
+    assert_eq!(post["created"], "2026-11-20 08:30:00");
+    assert_eq!(post["modified"], "2026-11-21 08:00:00");
+}

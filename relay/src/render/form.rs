@@ -5,11 +5,14 @@
 //! `interests[]` (from an array column named `interests`), `parameters[key]`; rows of a child
 //! table (a collection) add `subprofile` and `collection`, and have no `interests`; delete events
 //! have no `created`, `modified` or `interests`.
-//! Application events: their payload's keys, with `id`, `type` (Copernica's name for email
+//! `created` and `modified` come from `created_at`/`created` and `updated_at`/`modified` columns
+//! in Copernica's `YYYY-MM-DD HH:MM:SS` (UTC), else are the event's time.
+//! Application events: their payload's keys, with `id` (the payload's own, else the event id), `type` (Copernica's name for email
 //! events: `open`, `click`, `bounce`, `failure`, `delivery`, `unsubscribe`, `abuse`; otherwise
 //! the event name), `timestamp` and `time`.
 
 use super::Message;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Map, Value};
 
 /// Keyed arrays as `fields[email]=...`, plain arrays as `interests[]=...`.
@@ -51,9 +54,8 @@ pub fn document(message: &Message, data: &Value, parameters: Option<&Map<String,
     } else {
         application_event(message, data)
     };
-    let timestamp = message.occurred_at.format("%Y-%m-%d %H:%M:%S").to_string();
     for (name, value) in [
-        ("timestamp", json!(timestamp)),
+        ("timestamp", json!(copernica_time(message.occurred_at))),
         ("time", json!(message.occurred_at.timestamp())),
     ] {
         document.insert(name.to_owned(), value);
@@ -89,12 +91,15 @@ fn row_event(message: &Message, data: &Value) -> Map<String, Value> {
         document.insert("database".to_owned(), data["table"].clone());
     }
     if kind != "delete" {
-        let when = message.occurred_at.format("%Y-%m-%d %H:%M:%S").to_string();
+        let when = copernica_time(message.occurred_at);
         for (name, columns) in [
             ("created", ["created_at", "created"]),
             ("modified", ["updated_at", "modified"]),
         ] {
-            let value = columns.iter().find_map(|c| image.get(*c)).cloned();
+            let value = columns
+                .iter()
+                .find_map(|c| image.get(*c))
+                .map(as_copernica_time);
             document.insert(name.to_owned(), value.unwrap_or_else(|| json!(when)));
         }
     }
@@ -107,6 +112,27 @@ fn row_event(message: &Message, data: &Value) -> Map<String, Value> {
         }
     }
     document
+}
+
+/// Copernica's `YYYY-MM-DD HH:MM:SS`, in UTC.
+fn copernica_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A timestamp column's value as Copernica writes times: PostgreSQL's JSON gives
+/// `2026-11-22T10:00:00.123456+00:00` (timestamptz, made UTC) or `2026-11-22T10:00:00.123456`
+/// (timestamp, taken as it is). Anything else (a date, a text column) is sent unchanged.
+fn as_copernica_time(value: &Value) -> Value {
+    let Some(text) = value.as_str() else {
+        return value.clone();
+    };
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return json!(copernica_time(at.with_timezone(&Utc)));
+    }
+    match NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f") {
+        Ok(at) => json!(at.format("%Y-%m-%d %H:%M:%S").to_string()),
+        Err(_) => value.clone(),
+    }
 }
 
 /// A primary key as one value: the value of a one-column key, else the values joined by commas.
@@ -123,7 +149,10 @@ fn key_text(key: Option<&Value>) -> String {
 
 fn application_event(message: &Message, data: &Value) -> Map<String, Value> {
     let mut document = data.as_object().cloned().unwrap_or_default();
-    document.insert("id".to_owned(), json!(message.event_id));
+    // a payload's own id (an email event's message id, which receivers link back to) stays
+    document
+        .entry("id".to_owned())
+        .or_insert_with(|| json!(message.event_id));
     document.insert("type".to_owned(), json!(copernica_type(message.event)));
     document
 }
@@ -180,6 +209,28 @@ mod tests {
             "type=delete&profile=42&database=public.profiles&collection=order&subprofile=5\
              &fields[id]=5&fields[profile_id]=42\
              &timestamp=2026-11-22+10:00:00&time=1795341600&parameters[source]=crm"
+        );
+    }
+
+    #[test]
+    fn timestamp_columns_arrive_as_copernica_writes_times() {
+        let data = json!({"table": "public.profiles", "entity": "profile", "key": {"id": 1},
+                          "new": {"id": 1, "created_at": "2026-11-20T09:30:00.123456+01:00",
+                                  "modified": "2026-11-21T08:00:00.5"}});
+        let rendered = render("profile.updated", &data);
+        assert!(
+            rendered.contains("&created=2026-11-20+08:30:00&modified=2026-11-21+08:00:00&"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn an_email_events_own_id_is_kept() {
+        let data = json!({"id": "msg-77", "recipient": "a@b.nl"});
+        let rendered = render("email.clicked", &data);
+        assert!(
+            rendered.starts_with("id=msg-77&recipient=a@b.nl&type=click"),
+            "{rendered}"
         );
     }
 

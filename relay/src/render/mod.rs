@@ -170,7 +170,8 @@ fn json_request(message: &Message, shape: &Shape, data: &str, url: String) -> Re
     }
 }
 
-/// The `form` and `query` parameters: the mapped values, or Copernica's fields.
+/// The `form` and `query` parameters: the mapped values, or Copernica's fields; the webhook's
+/// fixed `parameters[key]` go with either.
 fn parameters(
     message: &Message,
     data: &Value,
@@ -178,7 +179,14 @@ fn parameters(
     mapped: Option<Map<String, Value>>,
 ) -> Value {
     match mapped {
-        Some(values) => Value::Object(values),
+        Some(mut values) => {
+            if let Some(fixed) = &shape.parameters {
+                values
+                    .entry("parameters")
+                    .or_insert_with(|| Value::Object(fixed.clone()));
+            }
+            Value::Object(values)
+        }
         None => form::document(message, data, shape.parameters.as_ref()),
     }
 }
@@ -331,6 +339,24 @@ mod tests {
         assert_eq!(
             url,
             "http://h.example/?email=a@b.nl&n=123456789012345678901234567890.000000000000000001&big=9007199254740993"
+        );
+    }
+
+    #[test]
+    fn fixed_parameters_go_with_mapped_fields() {
+        let data = r#"{"new": {"email": "a@b.nl", "first_name": "Jan"}}"#;
+        let shape = Shape {
+            format: Format::Form,
+            fields: Some(vec![Field::named("first_name", "fname", None)]),
+            parameters: serde_json::from_str(r#"{"list": "7"}"#).ok(),
+            ..Shape::default()
+        };
+        let body = request(&message(data), "http://h.example/", &shape)
+            .expect("renders")
+            .body;
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "email=a%40b.nl&fname=Jan&parameters%5Blist%5D=7"
         );
     }
 
