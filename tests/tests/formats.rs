@@ -391,3 +391,65 @@ async fn a_tables_timestamp_columns_reach_php_as_copernica_writes_created_and_mo
     assert_eq!(post["created"], "2026-11-20 08:30:00");
     assert_eq!(post["modified"], "2026-11-21 08:00:00");
 }
+
+#[tokio::test]
+async fn a_klicktipp_post_with_field_mapping_reaches_php_under_its_own_names() {
+    let db = crm_db("klicktipp_post").await;
+    let php = PhpReceiver::start().await;
+    subscribe(
+        &db,
+        "profile.created",
+        &php.url("/subscribe.php"),
+        json!({"format": "form", "fields": [
+            {"column": "first_name", "name": "fname", "default": "friend"},
+            {"column": "country"}], "parameters": {"list": "7"}}),
+    )
+    .await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("INSERT INTO profiles (email, country) VALUES ('d+1@example.com', 'NL')")
+        .await;
+
+    let request = php.wait_for_requests(1, WAIT).await.remove(0);
+    assert_eq!(request["method"], "POST");
+    assert_eq!(
+        request["post"],
+        json!({"email": "d+1@example.com", "fname": "friend", "country": "NL",
+               "parameters": {"list": "7"}})
+    );
+}
+
+#[tokio::test]
+async fn a_tag_fires_again_once_its_throttle_has_passed() {
+    let db = TestDb::create("tag_throttle_passes").await;
+    db.execute(
+        "CREATE TABLE contact_tags (contact_id bigint, tag_id int, PRIMARY KEY (contact_id, tag_id));
+         SELECT webhooks.track('contact_tags', entity => 'tag');",
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    subscribe(
+        &db,
+        "tag.created",
+        &receiver.url("/"),
+        json!({"throttle": "5 seconds", "throttle_per": "contact_id"}),
+    )
+    .await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("INSERT INTO contact_tags VALUES (1, 7)").await;
+    receiver.wait_for_requests(1, WAIT).await;
+    // within the throttle (5 s after the first event, with room for a slow delivery): dropped;
+    // after it: sent again
+    db.execute("DELETE FROM contact_tags; INSERT INTO contact_tags VALUES (1, 7)")
+        .await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    db.execute("DELETE FROM contact_tags; INSERT INTO contact_tags VALUES (1, 7)")
+        .await;
+
+    receiver.wait_for_requests(2, WAIT).await;
+    let dropped: i64 = db
+        .value("SELECT count(*) FROM webhooks.deliveries WHERE last_error = 'throttled'")
+        .await;
+    assert_eq!((receiver.count(), dropped), (2, 1));
+}
