@@ -11,7 +11,9 @@
 --   fields           [{"column": "first_name", "name": "fname", "default": "friend"}, ...]: send
 --                    only these values, each under its own name, with a default for NULL or
 --                    missing values (KlickTipp). URL placeholders __name__ are filled from them.
---   key_field        the value always sent with fields (default "email")
+--   key_field        the value always sent with fields (default "email"), under its column's
+--                    name, or under the name a field gives that column ({"column": "email",
+--                    "name": "EmailAddress"}: KlickTipp's forms name it as they like)
 --   parameters       {"key": "value", ...}: fixed parameters, sent as parameters[key]=value
 --   source           a tracked table: only its events (Copernica's database or collection)
 --   filter           an SQL/JSON path over the event's payload: a predicate that must be true,
@@ -252,8 +254,11 @@ BEGIN
     IF hook.fields IS NOT NULL THEN
         SELECT p[1] INTO missing
         FROM regexp_matches(hook.url, '__([A-Za-z0-9](?:[A-Za-z0-9_]*[A-Za-z0-9])?)__', 'g') p
-        WHERE p[1] <> coalesce(hook.key_field, 'email')
-          AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(hook.fields) f WHERE f ->> 'name' = p[1])
+        -- the names sent: the fields', and the key field's column unless a field renames it
+        WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(hook.fields) f WHERE f ->> 'name' = p[1])
+          AND (p[1] <> coalesce(hook.key_field, 'email')
+               OR EXISTS (SELECT 1 FROM jsonb_array_elements(hook.fields) f
+                          WHERE f ->> 'column' = coalesce(hook.key_field, 'email')))
         LIMIT 1;
         IF FOUND THEN
             RAISE EXCEPTION 'pg_webhooks: the URL placeholder __%__ is not one of the fields', missing

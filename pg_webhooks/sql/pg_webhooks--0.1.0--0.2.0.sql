@@ -230,6 +230,37 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT webhooks._interval_option('throttle', value, '1 second', '1 year')
 $$;
 
+CREATE OR REPLACE FUNCTION webhooks._check_options(hook webhooks.webhooks) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF hook.method = 'GET' AND hook.format <> 'query' THEN
+        RAISE EXCEPTION 'pg_webhooks: method GET sends no body, so it needs format "query", not "%"',
+            hook.format
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (hook.throttle IS NULL) <> (hook.throttle_per IS NULL) THEN
+        RAISE EXCEPTION 'pg_webhooks: throttle and throttle_per go together'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example {"throttle": "6 hours", "throttle_per": "contact_id"}.';
+    END IF;
+    IF hook.fields IS NOT NULL THEN
+        SELECT p[1] INTO missing
+        FROM regexp_matches(hook.url, '__([A-Za-z0-9](?:[A-Za-z0-9_]*[A-Za-z0-9])?)__', 'g') p
+        -- the names sent: the fields', and the key field's column unless a field renames it
+        WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(hook.fields) f WHERE f ->> 'name' = p[1])
+          AND (p[1] <> coalesce(hook.key_field, 'email')
+               OR EXISTS (SELECT 1 FROM jsonb_array_elements(hook.fields) f
+                          WHERE f ->> 'column' = coalesce(hook.key_field, 'email')))
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'pg_webhooks: the URL placeholder __%__ is not one of the fields', missing
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+END $$;
+
 CREATE OR REPLACE FUNCTION webhooks.configure(id bigint, options jsonb) RETURNS webhooks.webhook_info
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

@@ -393,7 +393,7 @@ async fn a_tables_timestamp_columns_reach_php_as_copernica_writes_created_and_mo
 }
 
 #[tokio::test]
-async fn a_klicktipp_post_with_field_mapping_reaches_php_under_its_own_names() {
+async fn a_klicktipp_post_with_field_mapping_reaches_php_under_its_own_names_email_included() {
     let db = crm_db("klicktipp_post").await;
     let php = PhpReceiver::start().await;
     subscribe(
@@ -401,6 +401,7 @@ async fn a_klicktipp_post_with_field_mapping_reaches_php_under_its_own_names() {
         "profile.created",
         &php.url("/subscribe.php"),
         json!({"format": "form", "fields": [
+            {"column": "email", "name": "EmailAddress"},
             {"column": "first_name", "name": "fname", "default": "friend"},
             {"column": "country"}], "parameters": {"list": "7"}}),
     )
@@ -414,7 +415,7 @@ async fn a_klicktipp_post_with_field_mapping_reaches_php_under_its_own_names() {
     assert_eq!(request["method"], "POST");
     assert_eq!(
         request["post"],
-        json!({"email": "d+1@example.com", "fname": "friend", "country": "NL",
+        json!({"EmailAddress": "d+1@example.com", "fname": "friend", "country": "NL",
                "parameters": {"list": "7"}})
     );
 }

@@ -28,7 +28,8 @@ impl Field {
     }
 }
 
-/// The values to send: the key field first, then each field under its name.
+/// The values to send: the key field first (under its column's name, unless a field maps that
+/// column to a name of its own), then each field under its name.
 pub fn mapped_values(data: &Value, fields: &[Field], key_field: &str) -> Map<String, Value> {
     let source = super::row_or_payload(data);
     let value_of = |column: &str, default: Option<&Value>| match source.and_then(|s| s.get(column))
@@ -37,7 +38,9 @@ pub fn mapped_values(data: &Value, fields: &[Field], key_field: &str) -> Map<Str
         _ => default.cloned().unwrap_or(Value::String(String::new())),
     };
     let mut values = Map::new();
-    values.insert(key_field.to_owned(), value_of(key_field, None));
+    if !fields.iter().any(|field| field.column == key_field) {
+        values.insert(key_field.to_owned(), value_of(key_field, None));
+    }
     for field in fields {
         values.insert(
             field.name.clone(),
@@ -111,6 +114,19 @@ mod tests {
         assert_eq!(
             Value::Object(mapped_values(&data, &fields, "email")),
             json!({"email": "a@b.nl", "fname": "friend", "town": "Utrecht", "gone": ""})
+        );
+    }
+
+    #[test]
+    fn a_field_for_the_key_column_gives_the_key_its_own_name() {
+        let data = json!({"new": {"email": "a@b.nl", "city": "Utrecht"}});
+        let fields = [
+            Field::named("email", "EmailAddress", None),
+            Field::named("city", "town", None),
+        ];
+        assert_eq!(
+            Value::Object(mapped_values(&data, &fields, "email")),
+            json!({"EmailAddress": "a@b.nl", "town": "Utrecht"})
         );
     }
 

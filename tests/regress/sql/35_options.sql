@@ -51,6 +51,8 @@ SELECT try(format($$SELECT webhooks.update(%s, url => 'https://__host__.example/
 SELECT options FROM webhooks.configure(:hook, '{"fields": [{"column": "country"}]}');
 SELECT try(format($$SELECT webhooks.update(%s, url => 'https://example.com/?n=__nickname__')$$, :hook));
 SELECT url, options -> 'fields' AS fields FROM webhooks.get(:hook);
+-- a field that gives the key column a name of its own: the URL's __email__ is then unfilled
+SELECT try(format($$SELECT webhooks.configure(%s, '{"fields": [{"column": "email", "name": "EmailAddress"}]}')$$, :hook));
 
 -- what fan-out sends: filter, source, origins, visible changes
 SELECT options FROM webhooks.configure(:hook, '{"filter": "$.new.country == \"NL\"",
