@@ -132,6 +132,16 @@ impl TestDb {
             .get(0)
     }
 
+    /// A webhook's verification file: its name and its content.
+    pub async fn verification_file(&self, hook: i64) -> (String, String) {
+        let row = &self
+            .query(&format!(
+                "SELECT file_name, content FROM webhooks.verification_file({hook})"
+            ))
+            .await[0];
+        (row.get(0), row.get(1))
+    }
+
     /// Start a probe (`webhooks.verify(7)` or `webhooks.test(7)`) in its own committed
     /// statement and wait for its result: (success, result, status, response).
     pub async fn run_probe(&self, call: &str) -> (bool, String, Option<i32>, Option<String>) {

@@ -40,12 +40,8 @@ async fn a_receiver_on_a_private_ca_gets_deliveries_test_requests_and_verificati
     })
     .await;
     let hook = db.create_webhook("*", &receiver.url("/hook")).await;
-    let row = &db
-        .query(&format!(
-            "SELECT file_name, content FROM webhooks.verification_file({hook})"
-        ))
-        .await[0];
-    *file.lock().expect("file lock") = Some((format!("/{}", row.get::<_, String>(0)), row.get(1)));
+    let (name, content) = db.verification_file(hook).await;
+    *file.lock().expect("file lock") = Some((format!("/{name}"), content));
     let option = ca_option(&ca);
     let _relay = Relay::start(&db, "https", &[&option[0], &option[1]]).await;
 

@@ -56,16 +56,6 @@ async fn verifying_db(name: &str) -> TestDb {
     db
 }
 
-/// The verification file's name and content.
-async fn verification_file(db: &TestDb, hook: i64) -> (String, String) {
-    let row = db
-        .query(&format!(
-            "SELECT file_name, content FROM webhooks.verification_file({hook})"
-        ))
-        .await;
-    (row[0].get(0), row[0].get(1))
-}
-
 async fn verification_status(db: &TestDb, hook: i64) -> (String, Option<String>, bool) {
     let row = db
         .query(&format!(
@@ -82,7 +72,7 @@ async fn a_file_served_beside_the_callback_verifies_the_webhook_and_it_then_deli
     let hook = db
         .create_webhook("*", &server.receiver.url("/dir/hook.php"))
         .await;
-    let (file, content) = verification_file(&db, hook).await;
+    let (file, content) = db.verification_file(hook).await;
     server.serve(format!("/dir/{file}"), content);
     let _relay = Relay::start(&db, "r1", &[]).await;
 
@@ -109,7 +99,7 @@ async fn the_file_may_be_served_at_the_web_root_instead() {
     let hook = db
         .create_webhook("*", &server.receiver.url("/dir/hook.php"))
         .await;
-    let (file, content) = verification_file(&db, hook).await;
+    let (file, content) = db.verification_file(hook).await;
     server.serve(format!("/{file}"), content);
     let _relay = Relay::start(&db, "r1", &[]).await;
 
@@ -163,7 +153,7 @@ async fn a_file_with_the_wrong_content_does_not_verify() {
     let hook = db
         .create_webhook("*", &server.receiver.url("/hook.php"))
         .await;
-    let (file, _) = verification_file(&db, hook).await;
+    let (file, _) = db.verification_file(hook).await;
     server.serve(format!("/{file}"), "somebody else's token".into());
     let _relay = Relay::start(&db, "r1", &[]).await;
 
@@ -182,7 +172,7 @@ async fn changing_the_url_drops_the_verification() {
     let db = verifying_db("verify_url_change").await;
     let server = FileServer::start().await;
     let hook = db.create_webhook("*", &server.receiver.url("/a")).await;
-    let (file, content) = verification_file(&db, hook).await;
+    let (file, content) = db.verification_file(hook).await;
     server.serve(format!("/{file}"), content);
     let _relay = Relay::start(&db, "r1", &[]).await;
     assert!(db.run_probe(&format!("webhooks.verify({hook})")).await.0);

@@ -111,14 +111,7 @@ async fn test_requests_and_verification_carry_the_headers_too() {
     let served = ServedFile::default();
     let receiver = receiver_wanting_the_headers(served.clone()).await;
     let hook = db.create_webhook("*", &receiver.url("/hook")).await;
-    let (file, content): (String, String) = {
-        let row = &db
-            .query(&format!(
-                "SELECT file_name, content FROM webhooks.verification_file({hook})"
-            ))
-            .await[0];
-        (row.get(0), row.get(1))
-    };
+    let (file, content) = db.verification_file(hook).await;
     *served.lock().expect("file lock") = Some((format!("/{file}"), content));
     configure_headers(&db, hook).await;
     let _relay = Relay::start(&db, "headers", &[]).await;
