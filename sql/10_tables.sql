@@ -1,10 +1,10 @@
 -- pg_webhooks: tables.
 --
 -- The shape, in one paragraph: writers' triggers append to `events` (and do nothing else). The
--- relay fans events out into one `deliveries` row per matching webhook, claims due deliveries
--- with FOR UPDATE SKIP LOCKED as committed leases, sends them, and records every attempt in
--- `attempts`. `events`, `deliveries` and `attempts` are partitioned by day, so retention drops
--- whole partitions and never runs a mass DELETE.
+-- relay fans events out into `deliveries` rows of up to 100 events per matching webhook, claims
+-- due events with FOR UPDATE SKIP LOCKED as committed leases, sends them, and records failed
+-- attempts one by one in `attempts` and successful ones compactly in `successes`. These tables
+-- are partitioned by day, so retention drops whole partitions and never runs a mass DELETE.
 
 -- Settings: at most one row, and empty until an admin changes something; a NULL column means
 -- the default. The defaults live in one place, webhooks._settings() below. (Starting empty is
@@ -202,41 +202,87 @@ CREATE TABLE webhooks.events (
     payload     jsonb NOT NULL
 ) PARTITION BY RANGE (created_at);
 -- The only index: every index entry is work for the writer (BENCHMARKS.md). Fan-out walks it,
--- and deliveries find their event through it (deliveries.event_xid, event_id).
+-- and deliveries find their events through it (deliveries.event_xids, event_ids).
 CREATE INDEX events_xid_idx ON webhooks.events (xid, id);
 
-CREATE SEQUENCE webhooks.deliveries_id_seq;
+-- Delivery ids come in blocks of 128, one block per row of webhooks.deliveries: the row's id is
+-- the first, and the k-th event of the row has delivery id id + k - 1 (webhooks._delivery_row).
+CREATE SEQUENCE webhooks.deliveries_id_seq INCREMENT BY 128;
 
--- One row per (event, webhook). state:
---   held       the webhook was inactive when the event arrived; waits for activate()
+-- What is owed to each webhook. Fan-out writes one row per webhook, fan-out batch and UTC day,
+-- holding up to 100 events in order (event_ids, event_xids, event_times): one row, not one per
+-- event and webhook, because each row costs the database a heap row and index entries three
+-- times over (insert, lease, acknowledgement; BENCHMARKS.md, issue 15). state:
+--   held       the webhook was inactive when the events arrived; waits for activate()
 --   pending    due at due_at
 --   leased     claimed by a relay until due_at (then claimable again: at-least-once)
---   delivered  a 2xx was received
+--   delivered  a 2xx was received (for every event of the row)
 --   failed     parked: retries exhausted, 410 Gone, or refused by policy; redeliver() revives it
 --   dropped    held, then discarded by activate(replay_events => false) or deletion of the webhook
+-- A row of one event is one delivery, updated in place as it is retried. In a row of several,
+-- `marks` has one character per event: '0' owed, 'l' leased, 'd' delivered, 'm' moved out to
+-- a row of its own. An event moves out when its first attempt fails (it is retried alone, with
+-- its own attempt count and log), when its lease runs out, and when it is redelivered; so the
+-- events left in a row of several are always on their first attempt. Such a row stays due
+-- while it owes events, however many of its others are leased: claims may take its events a few
+-- at a time, each answered by the acknowledgements as they come, and the row's leased_until
+-- says when its leased ones are claimable again.
 CREATE TABLE webhooks.deliveries (
     id                bigint NOT NULL DEFAULT nextval('webhooks.deliveries_id_seq'),
-    event_id          bigint NOT NULL,
-    event_xid         xid8 NOT NULL,          -- with event_id, finds the event by its index
-    event_created_at  timestamptz NOT NULL,
+    event_created_at  timestamptz NOT NULL,   -- the newest event's time: the row's partition day
     webhook_id        bigint NOT NULL,
     state             text NOT NULL
                       CHECK (state IN ('held', 'pending', 'leased', 'delivered', 'failed', 'dropped')),
     due_at            timestamptz,
-    attempts          integer NOT NULL DEFAULT 0,
+    attempts          integer NOT NULL DEFAULT 0,   -- rows of one event: attempts made
     leased_by         text,
     last_status       integer,
     last_error        text,
-    updated_at        timestamptz NOT NULL DEFAULT now()
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    -- (after the columns above, where ALTER TABLE puts them in a database upgraded from 0.1.0)
+    event_ids         bigint[] NOT NULL,
+    event_xids        xid8[] NOT NULL,        -- with event_ids and event_times, finds the events
+    event_times       timestamptz[] NOT NULL,
+    marks             text NOT NULL,
+    leased_until      timestamptz,            -- rows of several: the lease of their 'l' events
+    CHECK (cardinality(event_ids) BETWEEN 1 AND 128 AND cardinality(event_xids) = cardinality(event_ids)
+           AND cardinality(event_times) = cardinality(event_ids)
+           AND length(marks) = cardinality(event_ids) AND marks ~ '^[0ldm]+$')
 ) PARTITION BY RANGE (event_created_at);
 CREATE INDEX deliveries_id_idx ON webhooks.deliveries (id);
-CREATE INDEX deliveries_event_idx ON webhooks.deliveries (event_id);
-CREATE INDEX deliveries_due_idx ON webhooks.deliveries (webhook_id, due_at, event_id)
+CREATE INDEX deliveries_due_idx ON webhooks.deliveries (webhook_id, due_at, id)
     WHERE state IN ('pending', 'leased');
-CREATE INDEX deliveries_held_idx ON webhooks.deliveries (webhook_id, event_id)
+CREATE INDEX deliveries_held_idx ON webhooks.deliveries (webhook_id, id)
     WHERE state = 'held';
 
--- Every delivery attempt, kept as long as events are.
+-- The row and the position within it of a delivery id (see deliveries_id_seq).
+CREATE FUNCTION webhooks._delivery_row(delivery_id bigint, OUT row_id bigint, OUT k integer)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT delivery_id - (delivery_id - 1) % 128, ((delivery_id - 1) % 128)::integer + 1
+$$;
+
+-- How many events a row still owes while pending or leased: all of a row of one event; the
+-- owed and leased ones of a row of several.
+CREATE FUNCTION webhooks._owed(marks text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN length(marks) = 1 THEN 1 ELSE length(translate(marks, 'dm', '')) END
+$$;
+
+-- How many events of a row a claim can lease: a row of one event, or the owed ones of a row of
+-- several (leased ones whose lease ran out are moved to rows of their own instead).
+CREATE FUNCTION webhooks._leasable(marks text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN length(marks) = 1 THEN 1 ELSE length(marks) - length(replace(marks, '0', '')) END
+$$;
+
+-- marks with the events at positions ks given the marks marks_to (a NULL ks changes nothing).
+CREATE FUNCTION webhooks._marked(marks text, ks integer[], marks_to text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT string_agg(coalesce(marks_to[array_position(ks, i)], substr(marks, i, 1)), '' ORDER BY i)
+    FROM generate_series(1, length(marks)) i
+$$;
+
+-- Failed attempts, one row each with the response's first bytes, kept as long as events are.
 CREATE TABLE webhooks.attempts (
     delivery_id   bigint NOT NULL,
     event_id      bigint NOT NULL,
@@ -245,13 +291,31 @@ CREATE TABLE webhooks.attempts (
     attempt       integer NOT NULL,
     started_at    timestamptz NOT NULL,
     duration_ms   integer NOT NULL,
-    outcome       text NOT NULL,     -- delivered, retry, failed, gone
+    outcome       text NOT NULL,     -- retry, failed, gone
     status        integer,           -- HTTP status, NULL when no response arrived
     error         text,              -- error class: timeout, connect, refused_address, ...
     response      text               -- first bytes of the response body
 ) PARTITION BY RANGE (started_at);
 CREATE INDEX attempts_delivery_idx ON webhooks.attempts (delivery_id);
 CREATE INDEX attempts_webhook_idx ON webhooks.attempts (webhook_id, started_at);
+
+-- Successful attempts, compactly: one row per acknowledgement call and webhook, its arrays
+-- holding one element per delivery. A row per attempt, with its index entries, was a third of
+-- what a delivered event cost the database.
+CREATE TABLE webhooks.successes (
+    webhook_id    bigint NOT NULL,
+    logged_at     timestamptz NOT NULL,
+    delivery_ids  bigint[] NOT NULL,
+    event_ids     bigint[] NOT NULL,
+    event_xids    xid8[] NOT NULL,
+    attempts      integer[] NOT NULL,
+    started_at    timestamptz[] NOT NULL,
+    duration_ms   integer[] NOT NULL,
+    status        integer[] NOT NULL,
+    errors        text[] NOT NULL,         -- a 2xx whose body broke off says so ('body')
+    responses     text[] NOT NULL          -- first bytes of each response body (NULL: none)
+) PARTITION BY RANGE (logged_at);
+CREATE INDEX successes_webhook_idx ON webhooks.successes (webhook_id, logged_at);
 
 -- Fan-out progress. Events whose transaction is visible in done_upto have been turned into
 -- deliveries. A batch in progress covers the transactions visible in batch_upto but not in
@@ -351,6 +415,7 @@ CREATE INDEX probes_webhook_idx ON webhooks.probes (webhook_id, id);
 CREATE TABLE webhooks.events_default PARTITION OF webhooks.events DEFAULT;
 CREATE TABLE webhooks.deliveries_default PARTITION OF webhooks.deliveries DEFAULT;
 CREATE TABLE webhooks.attempts_default PARTITION OF webhooks.attempts DEFAULT;
+CREATE TABLE webhooks.successes_default PARTITION OF webhooks.successes DEFAULT;
 
 -- pg_dump keeps the registry, the tracking and the settings (and the id sequences, so restored
 -- webhooks keep their ids). Events and deliveries are operational data and are not dumped.

@@ -312,10 +312,13 @@ BEGIN
         updated_at = now()
     WHERE d.webhook_id = hook.id AND d.state = 'held' AND NOT replay_events;
     IF replay_events THEN
-        UPDATE webhooks.deliveries d
-        SET state = 'pending', due_at = now(), updated_at = now()
-        WHERE d.webhook_id = hook.id AND d.state = 'held';
-        GET DIAGNOSTICS replayed = ROW_COUNT;
+        WITH queued AS (
+            UPDATE webhooks.deliveries d
+            SET state = 'pending', due_at = now(), updated_at = now()
+            WHERE d.webhook_id = hook.id AND d.state = 'held'
+            RETURNING webhooks._owed(d.marks) AS events
+        )
+        SELECT coalesce(sum(q.events), 0) INTO replayed FROM queued q;
     END IF;
     UPDATE webhooks.webhooks w
     SET status = 'active', status_reason = NULL, status_changed_at = now(),
@@ -335,9 +338,9 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
         WHERE d.state = 'held'
           AND (only_webhook IS NULL OR d.webhook_id = only_webhook)
           AND d.event_created_at < now() - (SELECT s.replay_window FROM webhooks._settings() s)
-        RETURNING d.webhook_id
+        RETURNING d.webhook_id, webhooks._owed(d.marks) AS events
     ), per_webhook AS (
-        SELECT e.webhook_id, count(*) AS n FROM expired e GROUP BY e.webhook_id
+        SELECT e.webhook_id, sum(e.events) AS n FROM expired e GROUP BY e.webhook_id
     ), counted AS (
         UPDATE webhooks.webhooks w SET expired_events = w.expired_events + p.n
         FROM per_webhook p WHERE w.id = p.webhook_id
@@ -398,13 +401,17 @@ DECLARE
 BEGIN
     PERFORM webhooks._require_value('since', since IS NULL);
     hook := webhooks._lock_webhook(recover.id);
-    UPDATE webhooks.deliveries d
-    SET state = CASE WHEN hook.status = 'active' THEN 'pending' ELSE 'held' END,
-        due_at = CASE WHEN hook.status = 'active' THEN now() END,
-        updated_at = now()
-    WHERE d.webhook_id = hook.id AND d.event_created_at >= since
-      AND d.state IN ('failed', 'dropped');
-    GET DIAGNOSTICS queued = ROW_COUNT;
+    WITH revived AS (
+        UPDATE webhooks.deliveries d
+        SET state = CASE WHEN hook.status = 'active' THEN 'pending' ELSE 'held' END,
+            due_at = CASE WHEN hook.status = 'active' THEN now() END,
+            updated_at = now()
+        WHERE d.webhook_id = hook.id AND d.event_created_at >= since
+          AND d.state IN ('failed', 'dropped')
+          AND webhooks._owed(d.marks) > 0  -- (a row whose events all moved out holds none)
+        RETURNING webhooks._owed(d.marks) AS events
+    )
+    SELECT coalesce(sum(r.events), 0) INTO queued FROM revived r;
     RETURN queued;
 END $$;
 

@@ -128,15 +128,25 @@ BEGIN
         FROM wanted x
         LEFT JOIN repeats r ON r.id = x.id AND r.webhook_id = x.webhook_id
     ), fanned AS (
+        -- one row per webhook, outcome and UTC day (a row lives in one day's partition), of up
+        -- to 100 events in (xid, id) order; rows of a webhook are claimed in id order
         INSERT INTO webhooks.deliveries
-            (event_id, event_xid, event_created_at, webhook_id, state, due_at, last_error)
-        SELECT d.id, d.xid, d.created_at, d.webhook_id,
-               CASE WHEN d.throttled OR d.filter_error IS NOT NULL THEN 'dropped'
-                    WHEN d.sends THEN 'pending' ELSE 'held' END,
-               CASE WHEN d.sends AND NOT d.throttled AND d.filter_error IS NULL THEN now() END,
-               CASE WHEN d.throttled THEN 'throttled' ELSE d.filter_error END
-        FROM decided d
-        ORDER BY d.xid, d.id, d.webhook_id
+            (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
+             due_at, last_error)
+        SELECT r.webhook_id, max(r.created_at),
+               array_agg(r.id ORDER BY r.xid, r.id), array_agg(r.xid ORDER BY r.xid, r.id),
+               array_agg(r.created_at ORDER BY r.xid, r.id), repeat('0', count(*)::integer),
+               r.state, CASE WHEN r.state = 'pending' THEN now() END, r.last_error
+        FROM (SELECT o.*, (row_number() OVER (PARTITION BY o.webhook_id, o.state, o.last_error, o.day
+                                              ORDER BY o.xid, o.id) - 1) / 100 AS chunk
+              FROM (SELECT d.*, (d.created_at AT TIME ZONE 'UTC')::date AS day,
+                           CASE WHEN d.throttled OR d.filter_error IS NOT NULL THEN 'dropped'
+                                WHEN d.sends THEN 'pending' ELSE 'held' END AS state,
+                           CASE WHEN d.throttled THEN 'throttled' ELSE d.filter_error END
+                               AS last_error
+                    FROM decided d) o) r
+        GROUP BY r.webhook_id, r.state, r.last_error, r.day, r.chunk
+        ORDER BY r.webhook_id, r.day, r.chunk
     ), remembered AS (
         INSERT INTO webhooks.throttles (webhook_id, value, sent_at)
         SELECT d.webhook_id, d.throttle_value, max(d.created_at)
@@ -294,43 +304,108 @@ BEGIN
     WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'));
     RETURN QUERY
     WITH candidates AS (
-        SELECT c.id, c.event_created_at
+        -- each webhook's due rows in order until they hold the events it may take (read
+        -- without a lock: "before" counts the events of the rows ahead), then those rows
+        -- locked; a row of 100 events must not lock the rows behind it
+        SELECT d.id, d.event_created_at, d.webhook_id, d.due_at, d.marks, d.attempts,
+               d.event_ids, d.event_xids, d.event_times, c.before, c.wanted,
+               coalesce(d.leased_until <= now(), true) AS lease_ran_out
         FROM webhooks.webhooks w
         CROSS JOIN LATERAL (
-            SELECT d.id, d.event_created_at, d.due_at, d.event_id
-            FROM webhooks.deliveries d
-            WHERE d.webhook_id = w.id
-              AND d.state IN ('pending', 'leased')
-              AND d.due_at <= now()
-            ORDER BY d.due_at, d.event_id
-            -- rows locked here beyond the outer LIMIT stay locked until the claim commits
-            -- (at once, in the relay), so never lock more than one claim can take
-            LIMIT greatest(0, least(coalesce(room_sizes[array_position(room_webhooks, w.id)],
-                                             per_webhook),
-                                    share))
-            FOR UPDATE SKIP LOCKED
+            SELECT o.id, o.event_created_at, o.before, want.wanted
+            FROM (SELECT greatest(0, least(coalesce(room_sizes[array_position(room_webhooks, w.id)],
+                                                    per_webhook),
+                                           share)) AS wanted) want
+            CROSS JOIN LATERAL (
+                SELECT x.id, x.event_created_at,
+                       coalesce(sum(webhooks._leasable(x.marks))
+                                    OVER (ORDER BY x.due_at, x.id
+                                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                           AS before
+                FROM webhooks.deliveries x
+                WHERE x.webhook_id = w.id
+                  AND x.state IN ('pending', 'leased')
+                  AND x.due_at <= now()
+                ORDER BY x.due_at, x.id
+                LIMIT want.wanted
+            ) o
+            WHERE o.before < want.wanted
         ) c
+        JOIN webhooks.deliveries d ON d.id = c.id AND d.event_created_at = c.event_created_at
         WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'))
-        ORDER BY c.due_at, c.event_id
+          AND d.state IN ('pending', 'leased') AND d.due_at <= now()
+        FOR UPDATE OF d SKIP LOCKED
+    ), positions AS (
+        SELECT c.id, c.event_created_at, c.webhook_id, c.due_at, c.attempts, c.before, c.wanted,
+               c.lease_ran_out, length(c.marks) AS n, p.k::integer AS k, substr(c.marks, p.k::integer, 1) AS mark,
+               p.event_id, p.event_xid, p.event_time,
+               -- this event's place among the webhook's leasable events
+               c.before + p.k - length(replace(substr(c.marks, 1, p.k::integer), '0', '')) AS rank
+        FROM candidates c
+        CROSS JOIN LATERAL unnest(c.event_ids, c.event_xids, c.event_times)
+            WITH ORDINALITY AS p(event_id, event_xid, event_time, k)
+    ), chosen AS (
+        SELECT p.*
+        FROM positions p
+        WHERE p.n = 1 OR (p.mark = '0' AND p.rank <= p.wanted)
+        ORDER BY p.due_at, p.id, p.k
         LIMIT max_deliveries
-    ), leased AS (
+    ), moved AS (
+        -- an event whose lease ran out in a row of several is retried in a row of its own (the
+        -- lease counts as an attempt, as it does for a row of one event)
+        INSERT INTO webhooks.deliveries
+            (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
+             due_at, attempts, last_error)
+        SELECT p.webhook_id, p.event_time, ARRAY[p.event_id], ARRAY[p.event_xid],
+               ARRAY[p.event_time], '0', 'pending', now(), 1, 'lease ran out'
+        FROM positions p
+        WHERE p.n > 1 AND p.mark = 'l' AND p.lease_ran_out
+    ), leased_one AS (
         UPDATE webhooks.deliveries d
         SET state = 'leased', due_at = now() + lease, attempts = d.attempts + 1,
             leased_by = relay, updated_at = now()
-        FROM candidates c
-        WHERE d.id = c.id AND d.event_created_at = c.event_created_at
-        RETURNING d.id, d.attempts, d.webhook_id, d.event_id, d.event_xid, d.event_created_at
+        FROM chosen ch
+        WHERE ch.n = 1 AND d.id = ch.id AND d.event_created_at = ch.event_created_at
+    ), leased_several AS (
+        -- a row of several stays due while it owes events; its leased ones wait for
+        -- leased_until (see webhooks.deliveries)
+        UPDATE webhooks.deliveries d
+        SET state = CASE WHEN strpos(u.new_marks, 'l') > 0 THEN 'leased'
+                         WHEN strpos(u.new_marks, '0') > 0 THEN 'pending' ELSE 'delivered' END,
+            due_at = CASE WHEN strpos(u.new_marks, '0') > 0 THEN d.due_at
+                          WHEN u.taken > 0 THEN now() + lease
+                          WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_until END,
+            leased_until = CASE WHEN u.taken > 0 THEN now() + lease
+                                WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_until END,
+            marks = u.new_marks,
+            leased_by = CASE WHEN u.taken > 0 THEN relay
+                             WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_by END,
+            updated_at = now()
+        FROM (SELECT c.id, c.event_created_at, count(ch.k) AS taken,
+                     webhooks._marked(CASE WHEN c.lease_ran_out THEN replace(c.marks, 'l', 'm')
+                                           ELSE c.marks END,
+                                      array_agg(ch.k) FILTER (WHERE ch.k IS NOT NULL),
+                                      array_fill('l'::text, ARRAY[count(ch.k)::integer]))
+                         AS new_marks,
+                     c.lease_ran_out AND strpos(c.marks, 'l') > 0 AS moves
+              FROM candidates c
+              LEFT JOIN chosen ch ON ch.id = c.id AND ch.event_created_at = c.event_created_at
+              WHERE length(c.marks) > 1
+              GROUP BY c.id, c.event_created_at, c.marks, c.lease_ran_out) u
+        WHERE d.id = u.id AND d.event_created_at = u.event_created_at
+          AND (u.taken > 0 OR u.moves)
     )
-    SELECT l.id, l.attempts, w.id, w.url, webhooks._signing_secrets(w),
+    SELECT ch.id + ch.k - 1, CASE WHEN ch.n = 1 THEN ch.attempts + 1 ELSE 1 END,
+           w.id, w.url, webhooks._signing_secrets(w),
            e.id, e.event, e.created_at, webhooks._event_data(e, w, t, k.key),
            w.max_in_flight, w.rate_limit_per_second,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
            -- (the CHECK on request_timeout keeps it far inside integer)
            webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)::integer
-    FROM leased l
-    JOIN webhooks.webhooks w ON w.id = l.webhook_id
+    FROM chosen ch
+    JOIN webhooks.webhooks w ON w.id = ch.webhook_id
     JOIN webhooks.events e
-      ON e.xid = l.event_xid AND e.id = l.event_id AND e.created_at = l.event_created_at
+      ON e.xid = ch.event_xid AND e.id = ch.event_id AND e.created_at = ch.event_time
     LEFT JOIN webhooks.tracked t ON t.source = e.source
     -- the row's primary key, picked member by member (never the whole row as text: a row of
     -- 180 MB of control characters passed PostgreSQL's 1 GB limit as text and failed every claim)
@@ -344,6 +419,9 @@ END $$;
 
 -- Record the outcomes of a batch of attempts (see relay/README.md for the JSON shape). An
 -- outcome for a lease that ran out and was claimed again is ignored: the newer lease wins.
+-- A row of one event is updated in place. In a row of several, a delivered event is marked
+-- delivered, a released one owed again, and a failed one moves to a row of its own that carries
+-- its retry (or its parking) and its attempt log from here on.
 CREATE FUNCTION webhooks.ack(relay text, results jsonb) RETURNS integer
 -- Nested loops over single indexes only, as in claim(): acknowledgements update rows by key.
 -- With statistics from when a day's partition was nearly empty, the planner otherwise reads
@@ -359,53 +437,143 @@ DECLARE
     gone_webhooks bigint[];
     failing_webhooks bigint[];
 BEGIN
-    WITH outcome AS (
+    -- Rows of several events take several outcomes at once: lock them first, in id order (two
+    -- acknowledgements cannot deadlock), so that the statement below reads their marks as
+    -- they are and knows which outcomes it applies.
+    PERFORM FROM webhooks.deliveries d
+    WHERE d.id = ANY (ARRAY(SELECT DISTINCT (webhooks._delivery_row(r.delivery_id)).row_id
+                            FROM jsonb_to_recordset(results) AS r(delivery_id bigint)))
+      AND d.state = leased AND length(d.marks) > 1
+    ORDER BY d.id
+    FOR UPDATE OF d;
+
+    WITH outcome AS MATERIALIZED (
         -- Times come from the database's clock, not the relay's: a retry is due retry_after_ms
         -- (at most a year) after this acknowledgement, and an attempt started duration_ms
         -- before it. A relay with a skewed clock moves neither retries nor disabling.
-        SELECT r.delivery_id, r.attempt, r.outcome, r.status, r.error, r.response,
+        SELECT DISTINCT ON (r.delivery_id)
+               r.delivery_id, (webhooks._delivery_row(r.delivery_id)).*, r.attempt, r.outcome,
+               r.status, r.error, r.response,
                now() + make_interval(secs => least(greatest(r.retry_after_ms, 0), 31536000000) / 1000.0)
                    AS retry_at,
                now() - make_interval(secs => least(greatest(r.duration_ms, 0), 86400000) / 1000.0)
                    AS started_at,
-               r.duration_ms
+               coalesce(r.duration_ms, 0) AS duration_ms
         FROM jsonb_to_recordset(results) AS r(
             delivery_id bigint, attempt integer, outcome text, retry_after_ms bigint,
             status integer, error text, response text, duration_ms integer)
         WHERE r.outcome IN ('delivered', 'retry', 'failed', 'gone', 'released')
-    ), updated AS (
+          AND r.delivery_id > 0
+        ORDER BY r.delivery_id
+    ), target AS MATERIALIZED (
+        -- each outcome with its event's row, when it answers the lease that row holds now
+        -- (state = a variable: in the generic plan it cannot match the partial index of due
+        -- deliveries, which the planner would otherwise read whole for each outcome)
+        SELECT o.*, d.event_created_at, d.webhook_id, length(d.marks) AS n, d.marks,
+               d.event_ids[o.k] AS event_id, d.event_xids[o.k] AS event_xid,
+               d.event_times[o.k] AS event_time, w.status <> 'active' AS held,
+               CASE WHEN length(d.marks) > 1 AND o.outcome IN ('retry', 'failed', 'gone')
+                    THEN nextval('webhooks.deliveries_id_seq') END AS moved_to
+        FROM outcome o
+        JOIN webhooks.deliveries d ON d.id = o.row_id
+        JOIN webhooks.webhooks w ON w.id = d.webhook_id
+        WHERE d.state = leased
+          AND ((length(d.marks) = 1 AND o.k = 1 AND d.attempts = o.attempt)
+               OR (length(d.marks) > 1 AND o.k <= length(d.marks) AND o.attempt = 1
+                   AND substr(d.marks, o.k, 1) = 'l'))
+    ), single AS (
         UPDATE webhooks.deliveries d
         SET state = CASE
-                WHEN o.outcome = 'delivered' THEN 'delivered'
-                WHEN o.outcome IN ('failed', 'gone') THEN 'failed'
-                WHEN w.status <> 'active' THEN 'held'
+                WHEN t.outcome = 'delivered' THEN 'delivered'
+                WHEN t.outcome IN ('failed', 'gone') THEN 'failed'
+                WHEN t.held THEN 'held'
                 ELSE 'pending' END,
             due_at = CASE
-                WHEN o.outcome IN ('delivered', 'failed', 'gone') OR w.status <> 'active' THEN NULL
-                WHEN o.outcome = 'retry' THEN o.retry_at
+                WHEN t.outcome IN ('delivered', 'failed', 'gone') OR t.held THEN NULL
+                WHEN t.outcome = 'retry' THEN t.retry_at
                 ELSE now() END,
-            attempts = CASE WHEN o.outcome = 'released' THEN d.attempts - 1 ELSE d.attempts END,
+            attempts = CASE WHEN t.outcome = 'released' THEN d.attempts - 1 ELSE d.attempts END,
             leased_by = NULL,
-            last_status = CASE WHEN o.outcome = 'released' THEN d.last_status ELSE o.status END,
-            last_error = CASE WHEN o.outcome = 'released' THEN d.last_error ELSE o.error END,
+            last_status = CASE WHEN t.outcome = 'released' THEN d.last_status ELSE t.status END,
+            last_error = CASE WHEN t.outcome = 'released' THEN d.last_error ELSE t.error END,
             updated_at = now()
-        FROM outcome o, webhooks.webhooks w
-        -- state = a variable: in the generic plan it cannot match the partial index of due
-        -- deliveries, which the planner would otherwise read whole for each outcome
-        WHERE d.id = o.delivery_id AND d.state = leased AND d.attempts = o.attempt
-          AND w.id = d.webhook_id
-        RETURNING d.id AS delivery_id, d.event_id, d.event_xid, d.webhook_id, o.attempt, o.outcome,
-                  o.status, o.error, o.response, o.started_at,
-                  coalesce(o.duration_ms, 0) AS duration_ms
-    ), logged AS (
+        FROM target t
+        WHERE t.n = 1 AND d.id = t.row_id AND d.event_created_at = t.event_created_at
+          AND d.state = leased AND d.attempts = t.attempt
+        RETURNING t.delivery_id, t.event_id, t.event_xid, t.webhook_id, t.attempt, t.outcome,
+                  t.status, t.error, t.response, t.started_at, t.duration_ms
+    ), moved AS (
+        INSERT INTO webhooks.deliveries
+            (id, webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
+             due_at, attempts, last_status, last_error)
+        SELECT t.moved_to, t.webhook_id, t.event_time, ARRAY[t.event_id], ARRAY[t.event_xid],
+               ARRAY[t.event_time], '0',
+               CASE WHEN t.outcome IN ('failed', 'gone') THEN 'failed'
+                    WHEN t.held THEN 'held' ELSE 'pending' END,
+               CASE WHEN t.outcome = 'retry' AND NOT t.held THEN t.retry_at END,
+               1, t.status, t.error
+        FROM target t
+        WHERE t.n > 1 AND t.outcome IN ('retry', 'failed', 'gone')
+    ), several AS (
+        UPDATE webhooks.deliveries d
+        SET marks = g.new_marks,
+            state = CASE WHEN strpos(g.new_marks, 'l') > 0 THEN 'leased'
+                         WHEN strpos(g.new_marks, '0') = 0 THEN 'delivered'
+                         WHEN g.held THEN 'held' ELSE 'pending' END,
+            due_at = CASE WHEN strpos(g.new_marks, '0') > 0 AND NOT g.held
+                              THEN least(d.due_at, now())
+                          WHEN strpos(g.new_marks, 'l') > 0 THEN d.leased_until END,
+            leased_until = CASE WHEN strpos(g.new_marks, 'l') > 0 THEN d.leased_until END,
+            leased_by = CASE WHEN strpos(g.new_marks, 'l') > 0 THEN d.leased_by END,
+            -- a 2xx the receiver answered for this row; delivery_log has each event's own
+            last_status = coalesce(g.delivered_status, d.last_status),
+            updated_at = now()
+        FROM (SELECT t.row_id, t.event_created_at, bool_or(t.held) AS held,
+                     max(t.status) FILTER (WHERE t.outcome = 'delivered') AS delivered_status,
+                     webhooks._marked(min(t.marks), array_agg(t.k),
+                                      array_agg(CASE t.outcome WHEN 'delivered' THEN 'd'
+                                                               WHEN 'released' THEN '0'
+                                                               ELSE 'm' END)) AS new_marks
+              FROM target t
+              WHERE t.n > 1
+              GROUP BY t.row_id, t.event_created_at) g
+        WHERE d.id = g.row_id AND d.event_created_at = g.event_created_at
+    ), recorded AS (
+        -- the outcomes applied, each under the delivery id its event has from now on
+        SELECT s.delivery_id, s.event_id, s.event_xid, s.webhook_id, s.attempt, s.outcome,
+               s.status, s.error, s.response, s.started_at, s.duration_ms
+        FROM single s
+        UNION ALL
+        SELECT CASE WHEN t.outcome IN ('retry', 'failed', 'gone') THEN t.moved_to
+                    ELSE t.delivery_id END,
+               t.event_id, t.event_xid, t.webhook_id, t.attempt, t.outcome, t.status, t.error,
+               t.response, t.started_at, t.duration_ms
+        FROM target t
+        WHERE t.n > 1
+    ), failures AS (
         INSERT INTO webhooks.attempts
             (delivery_id, event_id, event_xid, webhook_id, attempt, started_at, duration_ms,
              outcome, status, error, response)
-        SELECT u.delivery_id, u.event_id, u.event_xid, u.webhook_id, u.attempt, u.started_at,
-               u.duration_ms,
-               u.outcome, u.status, u.error, left(u.response, 4096)
-        FROM updated u
-        WHERE u.outcome <> 'released'
+        SELECT r.delivery_id, r.event_id, r.event_xid, r.webhook_id, r.attempt, r.started_at,
+               r.duration_ms, r.outcome, r.status, r.error, left(r.response, 4096)
+        FROM recorded r
+        WHERE r.outcome IN ('retry', 'failed', 'gone')
+    ), successes AS (
+        INSERT INTO webhooks.successes
+            (webhook_id, logged_at, delivery_ids, event_ids, event_xids, attempts, started_at,
+             duration_ms, status, errors, responses)
+        SELECT r.webhook_id, now(), array_agg(r.delivery_id ORDER BY r.delivery_id),
+               array_agg(r.event_id ORDER BY r.delivery_id),
+               array_agg(r.event_xid ORDER BY r.delivery_id),
+               array_agg(r.attempt ORDER BY r.delivery_id),
+               array_agg(r.started_at ORDER BY r.delivery_id),
+               array_agg(r.duration_ms ORDER BY r.delivery_id),
+               array_agg(r.status ORDER BY r.delivery_id),
+               array_agg(r.error ORDER BY r.delivery_id),
+               array_agg(left(nullif(r.response, ''), 4096) ORDER BY r.delivery_id)
+        FROM recorded r
+        WHERE r.outcome = 'delivered'
+        GROUP BY r.webhook_id
     ), health AS (
         UPDATE webhooks.webhooks w
         SET consecutive_failures = CASE WHEN s.succeeded THEN 0
@@ -413,13 +581,13 @@ BEGIN
             failing_since = CASE WHEN s.succeeded THEN NULL
                                  ELSE coalesce(w.failing_since, s.first_failure) END,
             last_success_at = CASE WHEN s.succeeded THEN now() ELSE w.last_success_at END
-        FROM (SELECT u.webhook_id,
-                     bool_or(u.outcome = 'delivered') AS succeeded,
-                     count(*) FILTER (WHERE u.outcome <> 'delivered') AS failures,
-                     min(u.started_at) FILTER (WHERE u.outcome <> 'delivered') AS first_failure
-              FROM updated u
-              WHERE u.outcome <> 'released'
-              GROUP BY u.webhook_id) s
+        FROM (SELECT r.webhook_id,
+                     bool_or(r.outcome = 'delivered') AS succeeded,
+                     count(*) FILTER (WHERE r.outcome <> 'delivered') AS failures,
+                     min(r.started_at) FILTER (WHERE r.outcome <> 'delivered') AS first_failure
+              FROM recorded r
+              WHERE r.outcome <> 'released'
+              GROUP BY r.webhook_id) s
         WHERE w.id = s.webhook_id
           -- a healthy webhook's row is rewritten at most once a second, not on every batch:
           -- each rewrite leaves a dead row version that claim() reads past until vacuum
@@ -427,10 +595,10 @@ BEGIN
                    AND w.last_success_at > now() - interval '1 second')
     )
     SELECT count(*)::integer,
-           array_agg(DISTINCT u.webhook_id) FILTER (WHERE u.outcome = 'gone'),
-           array_agg(DISTINCT u.webhook_id) FILTER (WHERE u.outcome IN ('retry', 'failed'))
+           array_agg(DISTINCT r.webhook_id) FILTER (WHERE r.outcome = 'gone'),
+           array_agg(DISTINCT r.webhook_id) FILTER (WHERE r.outcome IN ('retry', 'failed'))
     INTO applied, gone_webhooks, failing_webhooks
-    FROM updated u;
+    FROM recorded r;
 
     -- 410 Gone: the receiver wants no more; switch the webhook off at once.
     PERFORM webhooks._disable(w.id, 'receiver answered 410 Gone')
@@ -462,28 +630,60 @@ $$;
 
 CREATE FUNCTION webhooks.queue_depth() RETURNS TABLE (queued bigint, held bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT (SELECT count(*) FROM webhooks.deliveries d WHERE d.state IN ('pending', 'leased')),
-           (SELECT count(*) FROM webhooks.deliveries d WHERE d.state = 'held')
+    SELECT (SELECT coalesce(sum(webhooks._owed(d.marks)), 0)::bigint FROM webhooks.deliveries d
+            WHERE d.state IN ('pending', 'leased')),
+           (SELECT coalesce(sum(webhooks._owed(d.marks)), 0)::bigint FROM webhooks.deliveries d
+            WHERE d.state = 'held')
 $$;
 
--- Deliver a delivery again (a parked failure, or a delivered one on request).
+-- Deliver a delivery again (a parked failure, or a delivered one on request). An event of a
+-- row of several moves to a row of its own for it, as when it is retried.
 CREATE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    place record;
+    found_row webhooks.deliveries;
+    hook_active boolean;
+    mark text;
 BEGIN
     PERFORM webhooks._require_value('delivery_id', delivery_id IS NULL);
-    UPDATE webhooks.deliveries d
-    SET state = CASE WHEN w.status = 'active' THEN 'pending' ELSE 'held' END,
-        due_at = CASE WHEN w.status = 'active' THEN now() END,
-        updated_at = now()
-    FROM webhooks.webhooks w
-    WHERE d.id = redeliver.delivery_id AND w.id = d.webhook_id
-      AND d.state IN ('failed', 'delivered', 'dropped');
-    IF NOT FOUND THEN
-        IF EXISTS (SELECT 1 FROM webhooks.deliveries d WHERE d.id = redeliver.delivery_id) THEN
-            RETURN;  -- already queued or in flight
-        END IF;
+    place := webhooks._delivery_row(redeliver.delivery_id);
+    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = place.row_id FOR UPDATE;
+    IF NOT FOUND OR redeliver.delivery_id < 1 OR place.k > length(found_row.marks) THEN
         RAISE EXCEPTION 'pg_webhooks: delivery % does not exist', redeliver.delivery_id
             USING ERRCODE = 'no_data_found';
+    END IF;
+    hook_active := EXISTS (SELECT 1 FROM webhooks.webhooks w
+                           WHERE w.id = found_row.webhook_id AND w.status = 'active');
+    IF length(found_row.marks) = 1 THEN
+        IF found_row.state IN ('failed', 'delivered', 'dropped') THEN
+            UPDATE webhooks.deliveries d
+            SET state = CASE WHEN hook_active THEN 'pending' ELSE 'held' END,
+                due_at = CASE WHEN hook_active THEN now() END,
+                updated_at = now()
+            WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at;
+        END IF;
+        RETURN;  -- else already queued or in flight
+    END IF;
+    mark := substr(found_row.marks, place.k, 1);
+    IF mark = 'm' THEN
+        RAISE EXCEPTION 'pg_webhooks: delivery % moved to a delivery of its own when it was retried or redelivered',
+            redeliver.delivery_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Find it in webhooks.delivery_status by event_id %s and webhook_id %s.',
+                                found_row.event_ids[place.k], found_row.webhook_id);
+    END IF;
+    IF mark = 'd' OR (mark = '0' AND found_row.state = 'dropped') THEN
+        UPDATE webhooks.deliveries d
+        SET marks = webhooks._marked(d.marks, ARRAY[place.k], ARRAY['m']), updated_at = now()
+        WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at;
+        INSERT INTO webhooks.deliveries
+            (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state, due_at)
+        VALUES (found_row.webhook_id, found_row.event_times[place.k],
+                ARRAY[found_row.event_ids[place.k]], ARRAY[found_row.event_xids[place.k]],
+                ARRAY[found_row.event_times[place.k]], '0',
+                CASE WHEN hook_active THEN 'pending' ELSE 'held' END,
+                CASE WHEN hook_active THEN now() END);
     END IF;
 END $$;
 
@@ -495,7 +695,7 @@ COMMENT ON FUNCTION webhooks.relay_idle(text, boolean) IS
 'Relay API: mark a relay idle (writers then NOTIFY webhooks_wakeup) or busy (they do not).';
 COMMENT ON FUNCTION webhooks.relay_leave(text) IS 'Relay API: a relay shuts down.';
 COMMENT ON FUNCTION webhooks.queue_depth() IS
-'Deliveries waiting (pending or leased) and held for inactive webhooks.';
+'Events owed to receivers (pending or leased) and held for inactive webhooks.';
 COMMENT ON FUNCTION webhooks.redeliver(bigint) IS
 'Queue a delivery again: a parked failure, or a delivered one. Held if the webhook is off.';
 COMMENT ON FUNCTION webhooks.fan_out(integer, boolean) IS

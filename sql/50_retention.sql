@@ -1,6 +1,6 @@
 -- pg_webhooks: partitions and retention.
 --
--- events, deliveries and attempts are partitioned by UTC day. maintain() (the relay calls it
+-- events, deliveries, attempts and successes are partitioned by UTC day. maintain() (the relay calls it
 -- every minute; cron or an operator may too) creates the partitions for the coming days and drops
 -- whole days older than settings.retention. A day is kept, whatever its age, while it still holds
 -- an event not yet fanned out, a delivery waiting or in flight, or a held delivery younger than
@@ -112,7 +112,7 @@ BEGIN
     SELECT * INTO conf FROM webhooks._settings();
 
     FOR day IN SELECT today + g FROM generate_series(-1, conf.partitions_ahead) g LOOP
-        FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'attempts'] LOOP
+        FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'attempts', 'successes'] LOOP
             BEGIN
                 IF webhooks._create_partition(parent, day) THEN
                     action := 'created'; object := webhooks._partition_name(parent, day);
@@ -144,7 +144,7 @@ BEGIN
         SELECT DISTINCT webhooks._partition_day(c.relname)
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent IN ('webhooks.events'::regclass, 'webhooks.deliveries'::regclass,
-                              'webhooks.attempts'::regclass)
+                              'webhooks.attempts'::regclass, 'webhooks.successes'::regclass)
           AND webhooks._partition_day(c.relname) IS NOT NULL
           AND webhooks._utc_midnight(webhooks._partition_day(c.relname) + 1)
               < now() - conf.retention
@@ -156,7 +156,7 @@ BEGIN
             CONTINUE;
         END IF;
         BEGIN
-            FOREACH parent IN ARRAY ARRAY['attempts', 'deliveries', 'events'] LOOP
+            FOREACH parent IN ARRAY ARRAY['successes', 'attempts', 'deliveries', 'events'] LOOP
                 PERFORM webhooks._drop_partition(parent, day);
             END LOOP;
             action := 'dropped'; object := to_char(day, 'YYYY-MM-DD');

@@ -2,7 +2,8 @@
 --
 -- Adds per-webhook request headers and retry policy (configure's "headers", "retry_schedule",
 -- "request_timeout"), which claim() and claim_probes() return; the "raw" format; list() by
--- source table and test_all(). Every statement here makes an
+-- source table and test_all(); delivery rows of up to 100 events and a compact log of
+-- successful attempts (issue 15). Every statement here makes an
 -- object exactly as sql/ at 0.2.0 defines it: tests/tests/upgrade.rs compares an upgraded
 -- database's extension objects with a fresh install's, definitions, owners and grants.
 \echo Use "ALTER EXTENSION pg_webhooks UPDATE" to load this file. \quit
@@ -344,6 +345,13 @@ COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
 DROP FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]);
 DROP FUNCTION webhooks.claim_probes(text, integer, interval);
 
+-- Fan out, then lease up to max_deliveries due deliveries: oldest first, at most per_webhook
+-- from one webhook and none from skip_webhooks (those the relay already has enough of in
+-- flight), so one slow endpoint cannot take every slot. room_webhooks may take room_sizes
+-- instead of per_webhook: the relay claims ahead for endpoints that answer quickly.
+-- The webhooks with due work share max_deliveries equally: taking up to max_deliveries from
+-- each and keeping the oldest read and locked 35 times more rows than it leased with 100 busy
+-- webhooks (BENCHMARKS.md). Within a webhook deliveries stay in order.
 CREATE FUNCTION webhooks.claim(
     relay text,
     max_deliveries integer,
@@ -394,43 +402,108 @@ BEGIN
     WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'));
     RETURN QUERY
     WITH candidates AS (
-        SELECT c.id, c.event_created_at
+        -- each webhook's due rows in order until they hold the events it may take (read
+        -- without a lock: "before" counts the events of the rows ahead), then those rows
+        -- locked; a row of 100 events must not lock the rows behind it
+        SELECT d.id, d.event_created_at, d.webhook_id, d.due_at, d.marks, d.attempts,
+               d.event_ids, d.event_xids, d.event_times, c.before, c.wanted,
+               coalesce(d.leased_until <= now(), true) AS lease_ran_out
         FROM webhooks.webhooks w
         CROSS JOIN LATERAL (
-            SELECT d.id, d.event_created_at, d.due_at, d.event_id
-            FROM webhooks.deliveries d
-            WHERE d.webhook_id = w.id
-              AND d.state IN ('pending', 'leased')
-              AND d.due_at <= now()
-            ORDER BY d.due_at, d.event_id
-            -- rows locked here beyond the outer LIMIT stay locked until the claim commits
-            -- (at once, in the relay), so never lock more than one claim can take
-            LIMIT greatest(0, least(coalesce(room_sizes[array_position(room_webhooks, w.id)],
-                                             per_webhook),
-                                    share))
-            FOR UPDATE SKIP LOCKED
+            SELECT o.id, o.event_created_at, o.before, want.wanted
+            FROM (SELECT greatest(0, least(coalesce(room_sizes[array_position(room_webhooks, w.id)],
+                                                    per_webhook),
+                                           share)) AS wanted) want
+            CROSS JOIN LATERAL (
+                SELECT x.id, x.event_created_at,
+                       coalesce(sum(webhooks._leasable(x.marks))
+                                    OVER (ORDER BY x.due_at, x.id
+                                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                           AS before
+                FROM webhooks.deliveries x
+                WHERE x.webhook_id = w.id
+                  AND x.state IN ('pending', 'leased')
+                  AND x.due_at <= now()
+                ORDER BY x.due_at, x.id
+                LIMIT want.wanted
+            ) o
+            WHERE o.before < want.wanted
         ) c
+        JOIN webhooks.deliveries d ON d.id = c.id AND d.event_created_at = c.event_created_at
         WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'))
-        ORDER BY c.due_at, c.event_id
+          AND d.state IN ('pending', 'leased') AND d.due_at <= now()
+        FOR UPDATE OF d SKIP LOCKED
+    ), positions AS (
+        SELECT c.id, c.event_created_at, c.webhook_id, c.due_at, c.attempts, c.before, c.wanted,
+               c.lease_ran_out, length(c.marks) AS n, p.k::integer AS k, substr(c.marks, p.k::integer, 1) AS mark,
+               p.event_id, p.event_xid, p.event_time,
+               -- this event's place among the webhook's leasable events
+               c.before + p.k - length(replace(substr(c.marks, 1, p.k::integer), '0', '')) AS rank
+        FROM candidates c
+        CROSS JOIN LATERAL unnest(c.event_ids, c.event_xids, c.event_times)
+            WITH ORDINALITY AS p(event_id, event_xid, event_time, k)
+    ), chosen AS (
+        SELECT p.*
+        FROM positions p
+        WHERE p.n = 1 OR (p.mark = '0' AND p.rank <= p.wanted)
+        ORDER BY p.due_at, p.id, p.k
         LIMIT max_deliveries
-    ), leased AS (
+    ), moved AS (
+        -- an event whose lease ran out in a row of several is retried in a row of its own (the
+        -- lease counts as an attempt, as it does for a row of one event)
+        INSERT INTO webhooks.deliveries
+            (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
+             due_at, attempts, last_error)
+        SELECT p.webhook_id, p.event_time, ARRAY[p.event_id], ARRAY[p.event_xid],
+               ARRAY[p.event_time], '0', 'pending', now(), 1, 'lease ran out'
+        FROM positions p
+        WHERE p.n > 1 AND p.mark = 'l' AND p.lease_ran_out
+    ), leased_one AS (
         UPDATE webhooks.deliveries d
         SET state = 'leased', due_at = now() + lease, attempts = d.attempts + 1,
             leased_by = relay, updated_at = now()
-        FROM candidates c
-        WHERE d.id = c.id AND d.event_created_at = c.event_created_at
-        RETURNING d.id, d.attempts, d.webhook_id, d.event_id, d.event_xid, d.event_created_at
+        FROM chosen ch
+        WHERE ch.n = 1 AND d.id = ch.id AND d.event_created_at = ch.event_created_at
+    ), leased_several AS (
+        -- a row of several stays due while it owes events; its leased ones wait for
+        -- leased_until (see webhooks.deliveries)
+        UPDATE webhooks.deliveries d
+        SET state = CASE WHEN strpos(u.new_marks, 'l') > 0 THEN 'leased'
+                         WHEN strpos(u.new_marks, '0') > 0 THEN 'pending' ELSE 'delivered' END,
+            due_at = CASE WHEN strpos(u.new_marks, '0') > 0 THEN d.due_at
+                          WHEN u.taken > 0 THEN now() + lease
+                          WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_until END,
+            leased_until = CASE WHEN u.taken > 0 THEN now() + lease
+                                WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_until END,
+            marks = u.new_marks,
+            leased_by = CASE WHEN u.taken > 0 THEN relay
+                             WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_by END,
+            updated_at = now()
+        FROM (SELECT c.id, c.event_created_at, count(ch.k) AS taken,
+                     webhooks._marked(CASE WHEN c.lease_ran_out THEN replace(c.marks, 'l', 'm')
+                                           ELSE c.marks END,
+                                      array_agg(ch.k) FILTER (WHERE ch.k IS NOT NULL),
+                                      array_fill('l'::text, ARRAY[count(ch.k)::integer]))
+                         AS new_marks,
+                     c.lease_ran_out AND strpos(c.marks, 'l') > 0 AS moves
+              FROM candidates c
+              LEFT JOIN chosen ch ON ch.id = c.id AND ch.event_created_at = c.event_created_at
+              WHERE length(c.marks) > 1
+              GROUP BY c.id, c.event_created_at, c.marks, c.lease_ran_out) u
+        WHERE d.id = u.id AND d.event_created_at = u.event_created_at
+          AND (u.taken > 0 OR u.moves)
     )
-    SELECT l.id, l.attempts, w.id, w.url, webhooks._signing_secrets(w),
+    SELECT ch.id + ch.k - 1, CASE WHEN ch.n = 1 THEN ch.attempts + 1 ELSE 1 END,
+           w.id, w.url, webhooks._signing_secrets(w),
            e.id, e.event, e.created_at, webhooks._event_data(e, w, t, k.key),
            w.max_in_flight, w.rate_limit_per_second,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
            -- (the CHECK on request_timeout keeps it far inside integer)
            webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)::integer
-    FROM leased l
-    JOIN webhooks.webhooks w ON w.id = l.webhook_id
+    FROM chosen ch
+    JOIN webhooks.webhooks w ON w.id = ch.webhook_id
     JOIN webhooks.events e
-      ON e.xid = l.event_xid AND e.id = l.event_id AND e.created_at = l.event_created_at
+      ON e.xid = ch.event_xid AND e.id = ch.event_id AND e.created_at = ch.event_time
     LEFT JOIN webhooks.tracked t ON t.source = e.source
     -- the row's primary key, picked member by member (never the whole row as text: a row of
     -- 180 MB of control characters passed PostgreSQL's 1 GB limit as text and failed every claim)
@@ -491,6 +564,705 @@ COMMENT ON FUNCTION webhooks.test_all(text) IS
 COMMENT ON FUNCTION webhooks.claim_probes(text, integer, interval) IS
 'Relay API: lease up to max_probes open probes (new, or left by a relay whose lease ran out).';
 
+-- Delivery rows of up to 100 events, failed attempts apart from a compact log of successes
+-- (issue 15). The deliveries there are become rows of one event. Their ids move into blocks of
+-- 128 (sql/10_tables.sql, deliveries_id_seq): delivery id n becomes (n - 1) * 128 + 1, in the
+-- attempt log too.
+-- The row and the position within it of a delivery id (see deliveries_id_seq).
+CREATE FUNCTION webhooks._delivery_row(delivery_id bigint, OUT row_id bigint, OUT k integer)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT delivery_id - (delivery_id - 1) % 128, ((delivery_id - 1) % 128)::integer + 1
+$$;
+
+-- How many events a row still owes while pending or leased: all of a row of one event; the
+-- owed and leased ones of a row of several.
+CREATE FUNCTION webhooks._owed(marks text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN length(marks) = 1 THEN 1 ELSE length(translate(marks, 'dm', '')) END
+$$;
+
+-- How many events of a row a claim can lease: a row of one event, or the owed ones of a row of
+-- several (leased ones whose lease ran out are moved to rows of their own instead).
+CREATE FUNCTION webhooks._leasable(marks text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN length(marks) = 1 THEN 1 ELSE length(marks) - length(replace(marks, '0', '')) END
+$$;
+
+-- marks with the events at positions ks given the marks marks_to (a NULL ks changes nothing).
+CREATE FUNCTION webhooks._marked(marks text, ks integer[], marks_to text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT string_agg(coalesce(marks_to[array_position(ks, i)], substr(marks, i, 1)), '' ORDER BY i)
+    FROM generate_series(1, length(marks)) i
+$$;
+
+
+ALTER TABLE webhooks.deliveries
+    ADD COLUMN event_ids bigint[],
+    ADD COLUMN event_xids xid8[],
+    ADD COLUMN event_times timestamptz[],
+    ADD COLUMN marks text,
+    ADD COLUMN leased_until timestamptz;
+UPDATE webhooks.deliveries
+SET id = (id - 1) * 128 + 1, event_ids = ARRAY[event_id], event_xids = ARRAY[event_xid],
+    event_times = ARRAY[event_created_at], marks = '0';
+UPDATE webhooks.attempts SET delivery_id = (delivery_id - 1) * 128 + 1;
+DO $$
+BEGIN
+    EXECUTE format('ALTER SEQUENCE webhooks.deliveries_id_seq INCREMENT BY 128 RESTART WITH %s',
+                   (SELECT s.last_value * 128 + 1 FROM webhooks.deliveries_id_seq s));
+END $$;
+ALTER TABLE webhooks.deliveries
+    ALTER COLUMN event_ids SET NOT NULL,
+    ALTER COLUMN event_xids SET NOT NULL,
+    ALTER COLUMN event_times SET NOT NULL,
+    ALTER COLUMN marks SET NOT NULL,
+    ADD CHECK (cardinality(event_ids) BETWEEN 1 AND 128 AND cardinality(event_xids) = cardinality(event_ids)
+           AND cardinality(event_times) = cardinality(event_ids)
+           AND length(marks) = cardinality(event_ids) AND marks ~ '^[0ldm]+$');
+
+-- Successful attempts, compactly: one row per acknowledgement call and webhook, its arrays
+-- holding one element per delivery. A row per attempt, with its index entries, was a third of
+-- what a delivered event cost the database.
+CREATE TABLE webhooks.successes (
+    webhook_id    bigint NOT NULL,
+    logged_at     timestamptz NOT NULL,
+    delivery_ids  bigint[] NOT NULL,
+    event_ids     bigint[] NOT NULL,
+    event_xids    xid8[] NOT NULL,
+    attempts      integer[] NOT NULL,
+    started_at    timestamptz[] NOT NULL,
+    duration_ms   integer[] NOT NULL,
+    status        integer[] NOT NULL,
+    errors        text[] NOT NULL,         -- a 2xx whose body broke off says so ('body')
+    responses     text[] NOT NULL          -- first bytes of each response body (NULL: none)
+) PARTITION BY RANGE (logged_at);
+
+CREATE INDEX successes_webhook_idx ON webhooks.successes (webhook_id, logged_at);
+CREATE TABLE webhooks.successes_default PARTITION OF webhooks.successes DEFAULT;
+
+-- A row of several events shows one line per event (but those moved out to rows of their own,
+-- which show themselves); there is no index by event, so a look by event_id reads every row.
+CREATE OR REPLACE VIEW webhooks.delivery_status AS
+SELECT d.id + p.k - 1 AS delivery_id, p.event_id, e.event, e.created_at AS occurred_at, e.origin,
+       d.webhook_id, w.app, w.url,
+       CASE WHEN length(d.marks) = 1 THEN d.state
+            WHEN p.mark = 'd' THEN 'delivered'
+            WHEN p.mark = 'l' THEN 'leased'
+            WHEN d.state IN ('held', 'dropped') THEN d.state
+            ELSE 'pending' END AS state,
+       CASE WHEN length(d.marks) = 1 THEN d.attempts WHEN p.mark = '0' THEN 0 ELSE 1 END
+           AS attempts,
+       CASE WHEN length(d.marks) = 1 OR p.mark <> 'd' THEN d.due_at END AS next_attempt_at,
+       CASE WHEN length(d.marks) = 1 OR p.mark = 'l' THEN d.leased_by END AS leased_by,
+       CASE WHEN length(d.marks) = 1 OR p.mark = 'd' THEN d.last_status END AS last_status,
+       CASE WHEN length(d.marks) = 1 OR p.mark = '0' THEN d.last_error END AS last_error,
+       d.updated_at
+FROM webhooks.deliveries d
+CROSS JOIN LATERAL (
+    SELECT u.event_id, u.event_xid, u.event_time, u.k, substr(d.marks, u.k::integer, 1) AS mark
+    FROM unnest(d.event_ids, d.event_xids, d.event_times) WITH ORDINALITY AS u(event_id, event_xid, event_time, k)
+) p
+JOIN webhooks.events e
+  ON e.xid = p.event_xid AND e.id = p.event_id AND e.created_at = p.event_time
+LEFT JOIN webhooks.webhooks w ON w.id = d.webhook_id
+WHERE p.mark <> 'm';
+
+-- Failed attempts from webhooks.attempts, successful ones from the compact webhooks.successes.
+CREATE OR REPLACE VIEW webhooks.delivery_log AS
+SELECT a.delivery_id, a.event_id, e.event, a.webhook_id, w.app, w.url,
+       a.attempt, a.started_at, a.duration_ms, a.outcome, a.status, a.error, a.response
+FROM (SELECT f.delivery_id, f.event_id, f.event_xid, f.webhook_id, f.attempt, f.started_at,
+             f.duration_ms, f.outcome, f.status, f.error, f.response
+      FROM webhooks.attempts f
+      UNION ALL
+      SELECT u.delivery_id, u.event_id, u.event_xid, s.webhook_id, u.attempt, u.started_at,
+             u.duration_ms, 'delivered', u.status, u.error, u.response
+      FROM webhooks.successes s
+      CROSS JOIN LATERAL unnest(s.delivery_ids, s.event_ids, s.event_xids, s.attempts,
+                                s.started_at, s.duration_ms, s.status, s.errors, s.responses)
+          AS u(delivery_id, event_id, event_xid, attempt, started_at, duration_ms, status,
+               error, response)) a
+LEFT JOIN webhooks.events e ON e.xid = a.event_xid AND e.id = a.event_id
+LEFT JOIN webhooks.webhooks w ON w.id = a.webhook_id;
+
+
+-- (the views no longer read them; their indexes go with them)
+ALTER TABLE webhooks.deliveries DROP COLUMN event_id, DROP COLUMN event_xid;
+CREATE INDEX deliveries_due_idx ON webhooks.deliveries (webhook_id, due_at, id)
+    WHERE state IN ('pending', 'leased');
+CREATE INDEX deliveries_held_idx ON webhooks.deliveries (webhook_id, id)
+    WHERE state = 'held';
+
+-- Planner settings for fan_out, claim and ack, all measured (BENCHMARKS.md): generic plans,
+-- because re-planning these queries on every call was about 40% of PostgreSQL's time while
+-- draining a backlog; index scans only here, because statistics taken while a day was nearly
+-- empty made the first look read the whole day (14 ms per call at 100k events), and as a bitmap
+-- scan it gathered every event not yet fanned out before answering (tests/tests/plans.rs);
+-- never JIT, as the plan types turned off make every cost look huge and compiling took 0.8 s
+-- per call.
+CREATE OR REPLACE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000, careful boolean DEFAULT false)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
+SET jit = off AS $$
+DECLARE
+    state webhooks.fan_out_state;
+    taken integer;
+    last_xid xid8;
+    last_id bigint;
+BEGIN
+    -- Most calls find nothing new. Look without locking first: the lock and the state update
+    -- would make every empty poll a write, and so a commit flush.
+    IF NOT EXISTS (
+        SELECT 1 FROM webhooks.fan_out_state s
+        WHERE s.batch_upto IS NOT NULL
+           -- not visible in done_upto: at or after its xmax, or in progress when it was taken
+           -- (two index probes; "xid >= xmin" would walk every event committed since xmin)
+           OR EXISTS (SELECT 1 FROM webhooks.events e
+                      WHERE e.xid >= pg_snapshot_xmax(s.done_upto))
+           -- (= ANY of an array, not IN: the planner turned IN into a walk of every event)
+           OR EXISTS (SELECT 1 FROM webhooks.events e
+                      WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(s.done_upto))))
+    ) THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO state FROM webhooks.fan_out_state FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    IF state.batch_upto IS NULL THEN
+        state.batch_upto := pg_current_snapshot();
+        state.after_xid := '0';
+        state.after_id := 0;
+    END IF;
+
+    WITH batch AS MATERIALIZED (
+        SELECT * FROM webhooks._fan_out_batch(state, max_events)
+    ), matching AS (
+        -- the webhooks that want each event (sql/25_options.sql: pattern, verification, source,
+        -- origins, columns, then the filter); an event nobody wants gets no delivery at all
+        SELECT b.id, b.xid, b.created_at, b.payload, w.id AS webhook_id, w.filter,
+               webhooks._sends(w) AS sends, w.throttle,
+               webhooks._throttle_value(w, b.payload) AS throttle_value,
+               webhooks._filter_verdict(w, b.payload, careful) AS verdict
+        FROM batch b
+        JOIN webhooks.webhooks w ON webhooks._wants(w, b.event, b.source, b.origin, b.payload)
+    ), wanted AS (
+        -- verdict NULL: the filter failed on this event (careful mode), recorded as dropped
+        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.throttle,
+               CASE WHEN m.verdict THEN m.throttle_value END AS throttle_value,
+               CASE WHEN m.verdict IS NULL THEN webhooks._filter_error(m.filter, m.payload) END
+                   AS filter_error
+        FROM matching m
+        WHERE m.verdict IS NOT FALSE
+    ), repeats AS (
+        -- events of throttled webhooks that follow an earlier one for the same value here
+        SELECT r.id, r.webhook_id
+        FROM (SELECT x.id, x.webhook_id,
+                     row_number() OVER (PARTITION BY x.webhook_id, x.throttle_value
+                                        ORDER BY x.xid, x.id) AS nth
+              FROM wanted x WHERE x.throttle_value IS NOT NULL) r
+        WHERE r.nth > 1
+    ), decided AS (
+        -- throttled: the webhook sent for this value within its throttle, before or earlier in
+        -- this batch; such events are dropped, visibly
+        SELECT x.*, x.throttle_value IS NOT NULL AND (
+                   r.id IS NOT NULL
+                   OR EXISTS (SELECT 1 FROM webhooks.throttles t
+                              WHERE t.webhook_id = x.webhook_id AND t.value = x.throttle_value
+                                AND t.sent_at > x.created_at - x.throttle)) AS throttled
+        FROM wanted x
+        LEFT JOIN repeats r ON r.id = x.id AND r.webhook_id = x.webhook_id
+    ), fanned AS (
+        -- one row per webhook, outcome and UTC day (a row lives in one day's partition), of up
+        -- to 100 events in (xid, id) order; rows of a webhook are claimed in id order
+        INSERT INTO webhooks.deliveries
+            (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
+             due_at, last_error)
+        SELECT r.webhook_id, max(r.created_at),
+               array_agg(r.id ORDER BY r.xid, r.id), array_agg(r.xid ORDER BY r.xid, r.id),
+               array_agg(r.created_at ORDER BY r.xid, r.id), repeat('0', count(*)::integer),
+               r.state, CASE WHEN r.state = 'pending' THEN now() END, r.last_error
+        FROM (SELECT o.*, (row_number() OVER (PARTITION BY o.webhook_id, o.state, o.last_error, o.day
+                                              ORDER BY o.xid, o.id) - 1) / 100 AS chunk
+              FROM (SELECT d.*, (d.created_at AT TIME ZONE 'UTC')::date AS day,
+                           CASE WHEN d.throttled OR d.filter_error IS NOT NULL THEN 'dropped'
+                                WHEN d.sends THEN 'pending' ELSE 'held' END AS state,
+                           CASE WHEN d.throttled THEN 'throttled' ELSE d.filter_error END
+                               AS last_error
+                    FROM decided d) o) r
+        GROUP BY r.webhook_id, r.state, r.last_error, r.day, r.chunk
+        ORDER BY r.webhook_id, r.day, r.chunk
+    ), remembered AS (
+        INSERT INTO webhooks.throttles (webhook_id, value, sent_at)
+        SELECT d.webhook_id, d.throttle_value, max(d.created_at)
+        FROM decided d
+        WHERE d.throttle_value IS NOT NULL AND NOT d.throttled
+        GROUP BY d.webhook_id, d.throttle_value
+        ON CONFLICT (webhook_id, value) DO UPDATE SET sent_at = excluded.sent_at
+    )
+    SELECT count(*)::integer,
+           (array_agg(b.xid ORDER BY b.xid DESC, b.id DESC))[1],
+           (array_agg(b.id ORDER BY b.xid DESC, b.id DESC))[1]
+    INTO taken, last_xid, last_id
+    FROM batch b;
+
+    IF taken < max_events THEN
+        UPDATE webhooks.fan_out_state
+        SET done_upto = state.batch_upto, batch_upto = NULL, after_xid = '0', after_id = 0;
+    ELSE
+        UPDATE webhooks.fan_out_state
+        SET batch_upto = state.batch_upto, after_xid = last_xid, after_id = last_id;
+    END IF;
+    RETURN taken;
+END $$;
+
+-- Record the outcomes of a batch of attempts (see relay/README.md for the JSON shape). An
+-- outcome for a lease that ran out and was claimed again is ignored: the newer lease wins.
+-- A row of one event is updated in place. In a row of several, a delivered event is marked
+-- delivered, a released one owed again, and a failed one moves to a row of its own that carries
+-- its retry (or its parking) and its attempt log from here on.
+CREATE OR REPLACE FUNCTION webhooks.ack(relay text, results jsonb) RETURNS integer
+-- Nested loops over single indexes only, as in claim(): acknowledgements update rows by key.
+-- With statistics from when a day's partition was nearly empty, the planner otherwise reads
+-- every leased delivery for each outcome (230 ms to 1.3 s per 500 outcomes at a 100k backlog,
+-- BENCHMARKS.md), and a generic plan that expects one row scans webhooks once per webhook.
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off SET enable_mergejoin = off
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET plan_cache_mode = force_generic_plan SET jit = off AS $$
+DECLARE
+    leased constant text := 'leased';
+    applied integer;
+    gone_webhooks bigint[];
+    failing_webhooks bigint[];
+BEGIN
+    -- Rows of several events take several outcomes at once: lock them first, in id order (two
+    -- acknowledgements cannot deadlock), so that the statement below reads their marks as
+    -- they are and knows which outcomes it applies.
+    PERFORM FROM webhooks.deliveries d
+    WHERE d.id = ANY (ARRAY(SELECT DISTINCT (webhooks._delivery_row(r.delivery_id)).row_id
+                            FROM jsonb_to_recordset(results) AS r(delivery_id bigint)))
+      AND d.state = leased AND length(d.marks) > 1
+    ORDER BY d.id
+    FOR UPDATE OF d;
+
+    WITH outcome AS MATERIALIZED (
+        -- Times come from the database's clock, not the relay's: a retry is due retry_after_ms
+        -- (at most a year) after this acknowledgement, and an attempt started duration_ms
+        -- before it. A relay with a skewed clock moves neither retries nor disabling.
+        SELECT DISTINCT ON (r.delivery_id)
+               r.delivery_id, (webhooks._delivery_row(r.delivery_id)).*, r.attempt, r.outcome,
+               r.status, r.error, r.response,
+               now() + make_interval(secs => least(greatest(r.retry_after_ms, 0), 31536000000) / 1000.0)
+                   AS retry_at,
+               now() - make_interval(secs => least(greatest(r.duration_ms, 0), 86400000) / 1000.0)
+                   AS started_at,
+               coalesce(r.duration_ms, 0) AS duration_ms
+        FROM jsonb_to_recordset(results) AS r(
+            delivery_id bigint, attempt integer, outcome text, retry_after_ms bigint,
+            status integer, error text, response text, duration_ms integer)
+        WHERE r.outcome IN ('delivered', 'retry', 'failed', 'gone', 'released')
+          AND r.delivery_id > 0
+        ORDER BY r.delivery_id
+    ), target AS MATERIALIZED (
+        -- each outcome with its event's row, when it answers the lease that row holds now
+        -- (state = a variable: in the generic plan it cannot match the partial index of due
+        -- deliveries, which the planner would otherwise read whole for each outcome)
+        SELECT o.*, d.event_created_at, d.webhook_id, length(d.marks) AS n, d.marks,
+               d.event_ids[o.k] AS event_id, d.event_xids[o.k] AS event_xid,
+               d.event_times[o.k] AS event_time, w.status <> 'active' AS held,
+               CASE WHEN length(d.marks) > 1 AND o.outcome IN ('retry', 'failed', 'gone')
+                    THEN nextval('webhooks.deliveries_id_seq') END AS moved_to
+        FROM outcome o
+        JOIN webhooks.deliveries d ON d.id = o.row_id
+        JOIN webhooks.webhooks w ON w.id = d.webhook_id
+        WHERE d.state = leased
+          AND ((length(d.marks) = 1 AND o.k = 1 AND d.attempts = o.attempt)
+               OR (length(d.marks) > 1 AND o.k <= length(d.marks) AND o.attempt = 1
+                   AND substr(d.marks, o.k, 1) = 'l'))
+    ), single AS (
+        UPDATE webhooks.deliveries d
+        SET state = CASE
+                WHEN t.outcome = 'delivered' THEN 'delivered'
+                WHEN t.outcome IN ('failed', 'gone') THEN 'failed'
+                WHEN t.held THEN 'held'
+                ELSE 'pending' END,
+            due_at = CASE
+                WHEN t.outcome IN ('delivered', 'failed', 'gone') OR t.held THEN NULL
+                WHEN t.outcome = 'retry' THEN t.retry_at
+                ELSE now() END,
+            attempts = CASE WHEN t.outcome = 'released' THEN d.attempts - 1 ELSE d.attempts END,
+            leased_by = NULL,
+            last_status = CASE WHEN t.outcome = 'released' THEN d.last_status ELSE t.status END,
+            last_error = CASE WHEN t.outcome = 'released' THEN d.last_error ELSE t.error END,
+            updated_at = now()
+        FROM target t
+        WHERE t.n = 1 AND d.id = t.row_id AND d.event_created_at = t.event_created_at
+          AND d.state = leased AND d.attempts = t.attempt
+        RETURNING t.delivery_id, t.event_id, t.event_xid, t.webhook_id, t.attempt, t.outcome,
+                  t.status, t.error, t.response, t.started_at, t.duration_ms
+    ), moved AS (
+        INSERT INTO webhooks.deliveries
+            (id, webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
+             due_at, attempts, last_status, last_error)
+        SELECT t.moved_to, t.webhook_id, t.event_time, ARRAY[t.event_id], ARRAY[t.event_xid],
+               ARRAY[t.event_time], '0',
+               CASE WHEN t.outcome IN ('failed', 'gone') THEN 'failed'
+                    WHEN t.held THEN 'held' ELSE 'pending' END,
+               CASE WHEN t.outcome = 'retry' AND NOT t.held THEN t.retry_at END,
+               1, t.status, t.error
+        FROM target t
+        WHERE t.n > 1 AND t.outcome IN ('retry', 'failed', 'gone')
+    ), several AS (
+        UPDATE webhooks.deliveries d
+        SET marks = g.new_marks,
+            state = CASE WHEN strpos(g.new_marks, 'l') > 0 THEN 'leased'
+                         WHEN strpos(g.new_marks, '0') = 0 THEN 'delivered'
+                         WHEN g.held THEN 'held' ELSE 'pending' END,
+            due_at = CASE WHEN strpos(g.new_marks, '0') > 0 AND NOT g.held
+                              THEN least(d.due_at, now())
+                          WHEN strpos(g.new_marks, 'l') > 0 THEN d.leased_until END,
+            leased_until = CASE WHEN strpos(g.new_marks, 'l') > 0 THEN d.leased_until END,
+            leased_by = CASE WHEN strpos(g.new_marks, 'l') > 0 THEN d.leased_by END,
+            -- a 2xx the receiver answered for this row; delivery_log has each event's own
+            last_status = coalesce(g.delivered_status, d.last_status),
+            updated_at = now()
+        FROM (SELECT t.row_id, t.event_created_at, bool_or(t.held) AS held,
+                     max(t.status) FILTER (WHERE t.outcome = 'delivered') AS delivered_status,
+                     webhooks._marked(min(t.marks), array_agg(t.k),
+                                      array_agg(CASE t.outcome WHEN 'delivered' THEN 'd'
+                                                               WHEN 'released' THEN '0'
+                                                               ELSE 'm' END)) AS new_marks
+              FROM target t
+              WHERE t.n > 1
+              GROUP BY t.row_id, t.event_created_at) g
+        WHERE d.id = g.row_id AND d.event_created_at = g.event_created_at
+    ), recorded AS (
+        -- the outcomes applied, each under the delivery id its event has from now on
+        SELECT s.delivery_id, s.event_id, s.event_xid, s.webhook_id, s.attempt, s.outcome,
+               s.status, s.error, s.response, s.started_at, s.duration_ms
+        FROM single s
+        UNION ALL
+        SELECT CASE WHEN t.outcome IN ('retry', 'failed', 'gone') THEN t.moved_to
+                    ELSE t.delivery_id END,
+               t.event_id, t.event_xid, t.webhook_id, t.attempt, t.outcome, t.status, t.error,
+               t.response, t.started_at, t.duration_ms
+        FROM target t
+        WHERE t.n > 1
+    ), failures AS (
+        INSERT INTO webhooks.attempts
+            (delivery_id, event_id, event_xid, webhook_id, attempt, started_at, duration_ms,
+             outcome, status, error, response)
+        SELECT r.delivery_id, r.event_id, r.event_xid, r.webhook_id, r.attempt, r.started_at,
+               r.duration_ms, r.outcome, r.status, r.error, left(r.response, 4096)
+        FROM recorded r
+        WHERE r.outcome IN ('retry', 'failed', 'gone')
+    ), successes AS (
+        INSERT INTO webhooks.successes
+            (webhook_id, logged_at, delivery_ids, event_ids, event_xids, attempts, started_at,
+             duration_ms, status, errors, responses)
+        SELECT r.webhook_id, now(), array_agg(r.delivery_id ORDER BY r.delivery_id),
+               array_agg(r.event_id ORDER BY r.delivery_id),
+               array_agg(r.event_xid ORDER BY r.delivery_id),
+               array_agg(r.attempt ORDER BY r.delivery_id),
+               array_agg(r.started_at ORDER BY r.delivery_id),
+               array_agg(r.duration_ms ORDER BY r.delivery_id),
+               array_agg(r.status ORDER BY r.delivery_id),
+               array_agg(r.error ORDER BY r.delivery_id),
+               array_agg(left(nullif(r.response, ''), 4096) ORDER BY r.delivery_id)
+        FROM recorded r
+        WHERE r.outcome = 'delivered'
+        GROUP BY r.webhook_id
+    ), health AS (
+        UPDATE webhooks.webhooks w
+        SET consecutive_failures = CASE WHEN s.succeeded THEN 0
+                                        ELSE w.consecutive_failures + s.failures END,
+            failing_since = CASE WHEN s.succeeded THEN NULL
+                                 ELSE coalesce(w.failing_since, s.first_failure) END,
+            last_success_at = CASE WHEN s.succeeded THEN now() ELSE w.last_success_at END
+        FROM (SELECT r.webhook_id,
+                     bool_or(r.outcome = 'delivered') AS succeeded,
+                     count(*) FILTER (WHERE r.outcome <> 'delivered') AS failures,
+                     min(r.started_at) FILTER (WHERE r.outcome <> 'delivered') AS first_failure
+              FROM recorded r
+              WHERE r.outcome <> 'released'
+              GROUP BY r.webhook_id) s
+        WHERE w.id = s.webhook_id
+          -- a healthy webhook's row is rewritten at most once a second, not on every batch:
+          -- each rewrite leaves a dead row version that claim() reads past until vacuum
+          AND NOT (s.succeeded AND w.consecutive_failures = 0 AND w.failing_since IS NULL
+                   AND w.last_success_at > now() - interval '1 second')
+    )
+    SELECT count(*)::integer,
+           array_agg(DISTINCT r.webhook_id) FILTER (WHERE r.outcome = 'gone'),
+           array_agg(DISTINCT r.webhook_id) FILTER (WHERE r.outcome IN ('retry', 'failed'))
+    INTO applied, gone_webhooks, failing_webhooks
+    FROM recorded r;
+
+    -- 410 Gone: the receiver wants no more; switch the webhook off at once.
+    PERFORM webhooks._disable(w.id, 'receiver answered 410 Gone')
+    FROM webhooks.webhooks w
+    WHERE w.id = ANY (gone_webhooks) AND w.status = 'active';
+
+    -- A receiver that keeps failing is switched off too (its events are held meanwhile).
+    PERFORM webhooks._disable(w.id, format('%s consecutive failed attempts since %s',
+                                           w.consecutive_failures, w.failing_since))
+    FROM webhooks.webhooks w, webhooks._settings() s
+    WHERE w.id = ANY (failing_webhooks) AND w.status = 'active'
+      AND w.consecutive_failures >= s.disable_after_failures
+      AND w.failing_since <= now() - s.disable_after;
+    RETURN applied;
+END $$;
+
+CREATE OR REPLACE FUNCTION webhooks.queue_depth() RETURNS TABLE (queued bigint, held bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (SELECT coalesce(sum(webhooks._owed(d.marks)), 0)::bigint FROM webhooks.deliveries d
+            WHERE d.state IN ('pending', 'leased')),
+           (SELECT coalesce(sum(webhooks._owed(d.marks)), 0)::bigint FROM webhooks.deliveries d
+            WHERE d.state = 'held')
+$$;
+
+-- Deliver a delivery again (a parked failure, or a delivered one on request). An event of a
+-- row of several moves to a row of its own for it, as when it is retried.
+CREATE OR REPLACE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    place record;
+    found_row webhooks.deliveries;
+    hook_active boolean;
+    mark text;
+BEGIN
+    PERFORM webhooks._require_value('delivery_id', delivery_id IS NULL);
+    place := webhooks._delivery_row(redeliver.delivery_id);
+    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = place.row_id FOR UPDATE;
+    IF NOT FOUND OR redeliver.delivery_id < 1 OR place.k > length(found_row.marks) THEN
+        RAISE EXCEPTION 'pg_webhooks: delivery % does not exist', redeliver.delivery_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    hook_active := EXISTS (SELECT 1 FROM webhooks.webhooks w
+                           WHERE w.id = found_row.webhook_id AND w.status = 'active');
+    IF length(found_row.marks) = 1 THEN
+        IF found_row.state IN ('failed', 'delivered', 'dropped') THEN
+            UPDATE webhooks.deliveries d
+            SET state = CASE WHEN hook_active THEN 'pending' ELSE 'held' END,
+                due_at = CASE WHEN hook_active THEN now() END,
+                updated_at = now()
+            WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at;
+        END IF;
+        RETURN;  -- else already queued or in flight
+    END IF;
+    mark := substr(found_row.marks, place.k, 1);
+    IF mark = 'm' THEN
+        RAISE EXCEPTION 'pg_webhooks: delivery % moved to a delivery of its own when it was retried or redelivered',
+            redeliver.delivery_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Find it in webhooks.delivery_status by event_id %s and webhook_id %s.',
+                                found_row.event_ids[place.k], found_row.webhook_id);
+    END IF;
+    IF mark = 'd' OR (mark = '0' AND found_row.state = 'dropped') THEN
+        UPDATE webhooks.deliveries d
+        SET marks = webhooks._marked(d.marks, ARRAY[place.k], ARRAY['m']), updated_at = now()
+        WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at;
+        INSERT INTO webhooks.deliveries
+            (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state, due_at)
+        VALUES (found_row.webhook_id, found_row.event_times[place.k],
+                ARRAY[found_row.event_ids[place.k]], ARRAY[found_row.event_xids[place.k]],
+                ARRAY[found_row.event_times[place.k]], '0',
+                CASE WHEN hook_active THEN 'pending' ELSE 'held' END,
+                CASE WHEN hook_active THEN now() END);
+    END IF;
+END $$;
+
+-- Switch a webhook on. Events that arrived while it was off were held; replay_events decides
+-- whether they are delivered now (oldest first) or dropped. Returns how many are replayed.
+CREATE OR REPLACE FUNCTION webhooks.activate(id bigint, replay_events boolean DEFAULT false) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    expired bigint;
+    replayed bigint := 0;
+BEGIN
+    PERFORM webhooks._require_value('replay_events', replay_events IS NULL);
+    hook := webhooks._lock_webhook(activate.id);
+    IF hook.status = 'active' THEN
+        RETURN 0;
+    END IF;
+    expired := webhooks._expire_held(hook.id);
+    IF expired > 0 THEN
+        RAISE NOTICE 'pg_webhooks: dropped % held events of webhook % that were older than the replay window',
+            expired, hook.id
+            USING HINT = 'webhooks.get(id).expired_events counts them; settings.replay_window sets the window.';
+    END IF;
+    UPDATE webhooks.deliveries d
+    SET state = 'dropped', due_at = NULL, last_error = 'dropped by activate(replay_events => false)',
+        updated_at = now()
+    WHERE d.webhook_id = hook.id AND d.state = 'held' AND NOT replay_events;
+    IF replay_events THEN
+        WITH queued AS (
+            UPDATE webhooks.deliveries d
+            SET state = 'pending', due_at = now(), updated_at = now()
+            WHERE d.webhook_id = hook.id AND d.state = 'held'
+            RETURNING webhooks._owed(d.marks) AS events
+        )
+        SELECT coalesce(sum(q.events), 0) INTO replayed FROM queued q;
+    END IF;
+    UPDATE webhooks.webhooks w
+    SET status = 'active', status_reason = NULL, status_changed_at = now(),
+        consecutive_failures = 0, failing_since = NULL, updated_at = now()
+    WHERE w.id = hook.id;
+    RETURN replayed;
+END $$;
+
+-- Drop held deliveries older than settings.replay_window (of one webhook, or of all when
+-- only_webhook is NULL), counting them in webhooks.expired_events. Returns how many.
+CREATE OR REPLACE FUNCTION webhooks._expire_held(only_webhook bigint) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH expired AS (
+        UPDATE webhooks.deliveries d
+        SET state = 'dropped', due_at = NULL, last_error = 'held longer than the replay window',
+            updated_at = now()
+        WHERE d.state = 'held'
+          AND (only_webhook IS NULL OR d.webhook_id = only_webhook)
+          AND d.event_created_at < now() - (SELECT s.replay_window FROM webhooks._settings() s)
+        RETURNING d.webhook_id, webhooks._owed(d.marks) AS events
+    ), per_webhook AS (
+        SELECT e.webhook_id, sum(e.events) AS n FROM expired e GROUP BY e.webhook_id
+    ), counted AS (
+        UPDATE webhooks.webhooks w SET expired_events = w.expired_events + p.n
+        FROM per_webhook p WHERE w.id = p.webhook_id
+    )
+    SELECT coalesce(sum(p.n), 0)::bigint FROM per_webhook p
+$$;
+
+-- Deliver again what failed (or was dropped) for a webhook since a point in time, like Svix's
+-- recover. Returns how many deliveries were queued again (held if the webhook is off).
+CREATE OR REPLACE FUNCTION webhooks.recover(id bigint, since timestamptz) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    queued bigint;
+BEGIN
+    PERFORM webhooks._require_value('since', since IS NULL);
+    hook := webhooks._lock_webhook(recover.id);
+    WITH revived AS (
+        UPDATE webhooks.deliveries d
+        SET state = CASE WHEN hook.status = 'active' THEN 'pending' ELSE 'held' END,
+            due_at = CASE WHEN hook.status = 'active' THEN now() END,
+            updated_at = now()
+        WHERE d.webhook_id = hook.id AND d.event_created_at >= since
+          AND d.state IN ('failed', 'dropped')
+          AND webhooks._owed(d.marks) > 0  -- (a row whose events all moved out holds none)
+        RETURNING webhooks._owed(d.marks) AS events
+    )
+    SELECT coalesce(sum(r.events), 0) INTO queued FROM revived r;
+    RETURN queued;
+END $$;
+
+CREATE OR REPLACE FUNCTION webhooks.maintain() RETURNS TABLE (action text, object text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    conf record;
+    today date := (now() AT TIME ZONE 'UTC')::date;
+    day date;
+    parent text;
+BEGIN
+    -- One maintainer at a time; the others have nothing to add. A row lock on a table no role
+    -- is granted, not an advisory lock, which any role could take and hold forever.
+    PERFORM FROM webhooks.maintenance_lock FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO conf FROM webhooks._settings();
+
+    FOR day IN SELECT today + g FROM generate_series(-1, conf.partitions_ahead) g LOOP
+        FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'attempts', 'successes'] LOOP
+            BEGIN
+                IF webhooks._create_partition(parent, day) THEN
+                    action := 'created'; object := webhooks._partition_name(parent, day);
+                    RETURN NEXT;
+                END IF;
+            EXCEPTION
+                WHEN check_violation THEN
+                    -- rows for this day already sit in the default partition
+                    action := 'skipped (rows in default partition)';
+                    object := webhooks._partition_name(parent, day);
+                    RETURN NEXT;
+                WHEN lock_not_available THEN
+                    action := 'skipped (locked, tried again next time)';
+                    object := webhooks._partition_name(parent, day);
+                    RETURN NEXT;
+            END;
+        END LOOP;
+    END LOOP;
+
+    -- held events past the replay window are dropped, and counted per webhook; before the
+    -- retention below, so that none leaves uncounted with its day
+    object := webhooks._expire_held(NULL)::text;
+    IF object <> '0' THEN
+        action := 'expired held deliveries';
+        RETURN NEXT;
+    END IF;
+
+    FOR day IN
+        SELECT DISTINCT webhooks._partition_day(c.relname)
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent IN ('webhooks.events'::regclass, 'webhooks.deliveries'::regclass,
+                              'webhooks.attempts'::regclass, 'webhooks.successes'::regclass)
+          AND webhooks._partition_day(c.relname) IS NOT NULL
+          AND webhooks._utc_midnight(webhooks._partition_day(c.relname) + 1)
+              < now() - conf.retention
+        ORDER BY 1
+    LOOP
+        IF webhooks._day_has_open_work(day) THEN
+            action := 'kept (open work)'; object := webhooks._partition_name('events', day);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        BEGIN
+            FOREACH parent IN ARRAY ARRAY['successes', 'attempts', 'deliveries', 'events'] LOOP
+                PERFORM webhooks._drop_partition(parent, day);
+            END LOOP;
+            action := 'dropped'; object := to_char(day, 'YYYY-MM-DD');
+        EXCEPTION WHEN lock_not_available THEN
+            action := 'kept (locked, tried again next time)'; object := to_char(day, 'YYYY-MM-DD');
+        END;
+        RETURN NEXT;
+    END LOOP;
+
+
+    -- throttle marks older than their webhook's throttle decide nothing any more
+    DELETE FROM webhooks.throttles t USING webhooks.webhooks w
+    WHERE w.id = t.webhook_id AND (w.throttle IS NULL OR t.sent_at < now() - w.throttle);
+
+    -- set-aside events are remembered as long as events are kept
+    DELETE FROM webhooks.set_aside_events a WHERE a.set_aside_at < now() - conf.retention;
+
+    -- relays that stopped heartbeating (crashed) no longer ask writers for NOTIFY
+    DELETE FROM webhooks.relays r WHERE r.seen_at < now() - interval '10 minutes';
+END $$;
+
+
+COMMENT ON FUNCTION webhooks.queue_depth() IS
+'Events owed to receivers (pending or leased) and held for inactive webhooks.';
+
+-- The new tables as sql/90_privileges.sql leaves every table: granted to nobody, owned by
+-- webhooks_owner (partitions made by maintain() below get the same)
+REVOKE ALL ON webhooks.successes, webhooks.successes_default FROM PUBLIC;
+ALTER TABLE webhooks.successes OWNER TO webhooks_owner;
+ALTER TABLE webhooks.successes_default OWNER TO webhooks_owner;
+SELECT webhooks.maintain();
+DO $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT i.inhrelid::regclass FROM pg_inherits i
+                WHERE i.inhparent = 'webhooks.successes'::regclass
+                  AND i.inhrelid <> 'webhooks.successes_default'::regclass LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', part);
+    END LOOP;
+END $$;
+
 -- Rights as sql/90_privileges.sql gives them: the SECURITY DEFINER functions belong to
 -- webhooks_owner, nothing is PUBLIC's, the relay may claim.
 ALTER FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[])
@@ -499,6 +1271,10 @@ ALTER FUNCTION webhooks.claim_probes(text, integer, interval) OWNER TO webhooks_
 ALTER FUNCTION webhooks.list(text, text, regclass) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.test_all(text) OWNER TO webhooks_owner;
 REVOKE EXECUTE ON FUNCTION
+    webhooks._delivery_row(bigint),
+    webhooks._owed(text),
+    webhooks._leasable(text),
+    webhooks._marked(text, integer[], text[]),
     webhooks._headers_problem(jsonb),
     webhooks._origin_of(text),
     webhooks._interval_option(text, jsonb, text, text),
@@ -512,6 +1288,10 @@ REVOKE EXECUTE ON FUNCTION
     webhooks.test_all(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
+    webhooks._delivery_row(bigint),
+    webhooks._owed(text),
+    webhooks._leasable(text),
+    webhooks._marked(text, integer[], text[]),
     webhooks._headers_problem(jsonb),
     webhooks._origin_of(text),
     webhooks._interval_option(text, jsonb, text, text),

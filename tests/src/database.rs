@@ -204,7 +204,7 @@ impl TestDb {
     pub async fn deliveries_in(&self, state: &str) -> i64 {
         self.client
             .query_one(
-                "SELECT count(*) FROM webhooks.deliveries WHERE state = $1",
+                "SELECT count(*) FROM webhooks.delivery_status WHERE state = $1",
                 &[&state],
             )
             .await

@@ -79,7 +79,7 @@ async fn values_no_float_holds_arrive_as_postgresql_wrote_them_in_json_and_form(
         || async {
             let rows = db
                 .query(&format!(
-                    "SELECT attempts, last_error FROM webhooks.deliveries
+                    "SELECT attempts, last_error FROM webhooks.delivery_status
                  WHERE webhook_id = {form_hook} AND state = 'failed'"
                 ))
                 .await;
@@ -116,7 +116,7 @@ async fn a_receiver_answering_nul_bytes_is_recorded_and_costs_other_webhooks_not
                     .query(&format!(
                         "SELECT count(*) FILTER (WHERE webhook_id = {hostile_hook}),
                             count(*) FILTER (WHERE webhook_id = {fine_hook})
-                     FROM webhooks.attempts"
+                     FROM webhooks.delivery_log"
                     ))
                     .await[0];
                 (row.get(0), row.get(1))
@@ -127,7 +127,7 @@ async fn a_receiver_answering_nul_bytes_is_recorded_and_costs_other_webhooks_not
     .await;
     let responses: Vec<Option<String>> = db
         .query(&format!(
-            "SELECT DISTINCT response FROM webhooks.attempts WHERE webhook_id = {hostile_hook}"
+            "SELECT DISTINCT response FROM webhooks.delivery_log WHERE webhook_id = {hostile_hook}"
         ))
         .await
         .iter()
@@ -186,8 +186,8 @@ async fn a_relay_whose_clock_is_two_days_behind_moves_neither_retries_nor_disabl
         || async {
             let rows = db
                 .query(&format!(
-                    "SELECT extract(epoch FROM d.due_at - now())::float8, w.status
-                     FROM webhooks.deliveries d JOIN webhooks.webhooks w ON w.id = d.webhook_id
+                    "SELECT extract(epoch FROM d.next_attempt_at - now())::float8, w.status
+                     FROM webhooks.delivery_status d JOIN webhooks.webhooks w ON w.id = d.webhook_id
                      WHERE d.webhook_id = {hook} AND d.state = 'pending' AND d.attempts = 1"
                 ))
                 .await;
@@ -406,7 +406,7 @@ mod random_documents {
             || async {
                 let rows = db
                     .query(&format!(
-                        "SELECT state, last_error, count(*) FROM webhooks.deliveries
+                        "SELECT state, last_error, count(*) FROM webhooks.delivery_status
                          WHERE webhook_id = {form_hook} GROUP BY 1, 2 ORDER BY 1, 2"
                     ))
                     .await;

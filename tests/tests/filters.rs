@@ -42,7 +42,7 @@ async fn received_for(db: &TestDb, receiver: &Receiver, sql: &str) -> Vec<Value>
             .iter()
             .any(|r| r.json()["data"]["new"]["email"] == "marker@example.com");
         let queued: i64 = db
-            .value("SELECT count(*) FROM webhooks.deliveries WHERE state IN ('pending', 'leased')")
+            .value("SELECT count(*) FROM webhooks.delivery_status WHERE state IN ('pending', 'leased')")
             .await;
         (marker_arrived && queued == 0).then_some(())
     })

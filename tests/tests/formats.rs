@@ -280,7 +280,7 @@ async fn a_tag_webhook_fires_once_per_contact_within_its_throttle_and_others_fir
     once_each.sort_by_key(|v| v.as_i64());
     assert_eq!(once_each, [json!(1), json!(2)]);
     let throttled_rows: i64 = db
-        .value("SELECT count(*) FROM webhooks.deliveries WHERE last_error = 'throttled'")
+        .value("SELECT count(*) FROM webhooks.delivery_status WHERE last_error = 'throttled'")
         .await;
     assert_eq!(
         throttled_rows, 1,
@@ -450,7 +450,7 @@ async fn a_tag_fires_again_once_its_throttle_has_passed() {
 
     receiver.wait_for_requests(2, WAIT).await;
     let dropped: i64 = db
-        .value("SELECT count(*) FROM webhooks.deliveries WHERE last_error = 'throttled'")
+        .value("SELECT count(*) FROM webhooks.delivery_status WHERE last_error = 'throttled'")
         .await;
     assert_eq!((receiver.count(), dropped), (2, 1));
 }

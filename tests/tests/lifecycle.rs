@@ -140,7 +140,7 @@ async fn without_the_file_verification_fails_and_nothing_is_delivered() {
     tokio::time::sleep(Duration::from_secs(1)).await; // time enough for a wrong delivery
     assert_eq!(server.posts(), 0);
     assert_eq!(
-        db.value::<i64>("SELECT count(*) FROM webhooks.deliveries")
+        db.value::<i64>("SELECT count(*) FROM webhooks.delivery_status")
             .await,
         0
     );

@@ -141,7 +141,7 @@ async fn sigterm_releases_what_cannot_finish_within_the_grace_period() {
         "released, to be sent again at once"
     );
     assert_eq!(
-        db.value::<i32>("SELECT attempts FROM webhooks.deliveries")
+        db.value::<i32>("SELECT attempts FROM webhooks.delivery_status")
             .await,
         0
     );

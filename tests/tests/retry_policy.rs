@@ -12,7 +12,7 @@ async fn settled_deliveries(db: &TestDb, expected: usize) -> Vec<(i64, i32, Stri
         || async {
             let rows = db
                 .query(
-                    "SELECT webhook_id, attempts, state FROM webhooks.deliveries
+                    "SELECT webhook_id, attempts, state FROM webhooks.delivery_status
                  WHERE state NOT IN ('pending', 'leased') ORDER BY webhook_id",
                 )
                 .await;

@@ -55,7 +55,10 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         cpu.process_cores,
         cpu.machine_busy
     );
-    for (i, table) in ["events", "deliveries", "attempts"].iter().enumerate() {
+    for (i, table) in ["events", "deliveries", "attempts", "successes"]
+        .iter()
+        .enumerate()
+    {
         println!(
             "  {table:<10} empty {:>8.1} MiB | drained {:>8.1} MiB | after retention {:>8.1} MiB ({:.2}x empty)",
             mib(empty[i]),
@@ -65,8 +68,8 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         );
     }
     println!(
-        "  (the goal is for events and deliveries; attempts are dated by when they were made, \
-         today, so retention keeps them for its full period)"
+        "  (the goal is for events and deliveries; attempts and successes are dated by when they \
+         were made, today, so retention keeps them for its full period)"
     );
     Ok(())
 }
@@ -75,13 +78,15 @@ fn mib(bytes: i64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Total size (with indexes and TOAST, over all partitions) of events, deliveries, attempts.
-async fn sizes(db: &BenchDb) -> anyhow::Result<[i64; 3]> {
-    let mut sizes = [0; 3];
+/// Total size (with indexes and TOAST, over all partitions) of events, deliveries, attempts
+/// and successes.
+async fn sizes(db: &BenchDb) -> anyhow::Result<[i64; 4]> {
+    let mut sizes = [0; 4];
     for (i, table) in [
         "webhooks.events",
         "webhooks.deliveries",
         "webhooks.attempts",
+        "webhooks.successes",
     ]
     .iter()
     .enumerate()

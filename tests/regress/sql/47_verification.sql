@@ -67,17 +67,22 @@ SELECT url FROM webhooks.get(:hook);
 UPDATE webhooks.settings SET require_verification = false;
 SELECT webhooks.create('own', 'held.*', 'https://example.com/held') AS held_hook \gset
 SELECT webhooks.deactivate(:held_hook);
-SELECT webhooks.emit('held.signal', jsonb_build_object('n', n)) FROM generate_series(1, 3) n \g /dev/null
+-- (each event fanned out on its own, so each has a delivery row of its own to age)
+SELECT webhooks.emit('held.signal', '{"n": 1}') \g /dev/null
+SELECT webhooks.fan_out() AS fanned_out;
+SELECT webhooks.emit('held.signal', '{"n": 2}') \g /dev/null
+SELECT webhooks.fan_out() AS fanned_out;
+SELECT webhooks.emit('held.signal', '{"n": 3}') \g /dev/null
 SELECT count(*) >= 0 AS fanned_out FROM webhooks.claim('relay', 1, 1, '{}', '1 minute');
 UPDATE webhooks.deliveries SET event_created_at = event_created_at - interval '6 days'
-WHERE webhook_id = :held_hook AND event_id = (SELECT min(event_id) FROM webhooks.deliveries
-                                             WHERE webhook_id = :held_hook);
+WHERE webhook_id = :held_hook AND id = (SELECT min(id) FROM webhooks.deliveries
+                                        WHERE webhook_id = :held_hook);
 SELECT action, object FROM webhooks.maintain() WHERE action LIKE 'expired%';
 SELECT expired_events FROM webhooks.get(:held_hook);
 UPDATE webhooks.deliveries SET event_created_at = event_created_at - interval '6 days'
 WHERE webhook_id = :held_hook AND state = 'held'
-  AND event_id = (SELECT min(event_id) FROM webhooks.deliveries
-                  WHERE webhook_id = :held_hook AND state = 'held');
+  AND id = (SELECT min(id) FROM webhooks.deliveries
+            WHERE webhook_id = :held_hook AND state = 'held');
 SELECT webhooks.activate(:held_hook, replay_events => true) AS replayed;
 SELECT expired_events FROM webhooks.get(:held_hook);
 SELECT state, last_error, count(*) FROM webhooks.deliveries WHERE webhook_id = :held_hook
