@@ -66,6 +66,11 @@ psql -X -q -d "$BENCH_DB" -c "TRUNCATE webhooks.events"
 RELAY_PID=$!
 echo "Writer overhead, the relay delivering to a local sink at full speed (same rounds)"
 writer_overhead "$ROUNDS" "$SECONDS_EACH" relay
+# the same with the webhook taking up to 50 events per request (configure's "batch"): what the
+# relay's requests, not the database's work, cost the writers
+psql -X -q -d "$BENCH_DB" -c "SELECT webhooks.configure(id, '{\"batch\": 50}') FROM webhooks.webhooks" >/dev/null
+echo "Writer overhead, the relay delivering in batches of up to 50 events per request (same rounds)"
+writer_overhead "$ROUNDS" "$SECONDS_EACH" relay
 kill "$RELAY_PID" && wait "$RELAY_PID" 2>/dev/null || true
 RELAY_PID=
 delivery_work "$WORK_EVENTS" "$BIN/pg-webhooks-relay" "$SINK_URL"

@@ -161,7 +161,9 @@ CREATE TABLE webhooks.webhooks (
                                    AND 0 <= ALL (webhooks._milliseconds(retry_schedule))
                                    AND 2592000000 >= ALL (webhooks._milliseconds(retry_schedule))),
     request_timeout         interval
-                            CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000)
+                            CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000),
+    -- up to this many events in one request, as one signed JSON array (NULL: one per request)
+    batch_size              integer CHECK (batch_size BETWEEN 2 AND 100)
 );
 CREATE INDEX webhooks_app_event_idx ON webhooks.webhooks (app, event);
 

@@ -115,6 +115,7 @@ SELECT id, app, event, url,
            'throttle', throttle::text, 'throttle_per', throttle_per,
            -- names only: the values are secrets
            'retry_schedule', retry_schedule::text[], 'request_timeout', request_timeout::text,
+           'batch', batch_size,
            'header_names', (SELECT jsonb_agg(h ORDER BY h) FROM jsonb_object_keys(headers) h)))
            AS options,
        created_at, updated_at
@@ -301,6 +302,7 @@ BEGIN
     IF hook.status = 'active' THEN
         RETURN 0;
     END IF;
+    PERFORM webhooks._hold_queued(hook.id);
     expired := webhooks._expire_held(hook.id);
     IF expired > 0 THEN
         RAISE NOTICE 'pg_webhooks: dropped % held events of webhook % that were older than the replay window',
@@ -361,15 +363,46 @@ BEGIN
     PERFORM webhooks._switch_off(hook.id, 'inactive', 'deactivated by ' || session_user);
 END $$;
 
+-- Hold what a switched-off webhook owes: its pending rows, and the owed events of rows of several
+-- whose other events are leased (they move to a held row of their own; the leased ones finish
+-- in their row). activate() runs it again first: rows a claim or an acknowledgement wrote
+-- beside the switch-off are held then.
+CREATE FUNCTION webhooks._hold_queued(webhook_id bigint) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE webhooks.deliveries d
+    SET state = 'held', due_at = NULL, leased_by = NULL, updated_at = now()
+    WHERE d.webhook_id = _hold_queued.webhook_id AND d.state = 'pending';
+    WITH owing AS (
+        SELECT d.id, d.event_created_at, d.marks, d.event_ids, d.event_xids, d.event_times
+        FROM webhooks.deliveries d
+        WHERE d.webhook_id = _hold_queued.webhook_id AND d.state = 'leased'
+          AND length(d.marks) > 1 AND strpos(d.marks, '0') > 0
+        FOR UPDATE
+    ), emptied AS (
+        UPDATE webhooks.deliveries d
+        SET marks = translate(o.marks, '0', 'm'), due_at = d.leased_until, updated_at = now()
+        FROM owing o
+        WHERE d.id = o.id AND d.event_created_at = o.event_created_at
+    )
+    INSERT INTO webhooks.deliveries
+        (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state)
+    SELECT _hold_queued.webhook_id, max(p.event_time), array_agg(p.event_id ORDER BY p.k),
+           array_agg(p.event_xid ORDER BY p.k), array_agg(p.event_time ORDER BY p.k),
+           repeat('0', count(*)::integer), 'held'
+    FROM owing o
+    CROSS JOIN LATERAL unnest(o.event_ids, o.event_xids, o.event_times)
+        WITH ORDINALITY AS p(event_id, event_xid, event_time, k)
+    WHERE substr(o.marks, p.k::integer, 1) = '0'
+    GROUP BY o.id;
+$$;
+
 -- Stop a webhook: status, reason, and its queued deliveries become held.
 CREATE FUNCTION webhooks._switch_off(webhook_id bigint, new_status text, reason text) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     UPDATE webhooks.webhooks w
     SET status = new_status, status_reason = reason, status_changed_at = now(), updated_at = now()
     WHERE w.id = webhook_id;
-    UPDATE webhooks.deliveries d
-    SET state = 'held', due_at = NULL, leased_by = NULL, updated_at = now()
-    WHERE d.webhook_id = _switch_off.webhook_id AND d.state = 'pending';
+    SELECT webhooks._hold_queued(webhook_id);
 $$;
 
 -- The system switches a webhook off: held like a deactivation, plus a notification row, a
@@ -428,8 +461,14 @@ DECLARE
     hook webhooks.webhooks;
 BEGIN
     hook := webhooks._lock_webhook(delete.id);
-    DELETE FROM webhooks.deliveries d
-    WHERE d.webhook_id = hook.id AND d.state IN ('held', 'pending', 'leased');
+    -- Again until nothing is left: a claim or an acknowledgement that held one of these rows
+    -- may have moved an event to a new row, which only the next statement sees (the one before
+    -- waited for it to commit).
+    LOOP
+        DELETE FROM webhooks.deliveries d
+        WHERE d.webhook_id = hook.id AND d.state IN ('held', 'pending', 'leased');
+        EXIT WHEN NOT FOUND;
+    END LOOP;
     DELETE FROM webhooks.webhooks w WHERE w.id = hook.id;
 END $$;
 

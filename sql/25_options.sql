@@ -32,6 +32,9 @@
 --   request_timeout  "30 seconds" (1 second to 10 minutes): how long one request may take,
 --                    instead of the relay's --request-timeout; the relay cuts it to half its
 --                    lease, so that an attempt always ends while its lease holds
+--   batch            10 (1 to 100): send up to this many events in one request, a JSON array of
+--                    their bodies, each with its "id" (format "json" only, no fields or URL
+--                    placeholders); the request's outcome is each event's. 1 is the default
 --   headers          {"Authorization": "Bearer ...", "X-Api-Key": "..."}: extra request
 --                    headers, for receivers that authenticate callers. Their values are secrets:
 --                    get() and list() show only their names (options.header_names). Headers the
@@ -203,6 +206,19 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT webhooks._interval_option('throttle', value, '1 second', '1 year')
 $$;
 
+-- batch: a whole number of events per request, 1 (no batches, stored as NULL) to 100.
+CREATE FUNCTION webhooks._batch_option(value jsonb) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF jsonb_typeof(value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(value) <> 'number' OR value::text::numeric NOT IN (SELECT generate_series(1, 100)) THEN
+        PERFORM webhooks._bad_option('batch', value, 'expected a whole number from 1 to 100');
+    END IF;
+    RETURN nullif(value::text::integer, 1);
+END $$;
+
 -- retry_schedule: a JSON array of 1 to 100 intervals, each from 0 to 30 days.
 CREATE FUNCTION webhooks._retry_schedule_option(value jsonb) RETURNS interval[]
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -251,6 +267,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example {"throttle": "6 hours", "throttle_per": "contact_id"}.';
     END IF;
+    IF hook.batch_size IS NOT NULL AND (hook.format <> 'json' OR hook.fields IS NOT NULL
+                                        OR hook.url ~ '__[A-Za-z0-9]') THEN
+        RAISE EXCEPTION 'pg_webhooks: batch sends a JSON array of event bodies, so it needs format "json" without fields or URL placeholders'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF hook.fields IS NOT NULL THEN
         SELECT p[1] INTO missing
         FROM regexp_matches(hook.url, '__([A-Za-z0-9](?:[A-Za-z0-9_]*[A-Za-z0-9])?)__', 'g') p
@@ -283,7 +304,7 @@ BEGIN
     WHERE k <> ALL (ARRAY['format', 'method', 'fields', 'key_field', 'parameters', 'source',
                           'filter', 'on_change', 'include_columns', 'exclude_columns',
                           'exclude_origins', 'throttle', 'throttle_per', 'headers',
-                          'retry_schedule', 'request_timeout'])
+                          'retry_schedule', 'request_timeout', 'batch'])
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pg_webhooks: unknown option "%"', left(unknown, 200)
@@ -326,6 +347,7 @@ BEGIN
         hook.request_timeout := webhooks._interval_option('request_timeout', o -> 'request_timeout',
                                                           '1 second', '10 minutes');
     END IF;
+    IF o ? 'batch' THEN hook.batch_size := webhooks._batch_option(o -> 'batch'); END IF;
     PERFORM webhooks._check_options(hook);
     UPDATE webhooks.webhooks w
     SET format = hook.format, method = hook.method, fields = hook.fields,
@@ -334,7 +356,7 @@ BEGIN
         exclude_columns = hook.exclude_columns, exclude_origins = hook.exclude_origins,
         throttle = hook.throttle, throttle_per = hook.throttle_per, headers = hook.headers,
         retry_schedule = hook.retry_schedule, request_timeout = hook.request_timeout,
-        updated_at = now()
+        batch_size = hook.batch_size, updated_at = now()
     WHERE w.id = hook.id;
     RETURN webhooks.get(hook.id);
 END $$;
@@ -463,6 +485,6 @@ $$;
 COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
 'Set a webhook''s options: format (json, form, query, raw), method (POST, PUT, GET), fields, '
 'key_field, parameters, source, filter, on_change, include_columns, exclude_columns, '
-'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout; a key set to '
+'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout, batch; a key set to '
 'null restores the default. See '
 'sql/25_options.sql. Returns the webhook as get() shows it.';

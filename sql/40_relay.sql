@@ -267,7 +267,7 @@ CREATE FUNCTION webhooks.claim(
     event_id bigint, event text, occurred_at timestamptz, data jsonb,
     max_in_flight integer, rate_limit_per_second double precision,
     format text, method text, fields jsonb, key_field text, parameters jsonb, headers jsonb,
-    retry_schedule_ms bigint[], request_timeout_ms integer
+    retry_schedule_ms bigint[], request_timeout_ms integer, batch_size integer
 )
 -- Nested loops only: a claim touches a few hundred rows by key, and with stale statistics the
 -- planner otherwise hashes the whole deliveries table to update them (25 ms at 100k rows). No
@@ -308,7 +308,7 @@ BEGIN
         -- without a lock: "before" counts the events of the rows ahead), then those rows
         -- locked; a row of 100 events must not lock the rows behind it
         SELECT d.id, d.event_created_at, d.webhook_id, d.due_at, d.marks, d.attempts,
-               d.event_ids, d.event_xids, d.event_times, c.before, c.wanted,
+               d.event_ids, d.event_xids, d.event_times, c.before, c.wanted, d.leased_until,
                coalesce(d.leased_until <= now(), true) AS lease_ran_out
         FROM webhooks.webhooks w
         CROSS JOIN LATERAL (
@@ -372,10 +372,11 @@ BEGIN
         UPDATE webhooks.deliveries d
         SET state = CASE WHEN strpos(u.new_marks, 'l') > 0 THEN 'leased'
                          WHEN strpos(u.new_marks, '0') > 0 THEN 'pending' ELSE 'delivered' END,
+            -- (never shorter than the lease of events another claim holds in the row)
             due_at = CASE WHEN strpos(u.new_marks, '0') > 0 THEN d.due_at
-                          WHEN u.taken > 0 THEN now() + lease
+                          WHEN u.taken > 0 THEN greatest(u.kept_lease, now() + lease)
                           WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_until END,
-            leased_until = CASE WHEN u.taken > 0 THEN now() + lease
+            leased_until = CASE WHEN u.taken > 0 THEN greatest(u.kept_lease, now() + lease)
                                 WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_until END,
             marks = u.new_marks,
             leased_by = CASE WHEN u.taken > 0 THEN relay
@@ -387,11 +388,12 @@ BEGIN
                                       array_agg(ch.k) FILTER (WHERE ch.k IS NOT NULL),
                                       array_fill('l'::text, ARRAY[count(ch.k)::integer]))
                          AS new_marks,
-                     c.lease_ran_out AND strpos(c.marks, 'l') > 0 AS moves
+                     c.lease_ran_out AND strpos(c.marks, 'l') > 0 AS moves,
+                     CASE WHEN NOT c.lease_ran_out THEN c.leased_until END AS kept_lease
               FROM candidates c
               LEFT JOIN chosen ch ON ch.id = c.id AND ch.event_created_at = c.event_created_at
               WHERE length(c.marks) > 1
-              GROUP BY c.id, c.event_created_at, c.marks, c.lease_ran_out) u
+              GROUP BY c.id, c.event_created_at, c.marks, c.lease_ran_out, c.leased_until) u
         WHERE d.id = u.id AND d.event_created_at = u.event_created_at
           AND (u.taken > 0 OR u.moves)
     )
@@ -401,7 +403,8 @@ BEGIN
            w.max_in_flight, w.rate_limit_per_second,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
            -- (the CHECK on request_timeout keeps it far inside integer)
-           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)::integer
+           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)::integer,
+           w.batch_size
     FROM chosen ch
     JOIN webhooks.webhooks w ON w.id = ch.webhook_id
     JOIN webhooks.events e
@@ -433,17 +436,23 @@ SET enable_seqscan = off SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     leased constant text := 'leased';
+    rows bigint[];
+    hooks bigint[];
     applied integer;
     gone_webhooks bigint[];
     failing_webhooks bigint[];
 BEGIN
-    -- Rows of several events take several outcomes at once: lock them first, in id order (two
-    -- acknowledgements cannot deadlock), so that the statement below reads their marks as
-    -- they are and knows which outcomes it applies.
+    rows := ARRAY(SELECT DISTINCT (webhooks._delivery_row(r.delivery_id)).row_id
+                  FROM jsonb_to_recordset(results) AS r(delivery_id bigint));
+    -- The webhooks first (KEY SHARE: other acknowledgements go on, activate() and deactivate()
+    -- wait), so that the status read below, which decides between pending and held, stays
+    -- true until this commits. Then the rows of several events, which take several outcomes
+    -- at once, so that the statement below reads their marks as they are and knows which
+    -- outcomes it applies. Both in id order, so acknowledgements cannot deadlock.
+    hooks := ARRAY(SELECT d.webhook_id FROM webhooks.deliveries d WHERE d.id = ANY (rows));
+    PERFORM FROM webhooks.webhooks w WHERE w.id = ANY (hooks) ORDER BY w.id FOR KEY SHARE OF w;
     PERFORM FROM webhooks.deliveries d
-    WHERE d.id = ANY (ARRAY(SELECT DISTINCT (webhooks._delivery_row(r.delivery_id)).row_id
-                            FROM jsonb_to_recordset(results) AS r(delivery_id bigint)))
-      AND d.state = leased AND length(d.marks) > 1
+    WHERE d.id = ANY (rows) AND length(d.marks) > 1
     ORDER BY d.id
     FOR UPDATE OF d;
 
@@ -648,13 +657,21 @@ DECLARE
 BEGIN
     PERFORM webhooks._require_value('delivery_id', delivery_id IS NULL);
     place := webhooks._delivery_row(redeliver.delivery_id);
-    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = place.row_id FOR UPDATE;
+    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = place.row_id;
     IF NOT FOUND OR redeliver.delivery_id < 1 OR place.k > length(found_row.marks) THEN
         RAISE EXCEPTION 'pg_webhooks: delivery % does not exist', redeliver.delivery_id
             USING ERRCODE = 'no_data_found';
     END IF;
-    hook_active := EXISTS (SELECT 1 FROM webhooks.webhooks w
-                           WHERE w.id = found_row.webhook_id AND w.status = 'active');
+    -- the webhook, then the row, as ack() locks them
+    SELECT w.status = 'active' INTO hook_active FROM webhooks.webhooks w
+    WHERE w.id = found_row.webhook_id FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: delivery % belongs to webhook %, which was deleted',
+            redeliver.delivery_id, found_row.webhook_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT * INTO found_row FROM webhooks.deliveries d
+    WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at FOR UPDATE;
     IF length(found_row.marks) = 1 THEN
         IF found_row.state IN ('failed', 'delivered', 'dropped') THEN
             UPDATE webhooks.deliveries d

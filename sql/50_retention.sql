@@ -88,8 +88,11 @@ BEGIN
     END IF;
     IF NOT open_work AND to_regclass(format('webhooks.%I', deliveries_part)) IS NOT NULL THEN
         EXECUTE format(
-            'SELECT EXISTS (SELECT 1 FROM webhooks.%I d WHERE d.state IN (''pending'', ''leased'')'
-            ' OR (d.state = ''held'' AND d.event_created_at >= now() - $1))', deliveries_part)
+            'SELECT EXISTS (SELECT 1 FROM webhooks.%I d WHERE (d.state IN (''pending'', ''leased'')'
+            ' OR (d.state = ''held'' AND d.event_created_at >= now() - $1))'
+            -- a deleted webhook is owed nothing (webhooks.delete)
+            ' AND EXISTS (SELECT 1 FROM webhooks.webhooks w WHERE w.id = d.webhook_id))',
+            deliveries_part)
             INTO open_work USING (SELECT s.replay_window FROM webhooks._settings() s);
     END IF;
     RETURN open_work;

@@ -1,4 +1,5 @@
-//! The receiver every scenario sends to: answers 204 at once, counts requests, and hands the
+//! The receiver every scenario sends to: answers 204 at once, counts events (a request, or each
+//! element of a batch's JSON array), and hands the
 //! `data.n` of each body with its arrival time to whoever listens (the latency scenario). And an
 //! endpoint that accepts connections and never answers.
 
@@ -47,7 +48,7 @@ impl Receiver {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// Wait (polling every millisecond) until `n` requests have arrived; returns when the last
+    /// Wait (polling every millisecond) until `n` events have arrived; returns when the last
     /// one did, or None after `limit`.
     pub async fn wait_for(&self, n: usize, limit: std::time::Duration) -> Option<Instant> {
         let give_up = Instant::now() + limit;
@@ -66,7 +67,12 @@ async fn answer(
     body: Bytes,
 ) -> StatusCode {
     let arrived = Instant::now();
-    state.count.fetch_add(1, Ordering::Relaxed);
+    let events = if body.first() == Some(&b'[') {
+        serde_json::from_slice::<Vec<serde_json::Value>>(&body).map_or(1, |batch| batch.len())
+    } else {
+        1
+    };
+    state.count.fetch_add(events, Ordering::Relaxed);
     if let Some(arrivals) = &state.arrivals {
         let n = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()

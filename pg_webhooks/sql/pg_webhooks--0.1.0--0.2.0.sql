@@ -2,7 +2,7 @@
 --
 -- Adds per-webhook request headers and retry policy (configure's "headers", "retry_schedule",
 -- "request_timeout"), which claim() and claim_probes() return; the "raw" format; list() by
--- source table and test_all(); delivery rows of up to 100 events and a compact log of
+-- source table and test_all(); batches ("batch"); delivery rows of up to 100 events and a compact log of
 -- successful attempts (issue 15). Every statement here makes an
 -- object exactly as sql/ at 0.2.0 defines it: tests/tests/upgrade.rs compares an upgraded
 -- database's extension objects with a fresh install's, definitions, owners and grants.
@@ -65,10 +65,12 @@ ALTER TABLE webhooks.webhooks
                AND 2592000000 >= ALL (webhooks._milliseconds(retry_schedule))),
     ADD COLUMN request_timeout interval
         CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000),
+    ADD COLUMN batch_size integer CHECK (batch_size BETWEEN 2 AND 100),
     -- format "raw"
     DROP CONSTRAINT webhooks_format_check,
     ADD CONSTRAINT webhooks_format_check CHECK (format IN ('json', 'form', 'query', 'raw'));
 
+-- The webhook as list()/get() show it: everything but the secrets.
 CREATE OR REPLACE VIEW webhooks.webhook_info AS
 SELECT id, app, event, url,
        status, status = 'active' AS active, status_reason, status_changed_at,
@@ -85,6 +87,7 @@ SELECT id, app, event, url,
            'throttle', throttle::text, 'throttle_per', throttle_per,
            -- names only: the values are secrets
            'retry_schedule', retry_schedule::text[], 'request_timeout', request_timeout::text,
+           'batch', batch_size,
            'header_names', (SELECT jsonb_agg(h ORDER BY h) FROM jsonb_object_keys(headers) h)))
            AS options,
        created_at, updated_at
@@ -231,6 +234,7 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT webhooks._interval_option('throttle', value, '1 second', '1 year')
 $$;
 
+-- Options that only make sense together, and URL placeholders that fields cannot fill.
 CREATE OR REPLACE FUNCTION webhooks._check_options(hook webhooks.webhooks) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -245,6 +249,11 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: throttle and throttle_per go together'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example {"throttle": "6 hours", "throttle_per": "contact_id"}.';
+    END IF;
+    IF hook.batch_size IS NOT NULL AND (hook.format <> 'json' OR hook.fields IS NOT NULL
+                                        OR hook.url ~ '__[A-Za-z0-9]') THEN
+        RAISE EXCEPTION 'pg_webhooks: batch sends a JSON array of event bodies, so it needs format "json" without fields or URL placeholders'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF hook.fields IS NOT NULL THEN
         SELECT p[1] INTO missing
@@ -262,6 +271,20 @@ BEGIN
     END IF;
 END $$;
 
+-- batch: a whole number of events per request, 1 (no batches, stored as NULL) to 100.
+CREATE FUNCTION webhooks._batch_option(value jsonb) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF jsonb_typeof(value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(value) <> 'number' OR value::text::numeric NOT IN (SELECT generate_series(1, 100)) THEN
+        PERFORM webhooks._bad_option('batch', value, 'expected a whole number from 1 to 100');
+    END IF;
+    RETURN nullif(value::text::integer, 1);
+END $$;
+
+
 CREATE OR REPLACE FUNCTION webhooks.configure(id bigint, options jsonb) RETURNS webhooks.webhook_info
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -278,7 +301,7 @@ BEGIN
     WHERE k <> ALL (ARRAY['format', 'method', 'fields', 'key_field', 'parameters', 'source',
                           'filter', 'on_change', 'include_columns', 'exclude_columns',
                           'exclude_origins', 'throttle', 'throttle_per', 'headers',
-                          'retry_schedule', 'request_timeout'])
+                          'retry_schedule', 'request_timeout', 'batch'])
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pg_webhooks: unknown option "%"', left(unknown, 200)
@@ -321,6 +344,7 @@ BEGIN
         hook.request_timeout := webhooks._interval_option('request_timeout', o -> 'request_timeout',
                                                           '1 second', '10 minutes');
     END IF;
+    IF o ? 'batch' THEN hook.batch_size := webhooks._batch_option(o -> 'batch'); END IF;
     PERFORM webhooks._check_options(hook);
     UPDATE webhooks.webhooks w
     SET format = hook.format, method = hook.method, fields = hook.fields,
@@ -329,7 +353,7 @@ BEGIN
         exclude_columns = hook.exclude_columns, exclude_origins = hook.exclude_origins,
         throttle = hook.throttle, throttle_per = hook.throttle_per, headers = hook.headers,
         retry_schedule = hook.retry_schedule, request_timeout = hook.request_timeout,
-        updated_at = now()
+        batch_size = hook.batch_size, updated_at = now()
     WHERE w.id = hook.id;
     RETURN webhooks.get(hook.id);
 END $$;
@@ -337,7 +361,7 @@ END $$;
 COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
 'Set a webhook''s options: format (json, form, query, raw), method (POST, PUT, GET), fields, '
 'key_field, parameters, source, filter, on_change, include_columns, exclude_columns, '
-'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout; a key set to '
+'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout, batch; a key set to '
 'null restores the default. See '
 'sql/25_options.sql. Returns the webhook as get() shows it.';
 
@@ -365,7 +389,7 @@ CREATE FUNCTION webhooks.claim(
     event_id bigint, event text, occurred_at timestamptz, data jsonb,
     max_in_flight integer, rate_limit_per_second double precision,
     format text, method text, fields jsonb, key_field text, parameters jsonb, headers jsonb,
-    retry_schedule_ms bigint[], request_timeout_ms integer
+    retry_schedule_ms bigint[], request_timeout_ms integer, batch_size integer
 )
 -- Nested loops only: a claim touches a few hundred rows by key, and with stale statistics the
 -- planner otherwise hashes the whole deliveries table to update them (25 ms at 100k rows). No
@@ -406,7 +430,7 @@ BEGIN
         -- without a lock: "before" counts the events of the rows ahead), then those rows
         -- locked; a row of 100 events must not lock the rows behind it
         SELECT d.id, d.event_created_at, d.webhook_id, d.due_at, d.marks, d.attempts,
-               d.event_ids, d.event_xids, d.event_times, c.before, c.wanted,
+               d.event_ids, d.event_xids, d.event_times, c.before, c.wanted, d.leased_until,
                coalesce(d.leased_until <= now(), true) AS lease_ran_out
         FROM webhooks.webhooks w
         CROSS JOIN LATERAL (
@@ -470,10 +494,11 @@ BEGIN
         UPDATE webhooks.deliveries d
         SET state = CASE WHEN strpos(u.new_marks, 'l') > 0 THEN 'leased'
                          WHEN strpos(u.new_marks, '0') > 0 THEN 'pending' ELSE 'delivered' END,
+            -- (never shorter than the lease of events another claim holds in the row)
             due_at = CASE WHEN strpos(u.new_marks, '0') > 0 THEN d.due_at
-                          WHEN u.taken > 0 THEN now() + lease
+                          WHEN u.taken > 0 THEN greatest(u.kept_lease, now() + lease)
                           WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_until END,
-            leased_until = CASE WHEN u.taken > 0 THEN now() + lease
+            leased_until = CASE WHEN u.taken > 0 THEN greatest(u.kept_lease, now() + lease)
                                 WHEN strpos(u.new_marks, 'l') > 0 THEN d.leased_until END,
             marks = u.new_marks,
             leased_by = CASE WHEN u.taken > 0 THEN relay
@@ -485,11 +510,12 @@ BEGIN
                                       array_agg(ch.k) FILTER (WHERE ch.k IS NOT NULL),
                                       array_fill('l'::text, ARRAY[count(ch.k)::integer]))
                          AS new_marks,
-                     c.lease_ran_out AND strpos(c.marks, 'l') > 0 AS moves
+                     c.lease_ran_out AND strpos(c.marks, 'l') > 0 AS moves,
+                     CASE WHEN NOT c.lease_ran_out THEN c.leased_until END AS kept_lease
               FROM candidates c
               LEFT JOIN chosen ch ON ch.id = c.id AND ch.event_created_at = c.event_created_at
               WHERE length(c.marks) > 1
-              GROUP BY c.id, c.event_created_at, c.marks, c.lease_ran_out) u
+              GROUP BY c.id, c.event_created_at, c.marks, c.lease_ran_out, c.leased_until) u
         WHERE d.id = u.id AND d.event_created_at = u.event_created_at
           AND (u.taken > 0 OR u.moves)
     )
@@ -499,7 +525,8 @@ BEGIN
            w.max_in_flight, w.rate_limit_per_second,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
            -- (the CHECK on request_timeout keeps it far inside integer)
-           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)::integer
+           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)::integer,
+           w.batch_size
     FROM chosen ch
     JOIN webhooks.webhooks w ON w.id = ch.webhook_id
     JOIN webhooks.events e
@@ -693,6 +720,101 @@ CREATE INDEX deliveries_due_idx ON webhooks.deliveries (webhook_id, due_at, id)
 CREATE INDEX deliveries_held_idx ON webhooks.deliveries (webhook_id, id)
     WHERE state = 'held';
 
+-- Hold what a switched-off webhook owes: its pending rows, and the owed events of rows of several
+-- whose other events are leased (they move to a held row of their own; the leased ones finish
+-- in their row). activate() runs it again first: rows a claim or an acknowledgement wrote
+-- beside the switch-off are held then.
+CREATE FUNCTION webhooks._hold_queued(webhook_id bigint) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE webhooks.deliveries d
+    SET state = 'held', due_at = NULL, leased_by = NULL, updated_at = now()
+    WHERE d.webhook_id = _hold_queued.webhook_id AND d.state = 'pending';
+    WITH owing AS (
+        SELECT d.id, d.event_created_at, d.marks, d.event_ids, d.event_xids, d.event_times
+        FROM webhooks.deliveries d
+        WHERE d.webhook_id = _hold_queued.webhook_id AND d.state = 'leased'
+          AND length(d.marks) > 1 AND strpos(d.marks, '0') > 0
+        FOR UPDATE
+    ), emptied AS (
+        UPDATE webhooks.deliveries d
+        SET marks = translate(o.marks, '0', 'm'), due_at = d.leased_until, updated_at = now()
+        FROM owing o
+        WHERE d.id = o.id AND d.event_created_at = o.event_created_at
+    )
+    INSERT INTO webhooks.deliveries
+        (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state)
+    SELECT _hold_queued.webhook_id, max(p.event_time), array_agg(p.event_id ORDER BY p.k),
+           array_agg(p.event_xid ORDER BY p.k), array_agg(p.event_time ORDER BY p.k),
+           repeat('0', count(*)::integer), 'held'
+    FROM owing o
+    CROSS JOIN LATERAL unnest(o.event_ids, o.event_xids, o.event_times)
+        WITH ORDINALITY AS p(event_id, event_xid, event_time, k)
+    WHERE substr(o.marks, p.k::integer, 1) = '0'
+    GROUP BY o.id;
+$$;
+
+-- Stop a webhook: status, reason, and its queued deliveries become held.
+CREATE OR REPLACE FUNCTION webhooks._switch_off(webhook_id bigint, new_status text, reason text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE webhooks.webhooks w
+    SET status = new_status, status_reason = reason, status_changed_at = now(), updated_at = now()
+    WHERE w.id = webhook_id;
+    SELECT webhooks._hold_queued(webhook_id);
+$$;
+
+-- Delete a webhook. Its queued and held deliveries go with it at once: nothing more is claimed
+-- for it. A request already in flight completes, and its acknowledgement finds nothing to
+-- update. The attempt log keeps the webhook's rows until retention drops their day.
+CREATE OR REPLACE FUNCTION webhooks.delete(id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+BEGIN
+    hook := webhooks._lock_webhook(delete.id);
+    -- Again until nothing is left: a claim or an acknowledgement that held one of these rows
+    -- may have moved an event to a new row, which only the next statement sees (the one before
+    -- waited for it to commit).
+    LOOP
+        DELETE FROM webhooks.deliveries d
+        WHERE d.webhook_id = hook.id AND d.state IN ('held', 'pending', 'leased');
+        EXIT WHEN NOT FOUND;
+    END LOOP;
+    DELETE FROM webhooks.webhooks w WHERE w.id = hook.id;
+END $$;
+
+-- Is anything in this day still owed to a receiver?
+CREATE OR REPLACE FUNCTION webhooks._day_has_open_work(day date) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    events_part text := webhooks._partition_name('events', day);
+    deliveries_part text := webhooks._partition_name('deliveries', day);
+    open_work boolean := false;
+    fanned pg_snapshot;
+BEGIN
+    -- Events visible in done_upto have all their deliveries; the others (at or after its xmax,
+    -- or in progress when it was taken) may not. Two index probes, like fan_out's first look:
+    -- "xid >= xmin" would keep delivered days while a long transaction holds xmin back.
+    SELECT s.done_upto INTO fanned FROM webhooks.fan_out_state s;
+    IF to_regclass(format('webhooks.%I', events_part)) IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM webhooks.%I WHERE xid >= $1)'
+                       ' OR EXISTS (SELECT 1 FROM webhooks.%I WHERE xid = ANY ($2))',
+                       events_part, events_part)
+            INTO open_work
+            USING pg_snapshot_xmax(fanned), ARRAY(SELECT pg_snapshot_xip(fanned));
+    END IF;
+    IF NOT open_work AND to_regclass(format('webhooks.%I', deliveries_part)) IS NOT NULL THEN
+        EXECUTE format(
+            'SELECT EXISTS (SELECT 1 FROM webhooks.%I d WHERE (d.state IN (''pending'', ''leased'')'
+            ' OR (d.state = ''held'' AND d.event_created_at >= now() - $1))'
+            -- a deleted webhook is owed nothing (webhooks.delete)
+            ' AND EXISTS (SELECT 1 FROM webhooks.webhooks w WHERE w.id = d.webhook_id))',
+            deliveries_part)
+            INTO open_work USING (SELECT s.replay_window FROM webhooks._settings() s);
+    END IF;
+    RETURN open_work;
+END $$;
+
+
 -- Planner settings for fan_out, claim and ack, all measured (BENCHMARKS.md): generic plans,
 -- because re-planning these queries on every call was about 40% of PostgreSQL's time while
 -- draining a backlog; index scans only here, because statistics taken while a day was nearly
@@ -833,17 +955,23 @@ SET enable_seqscan = off SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     leased constant text := 'leased';
+    rows bigint[];
+    hooks bigint[];
     applied integer;
     gone_webhooks bigint[];
     failing_webhooks bigint[];
 BEGIN
-    -- Rows of several events take several outcomes at once: lock them first, in id order (two
-    -- acknowledgements cannot deadlock), so that the statement below reads their marks as
-    -- they are and knows which outcomes it applies.
+    rows := ARRAY(SELECT DISTINCT (webhooks._delivery_row(r.delivery_id)).row_id
+                  FROM jsonb_to_recordset(results) AS r(delivery_id bigint));
+    -- The webhooks first (KEY SHARE: other acknowledgements go on, activate() and deactivate()
+    -- wait), so that the status read below, which decides between pending and held, stays
+    -- true until this commits. Then the rows of several events, which take several outcomes
+    -- at once, so that the statement below reads their marks as they are and knows which
+    -- outcomes it applies. Both in id order, so acknowledgements cannot deadlock.
+    hooks := ARRAY(SELECT d.webhook_id FROM webhooks.deliveries d WHERE d.id = ANY (rows));
+    PERFORM FROM webhooks.webhooks w WHERE w.id = ANY (hooks) ORDER BY w.id FOR KEY SHARE OF w;
     PERFORM FROM webhooks.deliveries d
-    WHERE d.id = ANY (ARRAY(SELECT DISTINCT (webhooks._delivery_row(r.delivery_id)).row_id
-                            FROM jsonb_to_recordset(results) AS r(delivery_id bigint)))
-      AND d.state = leased AND length(d.marks) > 1
+    WHERE d.id = ANY (rows) AND length(d.marks) > 1
     ORDER BY d.id
     FOR UPDATE OF d;
 
@@ -1035,13 +1163,21 @@ DECLARE
 BEGIN
     PERFORM webhooks._require_value('delivery_id', delivery_id IS NULL);
     place := webhooks._delivery_row(redeliver.delivery_id);
-    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = place.row_id FOR UPDATE;
+    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = place.row_id;
     IF NOT FOUND OR redeliver.delivery_id < 1 OR place.k > length(found_row.marks) THEN
         RAISE EXCEPTION 'pg_webhooks: delivery % does not exist', redeliver.delivery_id
             USING ERRCODE = 'no_data_found';
     END IF;
-    hook_active := EXISTS (SELECT 1 FROM webhooks.webhooks w
-                           WHERE w.id = found_row.webhook_id AND w.status = 'active');
+    -- the webhook, then the row, as ack() locks them
+    SELECT w.status = 'active' INTO hook_active FROM webhooks.webhooks w
+    WHERE w.id = found_row.webhook_id FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: delivery % belongs to webhook %, which was deleted',
+            redeliver.delivery_id, found_row.webhook_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT * INTO found_row FROM webhooks.deliveries d
+    WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at FOR UPDATE;
     IF length(found_row.marks) = 1 THEN
         IF found_row.state IN ('failed', 'delivered', 'dropped') THEN
             UPDATE webhooks.deliveries d
@@ -1088,6 +1224,7 @@ BEGIN
     IF hook.status = 'active' THEN
         RETURN 0;
     END IF;
+    PERFORM webhooks._hold_queued(hook.id);
     expired := webhooks._expire_held(hook.id);
     IF expired > 0 THEN
         RAISE NOTICE 'pg_webhooks: dropped % held events of webhook % that were older than the replay window',
@@ -1271,6 +1408,8 @@ ALTER FUNCTION webhooks.claim_probes(text, integer, interval) OWNER TO webhooks_
 ALTER FUNCTION webhooks.list(text, text, regclass) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.test_all(text) OWNER TO webhooks_owner;
 REVOKE EXECUTE ON FUNCTION
+    webhooks._batch_option(jsonb),
+    webhooks._hold_queued(bigint),
     webhooks._delivery_row(bigint),
     webhooks._owed(text),
     webhooks._leasable(text),
@@ -1288,6 +1427,8 @@ REVOKE EXECUTE ON FUNCTION
     webhooks.test_all(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
+    webhooks._batch_option(jsonb),
+    webhooks._hold_queued(bigint),
     webhooks._delivery_row(bigint),
     webhooks._owed(text),
     webhooks._leasable(text),

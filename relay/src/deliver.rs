@@ -1,14 +1,16 @@
-//! One delivery from lease to report: wait for the webhook's turn, render, sign, send, decide.
+//! One request from lease to reports: wait for the webhook's turn, render, sign, send, decide.
+//! A request carries one delivery, or a batch of one webhook's (configure's "batch").
 
 use crate::limits::Ticket;
 use crate::metrics::Metrics;
 use crate::relay_api::{AttemptReport, Delivery};
-use crate::render::{Message, Shape};
+use crate::render::{Message, Request, Shape};
 use crate::retry::{parse_retry_after, Answer, Decision, RetryPolicy};
 use crate::send::{Reply, Sender};
 use crate::{render, sign};
 use chrono::Utc;
 use rand::Rng;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -52,65 +54,116 @@ pub struct Stop {
 }
 
 impl Deliverer {
-    pub async fn deliver(&self, delivery: Delivery, ticket: Ticket, stop: Stop) -> AttemptReport {
-        let start_by = delivery.claimed_at + self.timeouts.start_window(&delivery.shape);
+    /// Deliver one request's deliveries: one, or a batch of one webhook's (`into_requests`).
+    pub async fn deliver(
+        &self,
+        request: Vec<Delivery>,
+        ticket: Ticket,
+        stop: Stop,
+    ) -> Vec<AttemptReport> {
+        let Some(first) = request.first() else {
+            return Vec::new();
+        };
+        let start_by = first.claimed_at + self.timeouts.start_window(&first.shape);
         let _turn = tokio::select! {
             turn = ticket.wait_turn() => turn,
             _ = tokio::time::sleep_until(start_by) => {
-                return self.release(&delivery, "no turn before the lease runs out");
+                return self.release(&request, "no turn before the lease runs out");
             }
-            _ = stop.shutdown.cancelled() => return self.release(&delivery, "shutting down"),
+            _ = stop.shutdown.cancelled() => return self.release(&request, "shutting down"),
         };
         tokio::select! {
-            report = self.attempt(&delivery) => {
+            reports = self.attempt(&request) => {
                 // timeouts and failures count too: they hold a slot as long
-                ticket.attempt_took(Duration::from_millis(report.duration_ms.unsigned_abs().into()));
-                report
+                let took = reports.first().map_or(0, |report| report.duration_ms);
+                ticket.attempt_took(Duration::from_millis(took.unsigned_abs().into()));
+                reports
             }
-            _ = stop.abort.cancelled() => self.release(&delivery, "shutdown grace period over"),
+            _ = stop.abort.cancelled() => self.release(&request, "shutdown grace period over"),
         }
     }
 
-    fn release(&self, delivery: &Delivery, why: &'static str) -> AttemptReport {
-        tracing::debug!(
-            delivery = delivery.delivery_id,
-            webhook = delivery.webhook_id,
-            why,
-            "released unattempted"
-        );
-        self.metrics.count("released");
-        AttemptReport::released(delivery)
+    fn release(&self, request: &[Delivery], why: &'static str) -> Vec<AttemptReport> {
+        request
+            .iter()
+            .map(|delivery| {
+                tracing::debug!(
+                    delivery = delivery.delivery_id,
+                    webhook = delivery.webhook_id,
+                    why,
+                    "released unattempted"
+                );
+                self.metrics.count("released");
+                AttemptReport::released(delivery)
+            })
+            .collect()
     }
 
-    async fn attempt(&self, delivery: &Delivery) -> AttemptReport {
-        let id = render::message_id(delivery.event_id);
-        let message = Message {
-            id: &id,
-            event_id: delivery.event_id,
-            event: &delivery.event,
-            occurred_at: delivery.occurred_at,
-            data: &delivery.data,
-        };
+    /// Send the request, then decide each delivery's outcome from the one answer (a batch's
+    /// deliveries may be on different attempts, so each has its own decision).
+    async fn attempt(&self, request: &[Delivery]) -> Vec<AttemptReport> {
+        let ids: Vec<String> = request
+            .iter()
+            .map(|delivery| render::message_id(delivery.event_id))
+            .collect();
+        let messages: Vec<Message> = request
+            .iter()
+            .zip(&ids)
+            .map(|(delivery, id)| Message {
+                id,
+                event_id: delivery.event_id,
+                event: &delivery.event,
+                occurred_at: delivery.occurred_at,
+                data: &delivery.data,
+            })
+            .collect();
+        let first = &request[0];
+        let timeout = self.timeouts.request_for(&first.shape);
         let reply = {
             let _in_flight = self.metrics.in_flight();
-            send_message(
-                &self.sender,
-                &message,
-                &delivery.url,
-                &delivery.shape,
-                &delivery.secrets,
-                self.timeouts.request_for(&delivery.shape),
-            )
-            .await
+            match messages.as_slice() {
+                [message] => {
+                    send_message(
+                        &self.sender,
+                        message,
+                        &first.url,
+                        &first.shape,
+                        &first.secrets,
+                        timeout,
+                    )
+                    .await
+                }
+                batch => {
+                    let id = render::batch_id(first.event_id);
+                    let body = render::batch_request(batch, &first.url, &first.shape);
+                    sign_and_send(
+                        &self.sender,
+                        &id,
+                        body,
+                        &first.shape,
+                        &first.secrets,
+                        timeout,
+                    )
+                    .await
+                }
+            }
         };
+        self.metrics.duration.observe(reply.duration.as_secs_f64());
+        let answer = answer(&reply);
+        request
+            .iter()
+            .map(|delivery| self.report(delivery, &reply, &answer))
+            .collect()
+    }
+
+    fn report(&self, delivery: &Delivery, reply: &Reply, answer: &Answer) -> AttemptReport {
         let decision = self.policy.decide(
             delivery.retry_schedule.as_ref(),
             delivery.attempt,
-            &answer(&reply),
+            answer,
             rand::rng().random_range(-1.0..=1.0),
         );
         self.metrics.count(decision.outcome().name());
-        self.metrics.duration.observe(reply.duration.as_secs_f64());
         tracing::debug!(
             delivery = delivery.delivery_id, webhook = delivery.webhook_id, attempt = delivery.attempt,
             status = ?reply.status, error = ?reply.error, outcome = decision.outcome().name(), "attempt"
@@ -127,10 +180,36 @@ impl Deliverer {
             },
             status: reply.status,
             error: reply.error,
-            response: reply.excerpt,
+            response: reply.excerpt.clone(),
             duration_ms: i32::try_from(reply.duration.as_millis()).unwrap_or(i32::MAX),
         }
     }
+}
+
+/// The requests a claim's deliveries make, in claim order: one each, but a batching webhook's
+/// (configure's "batch") go together, up to its batch size per request.
+pub fn into_requests(deliveries: Vec<Delivery>) -> Vec<Vec<Delivery>> {
+    let mut requests: Vec<Vec<Delivery>> = Vec::new();
+    // the request still filling, per batching webhook
+    let mut filling: HashMap<i64, usize> = HashMap::new();
+    for delivery in deliveries {
+        let batch = delivery
+            .limits
+            .batch_size
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1);
+        if batch > 1 {
+            if let Some(&open) = filling.get(&delivery.webhook_id) {
+                if requests[open].len() < batch {
+                    requests[open].push(delivery);
+                    continue;
+                }
+            }
+            filling.insert(delivery.webhook_id, requests.len());
+        }
+        requests.push(vec![delivery]);
+    }
+    requests
 }
 
 /// Render a message in the webhook's shape, sign it with its secrets (the signature's timestamp
@@ -144,19 +223,25 @@ pub async fn send_message(
     secrets: &[String],
     timeout: Duration,
 ) -> Reply {
-    let request = match render::request(message, url, shape) {
-        Ok(request) => request,
+    match render::request(message, url, shape) {
+        Ok(request) => sign_and_send(sender, message.id, request, shape, secrets, timeout).await,
         Err(error) => {
             tracing::error!(message = message.id, %error, "cannot render");
-            return Reply::failed("render", Duration::ZERO);
+            Reply::failed("render", Duration::ZERO)
         }
-    };
-    match sign::headers(
-        secrets,
-        message.id,
-        Utc::now().timestamp(),
-        request.signed(),
-    ) {
+    }
+}
+
+/// Sign a rendered request as message `id` and send it with the webhook's own headers.
+async fn sign_and_send(
+    sender: &Sender,
+    id: &str,
+    request: Request,
+    shape: &Shape,
+    secrets: &[String],
+    timeout: Duration,
+) -> Reply {
+    match sign::headers(secrets, id, Utc::now().timestamp(), request.signed()) {
         Ok(signature) => {
             // the signature's headers win over the webhook's own (SQL refuses those names anyway)
             let mut headers = shape.headers.clone();
@@ -164,7 +249,7 @@ pub async fn send_message(
             sender.send(request, headers, timeout).await
         }
         Err(error) => {
-            tracing::error!(message = message.id, %error, "cannot sign");
+            tracing::error!(message = id, %error, "cannot sign");
             Reply::failed("bad_secret", Duration::ZERO)
         }
     }
@@ -194,6 +279,7 @@ fn answer(reply: &Reply) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::WebhookLimits;
 
     const TIMEOUTS: Timeouts = Timeouts {
         lease: Duration::from_secs(60),
@@ -215,6 +301,43 @@ mod tests {
         let plain = shape_with_timeout(None);
         assert_eq!(TIMEOUTS.request_for(&plain), Duration::from_secs(15));
         assert_eq!(TIMEOUTS.start_window(&plain), Duration::from_secs(45));
+    }
+
+    fn claimed(webhook_id: i64, event_id: i64, batch_size: Option<i32>) -> Delivery {
+        Delivery {
+            delivery_id: event_id,
+            attempt: 1,
+            webhook_id,
+            url: "https://example.com/hook".to_owned(),
+            secrets: Vec::new(),
+            event_id,
+            event: "profile.updated".to_owned(),
+            occurred_at: Utc::now(),
+            data: "{}".to_owned(),
+            limits: WebhookLimits {
+                batch_size,
+                ..WebhookLimits::default()
+            },
+            shape: Shape::default(),
+            retry_schedule: None,
+            claimed_at: tokio::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_batching_webhooks_deliveries_share_requests_up_to_its_batch_size_in_claim_order() {
+        let deliveries = vec![
+            claimed(1, 1, Some(2)),
+            claimed(2, 2, None),
+            claimed(1, 3, Some(2)),
+            claimed(1, 4, Some(2)),
+            claimed(2, 5, None),
+        ];
+        let requests: Vec<Vec<i64>> = into_requests(deliveries)
+            .iter()
+            .map(|request| request.iter().map(|d| d.event_id).collect())
+            .collect();
+        assert_eq!(requests, [vec![1, 3], vec![2], vec![4], vec![5]]);
     }
 
     #[test]

@@ -17,6 +17,8 @@ struct WebhookSlots {
     /// Deliveries in hand: sending, or waiting for their turn.
     in_hand: usize,
     concurrency: usize,
+    /// Deliveries one request carries (configure's "batch"; 1 without).
+    batch: usize,
     /// How long its attempts take (a moving average), once known.
     typical_duration: Option<Duration>,
     last_answer: Option<Instant>,
@@ -33,6 +35,7 @@ impl WebhookSlots {
         WebhookSlots {
             in_hand: 0,
             concurrency,
+            batch: 1,
             typical_duration: None,
             last_answer: None,
             semaphore: Arc::new(Semaphore::new(concurrency)),
@@ -44,8 +47,14 @@ impl WebhookSlots {
     /// Deliveries it may have in hand: no more than surely start within the window. A
     /// rate-limited webhook gets as many as its rate starts in the window; an endpoint of known
     /// speed up to `claim_ahead` rounds of its concurrency, with half the window to spare; one
-    /// of unknown speed (new, or forgotten when idle) one round.
+    /// of unknown speed (new, or forgotten when idle) one round. A request that carries a batch
+    /// counts as that many deliveries.
     fn capacity(&self, start_window: Duration, claim_ahead: usize) -> usize {
+        self.requests_in_window(start_window, claim_ahead)
+            .saturating_mul(self.batch)
+    }
+
+    fn requests_in_window(&self, start_window: Duration, claim_ahead: usize) -> usize {
         let startable = |every: Duration| start_window.as_secs_f64() / every.as_secs_f64();
         // float-to-int casts saturate; at least one, or the webhook would starve
         match (self.spacing, self.typical_duration) {
@@ -109,10 +118,11 @@ pub struct Limits {
     pub freed: Notify,
 }
 
-/// A delivery's place in line; dropping it frees the place.
+/// A request's place in line, for the deliveries it carries; dropping it frees the place.
 pub struct Ticket {
     limits: Arc<Limits>,
     webhook_id: i64,
+    deliveries: usize,
 }
 
 /// What the next claim may take: nothing from `skip`, and from the webhooks in `room` at most
@@ -128,6 +138,8 @@ pub struct ClaimRooms {
 pub struct WebhookLimits {
     pub max_in_flight: Option<i32>,
     pub rate_limit_per_second: Option<f64>,
+    /// Deliveries per request (configure's "batch"), if more than one.
+    pub batch_size: Option<i32>,
 }
 
 impl Limits {
@@ -176,9 +188,14 @@ impl Limits {
         self.default_per_webhook
     }
 
-    /// Take on a delivery for a webhook; its own settings (the newest claim row's) win over
-    /// the defaults.
-    pub fn enter(self: &Arc<Self>, webhook_id: i64, own: WebhookLimits) -> Ticket {
+    /// Take on one request's deliveries (one, or a batch) for a webhook; its own settings (the
+    /// newest claim row's) win over the defaults.
+    pub fn enter(
+        self: &Arc<Self>,
+        webhook_id: i64,
+        own: WebhookLimits,
+        deliveries: usize,
+    ) -> Ticket {
         let concurrency = own
             .max_in_flight
             .and_then(|n| usize::try_from(n).ok())
@@ -200,11 +217,17 @@ impl Limits {
             slots.semaphore = Arc::new(Semaphore::new(concurrency));
         }
         slots.spacing = spacing;
-        slots.in_hand += 1;
-        self.total.fetch_add(1, Ordering::AcqRel);
+        slots.batch = own
+            .batch_size
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1)
+            .max(1);
+        slots.in_hand += deliveries;
+        self.total.fetch_add(deliveries, Ordering::AcqRel);
         Ticket {
             limits: self.clone(),
             webhook_id,
+            deliveries,
         }
     }
 }
@@ -243,14 +266,16 @@ impl Drop for Ticket {
         {
             let mut webhooks = self.limits.lock();
             if let Some(slots) = webhooks.get_mut(&self.webhook_id) {
-                slots.in_hand = slots.in_hand.saturating_sub(1);
+                slots.in_hand = slots.in_hand.saturating_sub(self.deliveries);
                 // Forget idle webhooks, so `claim_rooms` only walks the ones in use.
                 if slots.forgettable(Instant::now()) {
                     webhooks.remove(&self.webhook_id);
                 }
             }
         }
-        self.limits.total.fetch_sub(1, Ordering::AcqRel);
+        self.limits
+            .total
+            .fetch_sub(self.deliveries, Ordering::AcqRel);
         self.limits.freed.notify_one();
     }
 }
@@ -265,23 +290,23 @@ mod tests {
     fn limited(max_in_flight: i32) -> WebhookLimits {
         WebhookLimits {
             max_in_flight: Some(max_in_flight),
-            rate_limit_per_second: None,
+            ..WebhookLimits::default()
         }
     }
 
     fn rate(per_second: f64) -> WebhookLimits {
         WebhookLimits {
-            max_in_flight: None,
             rate_limit_per_second: Some(per_second),
+            ..WebhookLimits::default()
         }
     }
 
     #[test]
     fn a_webhook_at_its_limit_is_saturated_until_a_delivery_finishes() {
         let limits = Limits::new(2, AHEAD, WINDOW);
-        let first = limits.enter(7, WebhookLimits::default());
-        let _second = limits.enter(7, WebhookLimits::default());
-        let _other = limits.enter(8, WebhookLimits::default());
+        let first = limits.enter(7, WebhookLimits::default(), 1);
+        let _second = limits.enter(7, WebhookLimits::default(), 1);
+        let _other = limits.enter(8, WebhookLimits::default(), 1);
         assert_eq!(limits.claim_rooms().skip, vec![7]);
         assert_eq!(limits.total(), 3);
         drop(first);
@@ -292,7 +317,7 @@ mod tests {
     #[test]
     fn a_webhooks_own_limit_wins() {
         let limits = Limits::new(16, AHEAD, WINDOW);
-        let _only = limits.enter(1, limited(1));
+        let _only = limits.enter(1, limited(1), 1);
         assert_eq!(limits.claim_rooms().skip, vec![1]);
     }
 
@@ -300,9 +325,9 @@ mod tests {
     fn a_slow_rate_limit_caps_deliveries_in_hand() {
         // one start every 20 s: only two fit in a 45 s window
         let limits = Limits::new(16, AHEAD, WINDOW);
-        let _first = limits.enter(1, rate(0.05));
+        let _first = limits.enter(1, rate(0.05), 1);
         assert!(limits.claim_rooms().skip.is_empty());
-        let _second = limits.enter(1, rate(0.05));
+        let _second = limits.enter(1, rate(0.05), 1);
         assert_eq!(limits.claim_rooms().skip, vec![1]);
     }
 
@@ -310,7 +335,7 @@ mod tests {
     async fn a_webhook_whose_next_start_is_beyond_the_window_is_saturated() {
         // one start every 100 s: after a send, nothing claimed for 55 s could start in time
         let limits = Limits::new(16, AHEAD, WINDOW);
-        let ticket = limits.enter(1, rate(0.01));
+        let ticket = limits.enter(1, rate(0.01), 1);
         drop(ticket.wait_turn().await);
         drop(ticket);
         assert_eq!(limits.claim_rooms().skip, vec![1]);
@@ -321,7 +346,7 @@ mod tests {
     #[test]
     fn idle_webhooks_are_forgotten() {
         let limits = Limits::new(2, AHEAD, WINDOW);
-        drop(limits.enter(7, WebhookLimits::default()));
+        drop(limits.enter(7, WebhookLimits::default(), 1));
         assert!(limits.lock().is_empty());
     }
 
@@ -329,7 +354,7 @@ mod tests {
     fn rates_too_slow_to_represent_are_capped_instead_of_panicking() {
         let limits = Limits::new(4, AHEAD, WINDOW);
         for slow in [1e-20, f64::MIN_POSITIVE, 5e-324] {
-            let _ticket = limits.enter(1, rate(slow));
+            let _ticket = limits.enter(1, rate(slow), 1);
         }
     }
 
@@ -337,7 +362,7 @@ mod tests {
     async fn the_rate_limit_spaces_starts() {
         let limits = Limits::new(10, AHEAD, WINDOW);
         let start = Instant::now();
-        let tickets: Vec<Ticket> = (0..3).map(|_| limits.enter(1, rate(10.0))).collect();
+        let tickets: Vec<Ticket> = (0..3).map(|_| limits.enter(1, rate(10.0), 1)).collect();
         for ticket in &tickets {
             let _permit = ticket.wait_turn().await;
         }
@@ -347,7 +372,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_rate_limited_webhook_is_remembered_until_its_spacing_passes() {
         let limits = Limits::new(10, AHEAD, WINDOW);
-        let ticket = limits.enter(1, rate(1.0));
+        let ticket = limits.enter(1, rate(1.0), 1);
         drop(ticket.wait_turn().await);
         drop(ticket);
         assert_eq!(limits.lock().len(), 1, "the next start is still spaced");
@@ -356,9 +381,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiter_that_gives_up_leaves_no_reservation() {
         let limits = Limits::new(10, AHEAD, WINDOW);
-        let first = limits.enter(1, rate(1.0));
-        let second = limits.enter(1, rate(1.0));
-        let third = limits.enter(1, rate(1.0));
+        let first = limits.enter(1, rate(1.0), 1);
+        let second = limits.enter(1, rate(1.0), 1);
+        let third = limits.enter(1, rate(1.0), 1);
         drop(first.wait_turn().await);
         // the second gives up while waiting for its start
         let gave_up = tokio::time::timeout(Duration::from_millis(100), second.wait_turn()).await;
@@ -371,14 +396,14 @@ mod tests {
     #[test]
     fn a_webhook_of_unknown_speed_gets_one_round_of_its_concurrency() {
         let limits = Limits::new(16, AHEAD, WINDOW);
-        let _first = limits.enter(1, WebhookLimits::default());
+        let _first = limits.enter(1, WebhookLimits::default(), 1);
         assert_eq!(limits.claim_rooms().room, vec![(1, 15)]);
     }
 
     #[test]
     fn a_quick_webhook_is_claimed_ahead() {
         let limits = Limits::new(16, AHEAD, WINDOW);
-        let first = limits.enter(1, WebhookLimits::default());
+        let first = limits.enter(1, WebhookLimits::default(), 1);
         first.attempt_took(Duration::from_millis(2));
         assert_eq!(limits.claim_rooms().room, vec![(1, 16 * AHEAD - 1)]);
     }
@@ -387,7 +412,7 @@ mod tests {
     fn a_slow_webhook_gets_only_what_starts_within_the_window() {
         // 10 s a request, with half the window to spare: two rounds of 16
         let limits = Limits::new(16, AHEAD, WINDOW);
-        let first = limits.enter(1, WebhookLimits::default());
+        let first = limits.enter(1, WebhookLimits::default(), 1);
         first.attempt_took(Duration::from_secs(10));
         assert_eq!(limits.claim_rooms().room, vec![(1, 2 * 16 - 1)]);
         first.attempt_took(Duration::from_secs(60));
@@ -398,11 +423,26 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_webhooks_speed_is_remembered_for_a_while_after_its_last_answer() {
         let limits = Limits::new(16, AHEAD, WINDOW);
-        let ticket = limits.enter(1, WebhookLimits::default());
+        let ticket = limits.enter(1, WebhookLimits::default(), 1);
         ticket.attempt_took(Duration::from_millis(2));
         drop(ticket);
         assert_eq!(limits.claim_rooms().room, vec![(1, 16 * AHEAD)]);
         tokio::time::advance(REMEMBER_SPEED_FOR + Duration::from_secs(1)).await;
         assert_eq!(limits.claim_rooms(), ClaimRooms::default());
+    }
+
+    #[test]
+    fn a_batch_counts_every_delivery_it_carries_and_widens_its_webhooks_room() {
+        let limits = Limits::new(2, AHEAD, WINDOW);
+        let batched = WebhookLimits {
+            batch_size: Some(10),
+            ..WebhookLimits::default()
+        };
+        let ticket = limits.enter(1, batched, 10);
+        assert_eq!(limits.total(), 10);
+        // speed unknown: one round of its 2 requests at once, of 10 deliveries each
+        assert_eq!(limits.claim_rooms().room, vec![(1, 10)]);
+        drop(ticket);
+        assert_eq!(limits.total(), 0);
     }
 }

@@ -7,7 +7,7 @@
 //! once that claim found work.
 
 use crate::acks;
-use crate::deliver::{Deliverer, Stop};
+use crate::deliver::{into_requests, Deliverer, Stop};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::relay_api::{self, AttemptReport, ClaimRequest, DatabaseError};
@@ -183,15 +183,19 @@ impl Pipeline {
                 tracing::error!("acknowledgement channel closed; the lease will expire");
             }
         }
-        for delivery in deliveries {
-            let ticket = self.limits.enter(delivery.webhook_id, delivery.limits);
+        for request in into_requests(deliveries) {
+            let first = &request[0];
+            let ticket = self
+                .limits
+                .enter(first.webhook_id, first.limits, request.len());
             let deliverer = self.deliverer.clone();
             let reports = running.reports.clone();
             let stop = running.stop.clone();
             running.tasks.spawn(async move {
-                let report = deliverer.deliver(delivery, ticket, stop).await;
-                if reports.send(report).await.is_err() {
-                    tracing::error!("acknowledgement channel closed; the lease will expire");
+                for report in deliverer.deliver(request, ticket, stop).await {
+                    if reports.send(report).await.is_err() {
+                        tracing::error!("acknowledgement channel closed; the lease will expire");
+                    }
                 }
             });
         }

@@ -169,7 +169,7 @@ pub async fn claim(pool: &Pool, request: ClaimRequest<'_>) -> Result<Claimed, Da
             "SELECT delivery_id, attempt, webhook_id, url, secrets, event_id, event, occurred_at, \
                     data::text AS data, max_in_flight, rate_limit_per_second, \
                     format, method, fields, key_field, parameters, headers, \
-                    retry_schedule_ms, request_timeout_ms \
+                    retry_schedule_ms, request_timeout_ms, batch_size \
              FROM webhooks.claim($1, $2, $3, $4, make_interval(secs => $5), $6, $7)",
         )
         .await?;
@@ -236,6 +236,7 @@ fn delivery_from_row(
         limits: WebhookLimits {
             max_in_flight: row.try_get("max_in_flight")?,
             rate_limit_per_second: row.try_get("rate_limit_per_second")?,
+            batch_size: row.try_get("batch_size")?,
         },
         shape: shape_from_row(row)?,
         retry_schedule: match row.try_get::<_, Option<Vec<i64>>>("retry_schedule_ms")? {

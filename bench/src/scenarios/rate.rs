@@ -23,19 +23,22 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         "Delivery rate: {events} pre-filled events, signed, against a plain HTTP client sending \
          the same bodies (goal: ratio >= 0.6)"
     );
-    for endpoints in [1, 100] {
+    // the last: one endpoint taking batches of BATCH events per request (configure's "batch"),
+    // against the same plain client sending one event per request
+    for (endpoints, batch) in [(1, None), (100, None), (1, Some(BATCH))] {
         let (mut relay_rates, mut raw_rates, mut ratios) = (vec![], vec![], vec![]);
         let (mut relay_cores, mut machine_busy) = (vec![], vec![]);
         for _ in 0..options.repeats() {
-            let run = measure(options, events, endpoints).await?;
+            let run = measure(options, events, endpoints, batch).await?;
             relay_rates.push(run.relay_rate);
             raw_rates.push(run.raw_rate);
             ratios.push(run.relay_rate / run.raw_rate);
             relay_cores.push(run.relay_cores);
             machine_busy.push(run.machine_busy);
         }
+        let batches = batch.map_or(String::new(), |n| format!(", batches of {n}"));
         println!(
-            "  {endpoints:>3} endpoint(s): relay {} events/s | raw client {} requests/s | ratio {}",
+            "  {endpoints:>3} endpoint(s){batches}: relay {} events/s | raw client {} requests/s | ratio {}",
             spread(&relay_rates, 0),
             spread(&raw_rates, 0),
             spread(&ratios, 2)
@@ -59,13 +62,30 @@ struct Run {
     machine_busy: f64,
 }
 
-async fn measure(options: &Options, events: usize, endpoints: usize) -> anyhow::Result<Run> {
+/// Events per request in the batch run.
+const BATCH: usize = 50;
+
+async fn measure(
+    options: &Options,
+    events: usize,
+    endpoints: usize,
+    batch: Option<usize>,
+) -> anyhow::Result<Run> {
     let receiver = Receiver::start(None).await?;
     let urls: Vec<String> = (0..endpoints)
         .map(|i| receiver.url(&format!("/e{i}")))
         .collect();
     let db = BenchDb::create(options.cluster(), "bench_rate").await?;
     db.subscribe(&urls).await?;
+    if let Some(batch) = batch {
+        db.client
+            .execute(
+                "SELECT webhooks.configure(id, jsonb_build_object('batch', $1::integer))
+                 FROM webhooks.webhooks",
+                &[&i32::try_from(batch)?],
+            )
+            .await?;
+    }
     db.fill(events, endpoints).await?;
     let limit = Duration::from_secs(60 + events as u64 / 100);
 

@@ -205,8 +205,13 @@ pub fn json_body(event: &str, occurred_at: DateTime<Utc>, data: &str) -> Vec<u8>
     let head = json!({
         "type": event,
         "timestamp": occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-    })
-    .to_string();
+    });
+    with_data(&head, data)
+}
+
+/// `head` (a JSON object) with `"data": data` (JSON text, as it is) added last.
+fn with_data(head: &Value, data: &str) -> Vec<u8> {
+    let head = head.to_string();
     // `{"type":...,"timestamp":...}` + `,"data":` + data + `}`
     let mut body = Vec::with_capacity(head.len() + data.len() + 9);
     body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
@@ -214,6 +219,36 @@ pub fn json_body(event: &str, occurred_at: DateTime<Utc>, data: &str) -> Vec<u8>
     body.extend_from_slice(data.as_bytes());
     body.push(b'}');
     body
+}
+
+/// One request for a batch of `json` messages: a JSON array of their bodies, each with its
+/// message id first (the receiver deduplicates on those), in the order given.
+pub fn batch_request(messages: &[Message], url: &str, shape: &Shape) -> Request {
+    let mut body = vec![b'['];
+    for (n, message) in messages.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        let head = json!({
+            "id": message.id,
+            "type": message.event,
+            "timestamp": message.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        });
+        body.extend_from_slice(&with_data(&head, message.data));
+    }
+    body.push(b']');
+    Request {
+        method: shape.method.clone(),
+        url: url.to_owned(),
+        content_type: Some("application/json"),
+        body,
+        signed_query: None,
+    }
+}
+
+/// The `webhook-id` of a batch: its first event's, marked as a batch.
+pub fn batch_id(first_event_id: i64) -> String {
+    format!("batch_{first_event_id}")
 }
 
 /// The `webhook-id` of an event: its id, the same on every retry, so receivers can deduplicate.
@@ -240,6 +275,30 @@ mod tests {
             occurred_at: at_ten(),
             data,
         }
+    }
+
+    #[test]
+    fn a_batch_is_a_json_array_of_bodies_each_with_its_id_first() {
+        let message = |id: &'static str, data: &'static str| Message {
+            id,
+            event_id: 1,
+            event: "profile.updated",
+            occurred_at: at_ten(),
+            data,
+        };
+        let request = batch_request(
+            &[message("evt_1", r#"{"n": 1.50}"#), message("evt_2", "{}")],
+            "https://example.com/hook",
+            &Shape::default(),
+        );
+        assert_eq!(
+            String::from_utf8(request.body).expect("utf-8"),
+            concat!(
+                r#"[{"id":"evt_1","type":"profile.updated","timestamp":"2026-11-22T10:00:00.000000Z","data":{"n": 1.50}},"#,
+                r#"{"id":"evt_2","type":"profile.updated","timestamp":"2026-11-22T10:00:00.000000Z","data":{}}]"#
+            )
+        );
+        assert_eq!(request.content_type, Some("application/json"));
     }
 
     #[test]

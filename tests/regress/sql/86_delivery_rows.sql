@@ -94,3 +94,33 @@ SELECT held FROM webhooks.queue_depth();
 SELECT webhooks.activate(:hook, replay_events => false) AS replayed;
 SELECT webhooks.recover(:hook, now() - interval '1 hour') AS recovered;
 SELECT state, count(*) FROM webhooks.delivery_status WHERE webhook_id = :hook GROUP BY 1 ORDER BY 1;
+
+-- a claim never shortens the lease of events another relay holds in the same row
+UPDATE webhooks.deliveries SET state = 'delivered', due_at = NULL, leased_until = NULL
+WHERE webhook_id = :hook AND state IN ('pending', 'leased');
+INSERT INTO row_contacts SELECT i, 'r' || i || '@example.com' FROM generate_series(20, 25) i;
+SELECT count(*) AS long_lease FROM webhooks.claim('relay-a', 100, 2,
+    (SELECT array_agg(id) FROM webhooks.webhooks WHERE app <> 'rows'), '10 minutes');
+SELECT count(*) AS short_lease FROM webhooks.claim('relay-b', 100, 2,
+    (SELECT array_agg(id) FROM webhooks.webhooks WHERE app <> 'rows'), '1 second');
+SELECT marks, leased_until > now() + interval '9 minutes' AS longest_kept
+FROM webhooks.deliveries WHERE webhook_id = :hook AND state = 'leased';
+
+-- switching a webhook off holds the owed events of a row whose others are leased; they are
+-- then held and dropped like any held event, while the leased ones finish in their row
+SELECT webhooks.deactivate(:hook);
+SELECT marks, state FROM webhooks.deliveries
+WHERE webhook_id = :hook AND state IN ('leased', 'held') ORDER BY id;
+SELECT held FROM webhooks.queue_depth();
+SELECT webhooks.activate(:hook, replay_events => false) AS replayed;
+SELECT state, count(*) FROM webhooks.delivery_status
+WHERE webhook_id = :hook AND event_id IN (SELECT unnest(event_ids) FROM webhooks.deliveries
+                                          WHERE webhook_id = :hook AND marks LIKE 'l%')
+GROUP BY 1 ORDER BY 1;
+
+-- a deleted webhook's deliveries cannot be queued again
+SELECT max(delivery_id) AS orphan FROM webhooks.delivery_status WHERE webhook_id = :hook \gset
+SELECT webhooks.delete(:hook);
+SELECT try(format('SELECT webhooks.redeliver(%s)', :orphan));
+SELECT count(*) AS rows_of_the_deleted_webhook_owing FROM webhooks.deliveries
+WHERE webhook_id = :hook AND state IN ('pending', 'leased', 'held');
