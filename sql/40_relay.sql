@@ -403,7 +403,8 @@ BEGIN
            w.max_in_flight, w.rate_limit_per_second,
            w.format, w.method, w.fields, coalesce(w.key_field, 'email'), w.parameters, w.headers,
            -- (the CHECK on request_timeout keeps it far inside integer)
-           webhooks._milliseconds(w.retry_schedule), webhooks._milliseconds(w.request_timeout)::integer,
+           CASE WHEN w.retry_schedule IS NOT NULL THEN webhooks._milliseconds(w.retry_schedule) END,
+           webhooks._milliseconds(w.request_timeout)::integer,
            w.batch_size
     FROM chosen ch
     JOIN webhooks.webhooks w ON w.id = ch.webhook_id
@@ -442,8 +443,9 @@ DECLARE
     gone_webhooks bigint[];
     failing_webhooks bigint[];
 BEGIN
-    rows := ARRAY(SELECT DISTINCT (webhooks._delivery_row(r.delivery_id)).row_id
-                  FROM jsonb_to_recordset(results) AS r(delivery_id bigint));
+    rows := ARRAY(SELECT DISTINCT place.row_id
+                  FROM jsonb_to_recordset(results) AS r(delivery_id bigint),
+                       LATERAL webhooks._delivery_row(r.delivery_id) place);
     -- The webhooks first (KEY SHARE: other acknowledgements go on, activate() and deactivate()
     -- wait), so that the status read below, which decides between pending and held, stays
     -- true until this commits. Then the rows of several events, which take several outcomes
@@ -461,7 +463,7 @@ BEGIN
         -- (at most a year) after this acknowledgement, and an attempt started duration_ms
         -- before it. A relay with a skewed clock moves neither retries nor disabling.
         SELECT DISTINCT ON (r.delivery_id)
-               r.delivery_id, (webhooks._delivery_row(r.delivery_id)).*, r.attempt, r.outcome,
+               r.delivery_id, place.row_id, place.k, r.attempt, r.outcome,
                r.status, r.error, r.response,
                now() + make_interval(secs => least(greatest(r.retry_after_ms, 0), 31536000000) / 1000.0)
                    AS retry_at,
@@ -471,6 +473,8 @@ BEGIN
         FROM jsonb_to_recordset(results) AS r(
             delivery_id bigint, attempt integer, outcome text, retry_after_ms bigint,
             status integer, error text, response text, duration_ms integer)
+        -- (in FROM: one call per outcome; (f(x)).* would call it once per column)
+        CROSS JOIN LATERAL webhooks._delivery_row(r.delivery_id) place
         WHERE r.outcome IN ('delivered', 'retry', 'failed', 'gone', 'released')
           AND r.delivery_id > 0
         ORDER BY r.delivery_id
