@@ -193,11 +193,7 @@ pub fn into_requests(deliveries: Vec<Delivery>) -> Vec<Vec<Delivery>> {
     // the request still filling, per batching webhook
     let mut filling: HashMap<i64, usize> = HashMap::new();
     for delivery in deliveries {
-        let batch = delivery
-            .limits
-            .batch_size
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(1);
+        let batch = delivery.limits.deliveries_per_request();
         if batch > 1 {
             if let Some(&open) = filling.get(&delivery.webhook_id) {
                 if requests[open].len() < batch {

@@ -142,6 +142,16 @@ pub struct WebhookLimits {
     pub batch_size: Option<i32>,
 }
 
+impl WebhookLimits {
+    /// How many deliveries one request to this webhook may carry: its batch size, or 1.
+    pub fn deliveries_per_request(&self) -> usize {
+        self.batch_size
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1)
+            .max(1)
+    }
+}
+
 impl Limits {
     pub fn new(
         default_per_webhook: usize,
@@ -217,11 +227,7 @@ impl Limits {
             slots.semaphore = Arc::new(Semaphore::new(concurrency));
         }
         slots.spacing = spacing;
-        slots.batch = own
-            .batch_size
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(1)
-            .max(1);
+        slots.batch = own.deliveries_per_request();
         slots.in_hand += deliveries;
         self.total.fetch_add(deliveries, Ordering::AcqRel);
         Ticket {
