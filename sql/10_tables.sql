@@ -163,7 +163,10 @@ CREATE TABLE webhooks.webhooks (
     request_timeout         interval
                             CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000),
     -- up to this many events in one request, as one signed JSON array (NULL: one per request)
-    batch_size              integer CHECK (batch_size BETWEEN 2 AND 100)
+    batch_size              integer CHECK (batch_size BETWEEN 2 AND 100),
+    -- events with the same value of this are delivered one at a time, in commit order: 'primary
+    -- key' (the row's, per table), or a row column or payload field (NULL: no ordering)
+    ordered_by              text CHECK (length(ordered_by) BETWEEN 1 AND 200)
 );
 CREATE INDEX webhooks_app_event_idx ON webhooks.webhooks (app, event);
 
@@ -247,6 +250,15 @@ CREATE TABLE webhooks.deliveries (
     event_times       timestamptz[] NOT NULL,
     marks             text NOT NULL,
     leased_until      timestamptz,            -- rows of several: the lease of their 'l' events
+    -- ordered webhooks (ordered_by): the md5 of the event's key, and its place among the key's
+    -- events (fan-out batch or requeue, then event id): the event waits for every earlier
+    -- pending or leased one of its key (claim)
+    order_key         text,
+    order_batch       bigint,
+    order_event       bigint,
+    CONSTRAINT deliveries_order_check
+        CHECK ((order_key IS NULL) = (order_batch IS NULL) AND (order_key IS NULL) = (order_event IS NULL)
+               AND (order_key IS NULL OR length(marks) = 1)),
     CHECK (cardinality(event_ids) BETWEEN 1 AND 128 AND cardinality(event_xids) = cardinality(event_ids)
            AND cardinality(event_times) = cardinality(event_ids)
            AND length(marks) = cardinality(event_ids) AND marks ~ '^[0ldm]+$')
@@ -256,6 +268,13 @@ CREATE INDEX deliveries_due_idx ON webhooks.deliveries (webhook_id, due_at, id)
     WHERE state IN ('pending', 'leased');
 CREATE INDEX deliveries_held_idx ON webhooks.deliveries (webhook_id, id)
     WHERE state = 'held';
+-- The pending and leased events of each key of an ordered webhook, in order: claim() asks it
+-- whether an event is its key's next, fan-out when the key's next is due.
+CREATE INDEX deliveries_order_idx ON webhooks.deliveries (webhook_id, order_key, order_batch, order_event)
+    WHERE order_key IS NOT NULL AND state IN ('pending', 'leased');
+-- order_batch: one number per fan-out batch, and one per requeue (redeliver, recover), which
+-- puts the requeued events after everything their keys already have.
+CREATE SEQUENCE webhooks.delivery_order_seq;
 
 -- The row and the position within it of a delivery id (see deliveries_id_seq).
 CREATE FUNCTION webhooks._delivery_row(delivery_id bigint, OUT row_id bigint, OUT k integer)
@@ -322,12 +341,16 @@ CREATE INDEX successes_webhook_idx ON webhooks.successes (webhook_id, logged_at)
 -- Fan-out progress. Events whose transaction is visible in done_upto have been turned into
 -- deliveries. A batch in progress covers the transactions visible in batch_upto but not in
 -- done_upto, walked in (xid, id) order; after_xid/after_id is how far that walk got.
+-- batch_order is the batch's order_batch (webhooks.deliveries): an ordered webhook's events
+-- of a batch in progress wait until it is done, as a later part of the batch may hold an
+-- earlier event of their key (the walk is in xid order, a key's events are in commit order).
 CREATE TABLE webhooks.fan_out_state (
     singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     done_upto   pg_snapshot NOT NULL,
     batch_upto  pg_snapshot,
     after_xid   xid8 NOT NULL DEFAULT '0',
-    after_id    bigint NOT NULL DEFAULT 0
+    after_id    bigint NOT NULL DEFAULT 0,
+    batch_order bigint
 );
 -- The first done_upto leaves this transaction's own xid and everything after it unseen: events
 -- written in the transaction that creates the extension must be fanned out too, and

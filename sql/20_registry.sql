@@ -115,7 +115,7 @@ SELECT id, app, event, url,
            'throttle', throttle::text, 'throttle_per', throttle_per,
            -- names only: the values are secrets
            'retry_schedule', retry_schedule::text[], 'request_timeout', request_timeout::text,
-           'batch', batch_size,
+           'batch', batch_size, 'ordered_by', ordered_by,
            'header_names', (SELECT jsonb_agg(h ORDER BY h) FROM jsonb_object_keys(headers) h)))
            AS options,
        created_at, updated_at
@@ -431,6 +431,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     hook webhooks.webhooks;
     queued bigint;
+    -- an ordered webhook's events go after what their keys have queued, in event id order
+    requeue_order bigint := nextval('webhooks.delivery_order_seq');
 BEGIN
     PERFORM webhooks._require_value('since', since IS NULL);
     hook := webhooks._lock_webhook(recover.id);
@@ -438,6 +440,7 @@ BEGIN
         UPDATE webhooks.deliveries d
         SET state = CASE WHEN hook.status = 'active' THEN 'pending' ELSE 'held' END,
             due_at = CASE WHEN hook.status = 'active' THEN now() END,
+            order_batch = CASE WHEN d.order_key IS NOT NULL THEN requeue_order END,
             updated_at = now()
         WHERE d.webhook_id = hook.id AND d.event_created_at >= since
           AND d.state IN ('failed', 'dropped')

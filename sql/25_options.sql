@@ -32,6 +32,9 @@
 --   request_timeout  "30 seconds" (1 second to 10 minutes): how long one request may take,
 --                    instead of the relay's --request-timeout; the relay cuts it to half its
 --                    lease, so that an attempt always ends while its lease holds
+--   ordered_by       "primary key", or a row column or payload field ("contact_id"): events with
+--                    the same value are delivered one at a time in commit order; one that
+--                    waits for a retry holds back only its key, and parking it releases the next
 --   batch            10 (1 to 100): send up to this many events in one request, a JSON array of
 --                    their bodies, each with its "id" (format "json" only, no fields or URL
 --                    placeholders); the request's outcome is each event's. 1 is the default
@@ -219,6 +222,19 @@ BEGIN
     RETURN nullif(value::text::integer, 1);
 END $$;
 
+-- ordered_by: "primary key", or the name of a row column or payload field (at most 200
+-- characters, as webhooks.webhooks checks).
+CREATE FUNCTION webhooks._ordered_by_option(value jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    name text := webhooks._text_option('ordered_by', value);
+BEGIN
+    IF length(name) > 200 THEN
+        PERFORM webhooks._bad_option('ordered_by', value, 'expected at most 200 characters');
+    END IF;
+    RETURN name;
+END $$;
+
 -- retry_schedule: a JSON array of 1 to 100 intervals, each from 0 to 30 days.
 CREATE FUNCTION webhooks._retry_schedule_option(value jsonb) RETURNS interval[]
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -304,7 +320,7 @@ BEGIN
     WHERE k <> ALL (ARRAY['format', 'method', 'fields', 'key_field', 'parameters', 'source',
                           'filter', 'on_change', 'include_columns', 'exclude_columns',
                           'exclude_origins', 'throttle', 'throttle_per', 'headers',
-                          'retry_schedule', 'request_timeout', 'batch'])
+                          'retry_schedule', 'request_timeout', 'batch', 'ordered_by'])
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pg_webhooks: unknown option "%"', left(unknown, 200)
@@ -348,6 +364,7 @@ BEGIN
                                                           '1 second', '10 minutes');
     END IF;
     IF o ? 'batch' THEN hook.batch_size := webhooks._batch_option(o -> 'batch'); END IF;
+    IF o ? 'ordered_by' THEN hook.ordered_by := webhooks._ordered_by_option(o -> 'ordered_by'); END IF;
     PERFORM webhooks._check_options(hook);
     UPDATE webhooks.webhooks w
     SET format = hook.format, method = hook.method, fields = hook.fields,
@@ -356,7 +373,7 @@ BEGIN
         exclude_columns = hook.exclude_columns, exclude_origins = hook.exclude_origins,
         throttle = hook.throttle, throttle_per = hook.throttle_per, headers = hook.headers,
         retry_schedule = hook.retry_schedule, request_timeout = hook.request_timeout,
-        batch_size = hook.batch_size, updated_at = now()
+        batch_size = hook.batch_size, ordered_by = hook.ordered_by, updated_at = now()
     WHERE w.id = hook.id;
     RETURN webhooks.get(hook.id);
 END $$;
@@ -447,6 +464,24 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         md5(coalesce(payload -> 'new', payload -> 'old', payload) ->> hook.throttle_per) END
 $$;
 
+-- The key an ordered webhook orders this event by, as its md5 (a short fixed-size value for
+-- deliveries_order_idx, whatever a writer stores): the row's primary key values with the
+-- table, or a row column or payload field as throttle_per reads it. NULL (an emitted event
+-- and "primary key", a missing field): the event is not ordered.
+CREATE FUNCTION webhooks._order_key(hook webhooks.webhooks, source regclass, payload jsonb)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN hook.ordered_by IS NULL THEN NULL
+        WHEN hook.ordered_by = 'primary key' THEN (
+            SELECT md5(_order_key.source::oid::text || ' '
+                       || jsonb_agg(coalesce(payload -> 'new', payload -> 'old') -> c.name ORDER BY c.n)::text)
+            FROM webhooks.tracked t, unnest(t.key_columns) WITH ORDINALITY AS c(name, n)
+            WHERE t.source = _order_key.source)
+        ELSE md5(coalesce(payload -> 'new', payload -> 'old', payload) ->> hook.ordered_by)
+    END
+$$;
+
 -- A row image with only the columns the webhook is sent.
 CREATE FUNCTION webhooks._visible_row(hook webhooks.webhooks, image jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -485,6 +520,7 @@ $$;
 COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
 'Set a webhook''s options: format (json, form, query, raw), method (POST, PUT, GET), fields, '
 'key_field, parameters, source, filter, on_change, include_columns, exclude_columns, '
-'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout, batch; a key set to '
+'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout, batch, '
+'ordered_by; a key set to '
 'null restores the default. See '
 'sql/25_options.sql. Returns the webhook as get() shows it.';

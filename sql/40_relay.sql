@@ -89,6 +89,9 @@ BEGIN
         state.after_xid := '0';
         state.after_id := 0;
     END IF;
+    IF state.batch_order IS NULL THEN
+        state.batch_order := nextval('webhooks.delivery_order_seq');
+    END IF;
 
     WITH batch AS MATERIALIZED (
         SELECT * FROM webhooks._fan_out_batch(state, max_events)
@@ -98,12 +101,14 @@ BEGIN
         SELECT b.id, b.xid, b.created_at, b.payload, w.id AS webhook_id, w.filter,
                webhooks._sends(w) AS sends, w.throttle,
                webhooks._throttle_value(w, b.payload) AS throttle_value,
-               webhooks._filter_verdict(w, b.payload, careful) AS verdict
+               webhooks._filter_verdict(w, b.payload, careful) AS verdict,
+               CASE WHEN w.ordered_by IS NOT NULL THEN webhooks._order_key(w, b.source, b.payload) END
+                   AS order_key
         FROM batch b
         JOIN webhooks.webhooks w ON webhooks._wants(w, b.event, b.source, b.origin, b.payload)
     ), wanted AS (
         -- verdict NULL: the filter failed on this event (careful mode), recorded as dropped
-        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.throttle,
+        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.throttle, m.order_key,
                CASE WHEN m.verdict THEN m.throttle_value END AS throttle_value,
                CASE WHEN m.verdict IS NULL THEN webhooks._filter_error(m.filter, m.payload) END
                    AS filter_error
@@ -129,23 +134,42 @@ BEGIN
         LEFT JOIN repeats r ON r.id = x.id AND r.webhook_id = x.webhook_id
     ), fanned AS (
         -- one row per webhook, outcome and UTC day (a row lives in one day's partition), of up
-        -- to 100 events in (xid, id) order; rows of a webhook are claimed in id order
+        -- to 100 events in (xid, id) order; rows of a webhook are claimed in id order. An
+        -- ordered webhook's event has a row of its own, placed among its key's events by this
+        -- batch and its event id: the id follows commit order where it matters, for writes to
+        -- one row (the later writer waits for the row lock before its trigger takes an id),
+        -- and xid order does not. While its key's next event waits for a retry, it is not due
+        -- before that either (claim would read past it on every call until then).
         INSERT INTO webhooks.deliveries
             (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
-             due_at, last_error)
+             due_at, last_error, order_key, order_batch, order_event)
         SELECT r.webhook_id, max(r.created_at),
                array_agg(r.id ORDER BY r.xid, r.id), array_agg(r.xid ORDER BY r.xid, r.id),
                array_agg(r.created_at ORDER BY r.xid, r.id), repeat('0', count(*)::integer),
-               r.state, CASE WHEN r.state = 'pending' THEN now() END, r.last_error
-        FROM (SELECT o.*, (row_number() OVER (PARTITION BY o.webhook_id, o.state, o.last_error, o.day
-                                              ORDER BY o.xid, o.id) - 1) / 100 AS chunk
+               r.state,
+               CASE WHEN r.state <> 'pending' THEN NULL
+                    WHEN r.order_key IS NULL THEN now()
+                    ELSE greatest(now(), (
+                        SELECT CASE WHEN y.state = 'pending' THEN y.due_at END
+                        FROM webhooks.deliveries y
+                        WHERE y.webhook_id = r.webhook_id AND y.order_key = r.order_key
+                          AND y.state IN ('pending', 'leased')
+                        ORDER BY y.order_batch, y.order_event
+                        LIMIT 1)) END,
+               r.last_error, r.order_key,
+               CASE WHEN r.order_key IS NOT NULL THEN state.batch_order END,
+               CASE WHEN r.order_key IS NOT NULL THEN min(r.id) END
+        FROM (SELECT o.*, (row_number() OVER (PARTITION BY o.webhook_id, o.state, o.last_error, o.day,
+                                                           o.order_key IS NULL
+                                              ORDER BY o.xid, o.id) - 1)
+                          / CASE WHEN o.order_key IS NULL THEN 100 ELSE 1 END AS chunk
               FROM (SELECT d.*, (d.created_at AT TIME ZONE 'UTC')::date AS day,
                            CASE WHEN d.throttled OR d.filter_error IS NOT NULL THEN 'dropped'
                                 WHEN d.sends THEN 'pending' ELSE 'held' END AS state,
                            CASE WHEN d.throttled THEN 'throttled' ELSE d.filter_error END
                                AS last_error
                     FROM decided d) o) r
-        GROUP BY r.webhook_id, r.state, r.last_error, r.day, r.chunk
+        GROUP BY r.webhook_id, r.state, r.last_error, r.day, r.order_key, r.chunk
         ORDER BY r.webhook_id, r.day, r.chunk
     ), remembered AS (
         INSERT INTO webhooks.throttles (webhook_id, value, sent_at)
@@ -163,10 +187,12 @@ BEGIN
 
     IF taken < max_events THEN
         UPDATE webhooks.fan_out_state
-        SET done_upto = state.batch_upto, batch_upto = NULL, after_xid = '0', after_id = 0;
+        SET done_upto = state.batch_upto, batch_upto = NULL, after_xid = '0', after_id = 0,
+            batch_order = NULL;
     ELSE
         UPDATE webhooks.fan_out_state
-        SET batch_upto = state.batch_upto, after_xid = last_xid, after_id = last_id;
+        SET batch_upto = state.batch_upto, after_xid = last_xid, after_id = last_id,
+            batch_order = state.batch_order;
     END IF;
     RETURN taken;
 END $$;
@@ -281,6 +307,7 @@ SET enable_seqscan = off SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     share integer;
+    open_batches_below bigint;
 BEGIN
     -- One event must not stop the claim: if fan-out fails (a filter that fails on one event's
     -- data), the batch is walked again carefully (sql/25_options.sql, _filter_verdict), and
@@ -294,6 +321,9 @@ BEGIN
             PERFORM webhooks._fan_out_one_by_one();
         END;
     END;
+    SELECT CASE WHEN s.batch_upto IS NULL THEN 9223372036854775807 ELSE s.batch_order END
+    INTO open_batches_below
+    FROM webhooks.fan_out_state s;
     -- EXISTS in a FILTER, not in WHERE: as a semi-join the planner read every due delivery
     SELECT ceil(max_deliveries::numeric / greatest(1, count(*) FILTER (WHERE EXISTS (
                SELECT FROM webhooks.deliveries d
@@ -326,6 +356,16 @@ BEGIN
                 WHERE x.webhook_id = w.id
                   AND x.state IN ('pending', 'leased')
                   AND x.due_at <= now()
+                  -- an ordered webhook's event goes when it is its key's next: no earlier one
+                  -- pending (waiting for a retry, or due) or leased, and not in a fan-out
+                  -- batch still in progress (sql/10_tables.sql, fan_out_state)
+                  AND (x.order_key IS NULL
+                       OR (x.order_batch < open_batches_below
+                           AND NOT EXISTS (
+                               SELECT FROM webhooks.deliveries y
+                               WHERE y.webhook_id = x.webhook_id AND y.order_key = x.order_key
+                                 AND y.state IN ('pending', 'leased')
+                                 AND (y.order_batch, y.order_event) < (x.order_batch, x.order_event))))
                 ORDER BY x.due_at, x.id
                 LIMIT want.wanted
             ) o
@@ -514,7 +554,18 @@ BEGIN
         WHERE t.n = 1 AND d.id = t.row_id AND d.event_created_at = t.event_created_at
           AND d.state = leased AND d.attempts = t.attempt
         RETURNING t.delivery_id, t.event_id, t.event_xid, t.webhook_id, t.attempt, t.outcome,
-                  t.status, t.error, t.response, t.started_at, t.duration_ms
+                  t.status, t.error, t.response, t.started_at, t.duration_ms,
+                  d.state, d.due_at, d.order_key, d.order_batch, d.order_event
+    ), waiting AS (
+        -- an ordered webhook's event that waits for a retry holds its key's later events back
+        -- until then: they are not due before it (claim would read past them on every call)
+        UPDATE webhooks.deliveries y
+        SET due_at = s.due_at, updated_at = now()
+        FROM single s
+        WHERE s.order_key IS NOT NULL AND s.state = 'pending' AND s.due_at > now()
+          AND y.webhook_id = s.webhook_id AND y.order_key = s.order_key
+          AND y.state = 'pending' AND y.due_at < s.due_at
+          AND (y.order_batch, y.order_event) > (s.order_batch, s.order_event)
     ), moved AS (
         INSERT INTO webhooks.deliveries
             (id, webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
@@ -650,7 +701,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- Deliver a delivery again (a parked failure, or a delivered one on request). An event of a
--- row of several moves to a row of its own for it, as when it is retried.
+-- row of several moves to a row of its own for it, as when it is retried. An ordered webhook's
+-- event goes after what its key has queued.
 CREATE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -681,6 +733,9 @@ BEGIN
             UPDATE webhooks.deliveries d
             SET state = CASE WHEN hook_active THEN 'pending' ELSE 'held' END,
                 due_at = CASE WHEN hook_active THEN now() END,
+                -- (after what its key has queued: a requeue is a new turn)
+                order_batch = CASE WHEN d.order_key IS NOT NULL
+                                   THEN nextval('webhooks.delivery_order_seq') END,
                 updated_at = now()
             WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at;
         END IF;

@@ -2,7 +2,7 @@
 --
 -- Adds per-webhook request headers and retry policy (configure's "headers", "retry_schedule",
 -- "request_timeout"), which claim() and claim_probes() return; the "raw" format; list() by
--- source table and test_all(); batches ("batch"); delivery rows of up to 100 events and a compact log of
+-- source table and test_all(); batches ("batch"); per-key ordering ("ordered_by"); delivery rows of up to 100 events and a compact log of
 -- successful attempts (issue 15). Every statement here makes an
 -- object exactly as sql/ at 0.2.0 defines it: tests/tests/upgrade.rs compares an upgraded
 -- database's extension objects with a fresh install's, definitions, owners and grants.
@@ -66,6 +66,7 @@ ALTER TABLE webhooks.webhooks
     ADD COLUMN request_timeout interval
         CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000),
     ADD COLUMN batch_size integer CHECK (batch_size BETWEEN 2 AND 100),
+    ADD COLUMN ordered_by text CHECK (length(ordered_by) BETWEEN 1 AND 200),
     -- format "raw"
     DROP CONSTRAINT webhooks_format_check,
     ADD CONSTRAINT webhooks_format_check CHECK (format IN ('json', 'form', 'query', 'raw'));
@@ -87,7 +88,7 @@ SELECT id, app, event, url,
            'throttle', throttle::text, 'throttle_per', throttle_per,
            -- names only: the values are secrets
            'retry_schedule', retry_schedule::text[], 'request_timeout', request_timeout::text,
-           'batch', batch_size,
+           'batch', batch_size, 'ordered_by', ordered_by,
            'header_names', (SELECT jsonb_agg(h ORDER BY h) FROM jsonb_object_keys(headers) h)))
            AS options,
        created_at, updated_at
@@ -285,6 +286,37 @@ BEGIN
 END $$;
 
 
+-- ordered_by: "primary key", or the name of a row column or payload field (at most 200
+-- characters, as webhooks.webhooks checks).
+CREATE FUNCTION webhooks._ordered_by_option(value jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    name text := webhooks._text_option('ordered_by', value);
+BEGIN
+    IF length(name) > 200 THEN
+        PERFORM webhooks._bad_option('ordered_by', value, 'expected at most 200 characters');
+    END IF;
+    RETURN name;
+END $$;
+
+-- The key an ordered webhook orders this event by, as its md5 (a short fixed-size value for
+-- deliveries_order_idx, whatever a writer stores): the row's primary key values with the
+-- table, or a row column or payload field as throttle_per reads it. NULL (an emitted event
+-- and "primary key", a missing field): the event is not ordered.
+CREATE FUNCTION webhooks._order_key(hook webhooks.webhooks, source regclass, payload jsonb)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN hook.ordered_by IS NULL THEN NULL
+        WHEN hook.ordered_by = 'primary key' THEN (
+            SELECT md5(_order_key.source::oid::text || ' '
+                       || jsonb_agg(coalesce(payload -> 'new', payload -> 'old') -> c.name ORDER BY c.n)::text)
+            FROM webhooks.tracked t, unnest(t.key_columns) WITH ORDINALITY AS c(name, n)
+            WHERE t.source = _order_key.source)
+        ELSE md5(coalesce(payload -> 'new', payload -> 'old', payload) ->> hook.ordered_by)
+    END
+$$;
+
 CREATE OR REPLACE FUNCTION webhooks.configure(id bigint, options jsonb) RETURNS webhooks.webhook_info
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -301,7 +333,7 @@ BEGIN
     WHERE k <> ALL (ARRAY['format', 'method', 'fields', 'key_field', 'parameters', 'source',
                           'filter', 'on_change', 'include_columns', 'exclude_columns',
                           'exclude_origins', 'throttle', 'throttle_per', 'headers',
-                          'retry_schedule', 'request_timeout', 'batch'])
+                          'retry_schedule', 'request_timeout', 'batch', 'ordered_by'])
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pg_webhooks: unknown option "%"', left(unknown, 200)
@@ -345,6 +377,7 @@ BEGIN
                                                           '1 second', '10 minutes');
     END IF;
     IF o ? 'batch' THEN hook.batch_size := webhooks._batch_option(o -> 'batch'); END IF;
+    IF o ? 'ordered_by' THEN hook.ordered_by := webhooks._ordered_by_option(o -> 'ordered_by'); END IF;
     PERFORM webhooks._check_options(hook);
     UPDATE webhooks.webhooks w
     SET format = hook.format, method = hook.method, fields = hook.fields,
@@ -353,7 +386,7 @@ BEGIN
         exclude_columns = hook.exclude_columns, exclude_origins = hook.exclude_origins,
         throttle = hook.throttle, throttle_per = hook.throttle_per, headers = hook.headers,
         retry_schedule = hook.retry_schedule, request_timeout = hook.request_timeout,
-        batch_size = hook.batch_size, updated_at = now()
+        batch_size = hook.batch_size, ordered_by = hook.ordered_by, updated_at = now()
     WHERE w.id = hook.id;
     RETURN webhooks.get(hook.id);
 END $$;
@@ -361,7 +394,8 @@ END $$;
 COMMENT ON FUNCTION webhooks.configure(bigint, jsonb) IS
 'Set a webhook''s options: format (json, form, query, raw), method (POST, PUT, GET), fields, '
 'key_field, parameters, source, filter, on_change, include_columns, exclude_columns, '
-'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout, batch; a key set to '
+'exclude_origins, throttle, throttle_per, headers, retry_schedule, request_timeout, batch, '
+'ordered_by; a key set to '
 'null restores the default. See '
 'sql/25_options.sql. Returns the webhook as get() shows it.';
 
@@ -403,6 +437,7 @@ SET enable_seqscan = off SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     share integer;
+    open_batches_below bigint;
 BEGIN
     -- One event must not stop the claim: if fan-out fails (a filter that fails on one event's
     -- data), the batch is walked again carefully (sql/25_options.sql, _filter_verdict), and
@@ -416,6 +451,9 @@ BEGIN
             PERFORM webhooks._fan_out_one_by_one();
         END;
     END;
+    SELECT CASE WHEN s.batch_upto IS NULL THEN 9223372036854775807 ELSE s.batch_order END
+    INTO open_batches_below
+    FROM webhooks.fan_out_state s;
     -- EXISTS in a FILTER, not in WHERE: as a semi-join the planner read every due delivery
     SELECT ceil(max_deliveries::numeric / greatest(1, count(*) FILTER (WHERE EXISTS (
                SELECT FROM webhooks.deliveries d
@@ -448,6 +486,16 @@ BEGIN
                 WHERE x.webhook_id = w.id
                   AND x.state IN ('pending', 'leased')
                   AND x.due_at <= now()
+                  -- an ordered webhook's event goes when it is its key's next: no earlier one
+                  -- pending (waiting for a retry, or due) or leased, and not in a fan-out
+                  -- batch still in progress (sql/10_tables.sql, fan_out_state)
+                  AND (x.order_key IS NULL
+                       OR (x.order_batch < open_batches_below
+                           AND NOT EXISTS (
+                               SELECT FROM webhooks.deliveries y
+                               WHERE y.webhook_id = x.webhook_id AND y.order_key = x.order_key
+                                 AND y.state IN ('pending', 'leased')
+                                 AND (y.order_batch, y.order_event) < (x.order_batch, x.order_event))))
                 ORDER BY x.due_at, x.id
                 LIMIT want.wanted
             ) o
@@ -647,6 +695,20 @@ ALTER TABLE webhooks.deliveries
     ADD CHECK (cardinality(event_ids) BETWEEN 1 AND 128 AND cardinality(event_xids) = cardinality(event_ids)
            AND cardinality(event_times) = cardinality(event_ids)
            AND length(marks) = cardinality(event_ids) AND marks ~ '^[0ldm]+$');
+
+-- Per-key ordering ("ordered_by"): the key and place of an ordered webhook's event, the index
+-- claim() asks, and the fan-out batch's place.
+ALTER TABLE webhooks.deliveries
+    ADD COLUMN order_key text,
+    ADD COLUMN order_batch bigint,
+    ADD COLUMN order_event bigint,
+    ADD CONSTRAINT deliveries_order_check
+        CHECK ((order_key IS NULL) = (order_batch IS NULL) AND (order_key IS NULL) = (order_event IS NULL)
+               AND (order_key IS NULL OR length(marks) = 1));
+CREATE INDEX deliveries_order_idx ON webhooks.deliveries (webhook_id, order_key, order_batch, order_event)
+    WHERE order_key IS NOT NULL AND state IN ('pending', 'leased');
+CREATE SEQUENCE webhooks.delivery_order_seq;
+ALTER TABLE webhooks.fan_out_state ADD COLUMN batch_order bigint;
 
 -- Successful attempts, compactly: one row per acknowledgement call and webhook, its arrays
 -- holding one element per delivery. A row per attempt, with its index entries, was a third of
@@ -858,6 +920,9 @@ BEGIN
         state.after_xid := '0';
         state.after_id := 0;
     END IF;
+    IF state.batch_order IS NULL THEN
+        state.batch_order := nextval('webhooks.delivery_order_seq');
+    END IF;
 
     WITH batch AS MATERIALIZED (
         SELECT * FROM webhooks._fan_out_batch(state, max_events)
@@ -867,12 +932,14 @@ BEGIN
         SELECT b.id, b.xid, b.created_at, b.payload, w.id AS webhook_id, w.filter,
                webhooks._sends(w) AS sends, w.throttle,
                webhooks._throttle_value(w, b.payload) AS throttle_value,
-               webhooks._filter_verdict(w, b.payload, careful) AS verdict
+               webhooks._filter_verdict(w, b.payload, careful) AS verdict,
+               CASE WHEN w.ordered_by IS NOT NULL THEN webhooks._order_key(w, b.source, b.payload) END
+                   AS order_key
         FROM batch b
         JOIN webhooks.webhooks w ON webhooks._wants(w, b.event, b.source, b.origin, b.payload)
     ), wanted AS (
         -- verdict NULL: the filter failed on this event (careful mode), recorded as dropped
-        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.throttle,
+        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.throttle, m.order_key,
                CASE WHEN m.verdict THEN m.throttle_value END AS throttle_value,
                CASE WHEN m.verdict IS NULL THEN webhooks._filter_error(m.filter, m.payload) END
                    AS filter_error
@@ -898,23 +965,42 @@ BEGIN
         LEFT JOIN repeats r ON r.id = x.id AND r.webhook_id = x.webhook_id
     ), fanned AS (
         -- one row per webhook, outcome and UTC day (a row lives in one day's partition), of up
-        -- to 100 events in (xid, id) order; rows of a webhook are claimed in id order
+        -- to 100 events in (xid, id) order; rows of a webhook are claimed in id order. An
+        -- ordered webhook's event has a row of its own, placed among its key's events by this
+        -- batch and its event id: the id follows commit order where it matters, for writes to
+        -- one row (the later writer waits for the row lock before its trigger takes an id),
+        -- and xid order does not. While its key's next event waits for a retry, it is not due
+        -- before that either (claim would read past it on every call until then).
         INSERT INTO webhooks.deliveries
             (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
-             due_at, last_error)
+             due_at, last_error, order_key, order_batch, order_event)
         SELECT r.webhook_id, max(r.created_at),
                array_agg(r.id ORDER BY r.xid, r.id), array_agg(r.xid ORDER BY r.xid, r.id),
                array_agg(r.created_at ORDER BY r.xid, r.id), repeat('0', count(*)::integer),
-               r.state, CASE WHEN r.state = 'pending' THEN now() END, r.last_error
-        FROM (SELECT o.*, (row_number() OVER (PARTITION BY o.webhook_id, o.state, o.last_error, o.day
-                                              ORDER BY o.xid, o.id) - 1) / 100 AS chunk
+               r.state,
+               CASE WHEN r.state <> 'pending' THEN NULL
+                    WHEN r.order_key IS NULL THEN now()
+                    ELSE greatest(now(), (
+                        SELECT CASE WHEN y.state = 'pending' THEN y.due_at END
+                        FROM webhooks.deliveries y
+                        WHERE y.webhook_id = r.webhook_id AND y.order_key = r.order_key
+                          AND y.state IN ('pending', 'leased')
+                        ORDER BY y.order_batch, y.order_event
+                        LIMIT 1)) END,
+               r.last_error, r.order_key,
+               CASE WHEN r.order_key IS NOT NULL THEN state.batch_order END,
+               CASE WHEN r.order_key IS NOT NULL THEN min(r.id) END
+        FROM (SELECT o.*, (row_number() OVER (PARTITION BY o.webhook_id, o.state, o.last_error, o.day,
+                                                           o.order_key IS NULL
+                                              ORDER BY o.xid, o.id) - 1)
+                          / CASE WHEN o.order_key IS NULL THEN 100 ELSE 1 END AS chunk
               FROM (SELECT d.*, (d.created_at AT TIME ZONE 'UTC')::date AS day,
                            CASE WHEN d.throttled OR d.filter_error IS NOT NULL THEN 'dropped'
                                 WHEN d.sends THEN 'pending' ELSE 'held' END AS state,
                            CASE WHEN d.throttled THEN 'throttled' ELSE d.filter_error END
                                AS last_error
                     FROM decided d) o) r
-        GROUP BY r.webhook_id, r.state, r.last_error, r.day, r.chunk
+        GROUP BY r.webhook_id, r.state, r.last_error, r.day, r.order_key, r.chunk
         ORDER BY r.webhook_id, r.day, r.chunk
     ), remembered AS (
         INSERT INTO webhooks.throttles (webhook_id, value, sent_at)
@@ -932,10 +1018,12 @@ BEGIN
 
     IF taken < max_events THEN
         UPDATE webhooks.fan_out_state
-        SET done_upto = state.batch_upto, batch_upto = NULL, after_xid = '0', after_id = 0;
+        SET done_upto = state.batch_upto, batch_upto = NULL, after_xid = '0', after_id = 0,
+            batch_order = NULL;
     ELSE
         UPDATE webhooks.fan_out_state
-        SET batch_upto = state.batch_upto, after_xid = last_xid, after_id = last_id;
+        SET batch_upto = state.batch_upto, after_xid = last_xid, after_id = last_id,
+            batch_order = state.batch_order;
     END IF;
     RETURN taken;
 END $$;
@@ -1033,7 +1121,18 @@ BEGIN
         WHERE t.n = 1 AND d.id = t.row_id AND d.event_created_at = t.event_created_at
           AND d.state = leased AND d.attempts = t.attempt
         RETURNING t.delivery_id, t.event_id, t.event_xid, t.webhook_id, t.attempt, t.outcome,
-                  t.status, t.error, t.response, t.started_at, t.duration_ms
+                  t.status, t.error, t.response, t.started_at, t.duration_ms,
+                  d.state, d.due_at, d.order_key, d.order_batch, d.order_event
+    ), waiting AS (
+        -- an ordered webhook's event that waits for a retry holds its key's later events back
+        -- until then: they are not due before it (claim would read past them on every call)
+        UPDATE webhooks.deliveries y
+        SET due_at = s.due_at, updated_at = now()
+        FROM single s
+        WHERE s.order_key IS NOT NULL AND s.state = 'pending' AND s.due_at > now()
+          AND y.webhook_id = s.webhook_id AND y.order_key = s.order_key
+          AND y.state = 'pending' AND y.due_at < s.due_at
+          AND (y.order_batch, y.order_event) > (s.order_batch, s.order_event)
     ), moved AS (
         INSERT INTO webhooks.deliveries
             (id, webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state,
@@ -1187,6 +1286,9 @@ BEGIN
             UPDATE webhooks.deliveries d
             SET state = CASE WHEN hook_active THEN 'pending' ELSE 'held' END,
                 due_at = CASE WHEN hook_active THEN now() END,
+                -- (after what its key has queued: a requeue is a new turn)
+                order_batch = CASE WHEN d.order_key IS NOT NULL
+                                   THEN nextval('webhooks.delivery_order_seq') END,
                 updated_at = now()
             WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at;
         END IF;
@@ -1283,6 +1385,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     hook webhooks.webhooks;
     queued bigint;
+    -- an ordered webhook's events go after what their keys have queued, in event id order
+    requeue_order bigint := nextval('webhooks.delivery_order_seq');
 BEGIN
     PERFORM webhooks._require_value('since', since IS NULL);
     hook := webhooks._lock_webhook(recover.id);
@@ -1290,6 +1394,7 @@ BEGIN
         UPDATE webhooks.deliveries d
         SET state = CASE WHEN hook.status = 'active' THEN 'pending' ELSE 'held' END,
             due_at = CASE WHEN hook.status = 'active' THEN now() END,
+            order_batch = CASE WHEN d.order_key IS NOT NULL THEN requeue_order END,
             updated_at = now()
         WHERE d.webhook_id = hook.id AND d.event_created_at >= since
           AND d.state IN ('failed', 'dropped')
@@ -1390,6 +1495,8 @@ COMMENT ON FUNCTION webhooks.queue_depth() IS
 -- The new tables as sql/90_privileges.sql leaves every table: granted to nobody, owned by
 -- webhooks_owner (partitions made by maintain() below get the same)
 REVOKE ALL ON webhooks.successes, webhooks.successes_default FROM PUBLIC;
+REVOKE ALL ON SEQUENCE webhooks.delivery_order_seq FROM PUBLIC;
+ALTER SEQUENCE webhooks.delivery_order_seq OWNER TO webhooks_owner;
 ALTER TABLE webhooks.successes OWNER TO webhooks_owner;
 ALTER TABLE webhooks.successes_default OWNER TO webhooks_owner;
 SELECT webhooks.maintain();
@@ -1413,6 +1520,8 @@ ALTER FUNCTION webhooks.list(text, text, regclass) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.test_all(text) OWNER TO webhooks_owner;
 REVOKE EXECUTE ON FUNCTION
     webhooks._batch_option(jsonb),
+    webhooks._ordered_by_option(jsonb),
+    webhooks._order_key(webhooks.webhooks, regclass, jsonb),
     webhooks._hold_queued(bigint),
     webhooks._delivery_row(bigint),
     webhooks._owed(text),
@@ -1432,6 +1541,8 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     webhooks._batch_option(jsonb),
+    webhooks._ordered_by_option(jsonb),
+    webhooks._order_key(webhooks.webhooks, regclass, jsonb),
     webhooks._hold_queued(bigint),
     webhooks._delivery_row(bigint),
     webhooks._owed(text),
