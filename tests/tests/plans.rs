@@ -14,18 +14,27 @@ use tokio_postgres::AsyncMessage;
 const BACKLOG: i64 = 100_000;
 const WEBHOOKS: i64 = 10;
 
-/// 10 webhooks, statistics taken when 10 events and their deliveries were there, then the
-/// backlog written and fanned out behind those statistics: every delivery due.
+/// 10 webhooks, half of them ordered by a key of 100 values (so most of their deliveries wait
+/// for an earlier one of their key), statistics taken when 10 events and their deliveries were
+/// there, then the backlog written and fanned out behind those statistics: every delivery due.
 async fn backlog_behind_stale_statistics() -> TestDb {
     let db = TestDb::create("plans").await;
     for i in 0..WEBHOOKS {
-        db.create_webhook(&format!("plan.e{i}"), "http://127.0.0.1:9/never")
+        let id = db
+            .create_webhook(&format!("plan.e{i}"), "http://127.0.0.1:9/never")
             .await;
+        if i % 2 == 1 {
+            db.execute(&format!(
+                "SELECT webhooks.configure({id}, '{{\"ordered_by\": \"k\"}}')"
+            ))
+            .await;
+        }
     }
     let emit = |count: i64| {
         format!(
             "SELECT count(webhooks.emit('plan.e' || (g % {WEBHOOKS}),
-                                       jsonb_build_object('n', g, 'pad', repeat('x', 100))))
+                                       jsonb_build_object('n', g, 'k', g % 100,
+                                                          'pad', repeat('x', 100))))
              FROM generate_series(1, {count}) g"
         )
     };
@@ -197,7 +206,7 @@ async fn ack_records_outcomes_by_index_at_a_large_backlog_with_stale_statistics(
 async fn fan_out_walks_the_index_at_a_large_backlog_with_stale_statistics() {
     let db = backlog_behind_stale_statistics().await;
     db.execute(
-        "SELECT count(webhooks.emit('plan.e1', jsonb_build_object('n', g)))
+        "SELECT count(webhooks.emit('plan.e1', jsonb_build_object('n', g, 'k', g % 100)))
          FROM generate_series(1, 5000) g",
     )
     .await;
