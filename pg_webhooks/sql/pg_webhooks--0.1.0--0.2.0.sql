@@ -482,14 +482,19 @@ BEGIN
                                     OVER (ORDER BY x.due_at, x.id
                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
                            AS before
-                FROM webhooks.deliveries x
-                WHERE x.webhook_id = w.id
-                  AND x.state IN ('pending', 'leased')
-                  AND x.due_at <= now()
-                  -- an ordered webhook's event goes when it is its key's next: no earlier one
-                  -- pending (waiting for a retry, or due) or leased, and not in a fan-out
-                  -- batch still in progress (sql/10_tables.sql, fan_out_state)
-                  AND (x.order_key IS NULL
+                FROM (SELECT x.*
+                      FROM webhooks.deliveries x
+                      WHERE x.webhook_id = w.id
+                        AND x.state IN ('pending', 'leased')
+                        AND x.due_at <= now()
+                      ORDER BY x.due_at, x.id
+                      -- at most 1,000 past those it takes: the events queued behind an
+                      -- ordered webhook's busy keys slow that webhook, not every claim
+                      LIMIT want.wanted + 1000) x
+                -- an ordered webhook's event goes when it is its key's next: no earlier one
+                -- pending (waiting for a retry, or due) or leased, and not in a fan-out batch
+                -- still in progress (sql/10_tables.sql, fan_out_state)
+                WHERE (x.order_key IS NULL
                        OR (x.order_batch < open_batches_below
                            AND NOT EXISTS (
                                SELECT FROM webhooks.deliveries y

@@ -120,10 +120,10 @@ SELECT state, count(*) FROM webhooks.delivery_status WHERE webhook_id = :hook GR
 -- A payload field as the key, across event types; an event without it is not held back.
 SELECT webhooks.create('ordering_field', 'ord.*', 'https://ordering.example/field') AS field_hook \gset
 SELECT options FROM webhooks.configure(:field_hook, '{"ordered_by": "contact_id"}');
-SELECT webhooks.emit('ord.tag_added', '{"contact_id": 7, "tag": "vip"}');
-SELECT webhooks.emit('ord.opened', '{"contact_id": 7}');
-SELECT webhooks.emit('ord.opened', '{"contact_id": 8}');
-SELECT webhooks.emit('ord.bounced', '{"email": "nobody@example.com"}');
+SELECT webhooks.emit('ord.tag_added', '{"contact_id": 7, "tag": "vip"}') \g /dev/null
+SELECT webhooks.emit('ord.opened', '{"contact_id": 7}') \g /dev/null
+SELECT webhooks.emit('ord.opened', '{"contact_id": 8}') \g /dev/null
+SELECT webhooks.emit('ord.bounced', '{"email": "nobody@example.com"}') \g /dev/null
 SELECT c.event, c.data FROM webhooks.claim('relay-a', 100, 100,
     (SELECT array_agg(id) FROM webhooks.webhooks WHERE id <> :field_hook), '1 minute') c
 ORDER BY c.event_id;
