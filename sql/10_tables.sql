@@ -166,7 +166,26 @@ CREATE TABLE webhooks.webhooks (
     batch_size              integer CHECK (batch_size BETWEEN 2 AND 100),
     -- events with the same value of this are delivered one at a time, in commit order: 'primary
     -- key' (the row's, per table), or a row column or payload field (NULL: no ordering)
-    ordered_by              text CHECK (length(ordered_by) BETWEEN 1 AND 200)
+    ordered_by              text CHECK (length(ordered_by) BETWEEN 1 AND 200),
+    -- how requests are signed (sql/20_registry.sql, public_keys): hmac-sha256 with `secret`
+    -- (Standard Webhooks v1), ed25519 (Standard Webhooks v1a) or rsa-sha256 (HTTP Signatures,
+    -- laid out as Copernica's). The private keys of the last two ('<scheme>:<key id>:<base64
+    -- PKCS#8>') are read only by claim() for the relay; the public keys are for receivers.
+    signature               text NOT NULL DEFAULT 'hmac-sha256'
+                            CHECK (signature IN ('hmac-sha256', 'ed25519', 'rsa-sha256')),
+    signing_key             text,
+    public_key              text,
+    -- after a rotation, until previous_key_until: ed25519 requests carry both signatures,
+    -- rsa-sha256 requests are signed with the previous key (one Signature header)
+    previous_signing_key    text,
+    previous_public_key     text,
+    previous_key_until      timestamptz,
+    -- the X-Copernica-ID header of rsa-sha256 requests (NULL: 'webhook_<id>'); printable ASCII
+    signature_account       text CHECK (signature_account ~ '^[!-~]([ -~]{0,198}[!-~])?$'),
+    CONSTRAINT webhooks_signing_key_check CHECK (
+        (signature = 'hmac-sha256') = (signing_key IS NULL)
+        AND (signing_key IS NULL) = (public_key IS NULL)
+        AND (previous_signing_key IS NULL) = (previous_public_key IS NULL))
 );
 CREATE INDEX webhooks_app_event_idx ON webhooks.webhooks (app, event);
 

@@ -104,7 +104,7 @@ SELECT id, app, event, url,
        status, status = 'active' AS active, status_reason, status_changed_at,
        description, max_in_flight, rate_limit_per_second,
        consecutive_failures, failing_since, last_success_at,
-       previous_secret_until > now() AS rotating_secret,
+       previous_secret_until > now() OR previous_key_until > now() AS rotating_secret,
        verification_required, verification_status, verification_reason, verified_at,
        webhooks._sends(w) AS sending, expired_events,
        jsonb_strip_nulls(jsonb_build_object(
@@ -116,6 +116,7 @@ SELECT id, app, event, url,
            -- names only: the values are secrets
            'retry_schedule', retry_schedule::text[], 'request_timeout', request_timeout::text,
            'batch', batch_size, 'ordered_by', ordered_by,
+           'signature', nullif(signature, 'hmac-sha256'), 'signature_account', signature_account,
            'header_names', (SELECT jsonb_agg(h ORDER BY h) FROM jsonb_object_keys(headers) h)))
            AS options,
        created_at, updated_at
@@ -504,6 +505,61 @@ BEGIN
     RETURN replacement;
 END $$;
 
+-- The public keys of a webhook that signs asymmetrically (configure's "signature"), to hand to
+-- its receiver: the current one, and during a rotation's overlap the previous one. The private
+-- keys never leave the table but towards the relay.
+CREATE FUNCTION webhooks.public_keys(id bigint)
+RETURNS TABLE (signature text, key_id text, public_key text, current boolean,
+               previous_until timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks := webhooks._find_webhook(public_keys.id);
+BEGIN
+    IF hook.signing_key IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: webhook % signs with hmac-sha256 and has no public key', hook.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'configure(id, ''{"signature": "ed25519"}'') or "rsa-sha256" makes a key pair; '
+                         'webhooks.secret(id) gives the shared secret.';
+    END IF;
+    RETURN QUERY
+        SELECT hook.signature, split_part(hook.signing_key, ':', 2), hook.public_key, true,
+               NULL::timestamptz
+        UNION ALL
+        SELECT hook.signature, split_part(hook.previous_signing_key, ':', 2),
+               hook.previous_public_key, false, hook.previous_key_until
+        WHERE hook.previous_key_until > now();
+END $$;
+
+-- Replace the key pair of a webhook that signs asymmetrically; the previous key keeps signing
+-- during overlap (see webhooks.webhooks.previous_key_until). Returns the new public key.
+CREATE FUNCTION webhooks.rotate_signing_key(id bigint, overlap interval DEFAULT '24 hours')
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    fresh record;
+BEGIN
+    PERFORM webhooks._require_value('overlap', overlap IS NULL);
+    IF overlap < '0' THEN
+        RAISE EXCEPTION 'pg_webhooks: overlap must not be negative, not %', overlap
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    hook := webhooks._lock_webhook(rotate_signing_key.id);
+    IF hook.signing_key IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: webhook % signs with hmac-sha256 and has no key pair', hook.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'webhooks.rotate_secret(id) replaces its secret.';
+    END IF;
+    SELECT * INTO fresh FROM webhooks._new_signing_key(hook.signature);
+    UPDATE webhooks.webhooks w
+    SET previous_signing_key = CASE WHEN overlap > '0' THEN w.signing_key END,
+        previous_public_key = CASE WHEN overlap > '0' THEN w.public_key END,
+        previous_key_until = CASE WHEN overlap > '0' THEN now() + overlap END,
+        signing_key = fresh.signing_key, public_key = fresh.public_key, updated_at = now()
+    WHERE w.id = hook.id;
+    RETURN fresh.public_key;
+END $$;
+
 COMMENT ON FUNCTION webhooks.create(text, text, text, text, integer, double precision, text) IS
 'Subscribe a URL to an event (an event name, ''prefix.*'' or ''*''); app is a free label to '
 'filter on. Generates a whsec_ signing secret unless one is given. Returns the webhook id.';
@@ -526,6 +582,12 @@ COMMENT ON FUNCTION webhooks.deactivate(bigint) IS
 'Switch a webhook off. Events keep being recorded for it and are held for activate().';
 COMMENT ON FUNCTION webhooks.delete(bigint) IS
 'Delete a webhook and its queued deliveries; its attempt log stays until retention removes it.';
+COMMENT ON FUNCTION webhooks.public_keys(bigint) IS
+'The public keys of a webhook that signs with ed25519 (whpk_...) or rsa-sha256 (PEM), for its '
+'receiver: the current key, and the previous one while a rotation overlaps.';
+COMMENT ON FUNCTION webhooks.rotate_signing_key(bigint, interval) IS
+'Replace the key pair of a webhook that signs with ed25519 or rsa-sha256; the previous key '
+'keeps signing during overlap. Returns the new public key.';
 COMMENT ON FUNCTION webhooks.rotate_secret(bigint, interval, text) IS
 'Replace the signing secret; during overlap both secrets sign each request. Returns the new '
 'secret.';

@@ -38,6 +38,12 @@
 --   batch            10 (1 to 100): send up to this many events in one request, a JSON array of
 --                    their bodies, each with its "id" (format "json" only, no fields or URL
 --                    placeholders); the request's outcome is each event's. 1 is the default
+--   signature        "hmac-sha256" (default: Standard Webhooks v1 with the webhook's secret),
+--                    "ed25519" (Standard Webhooks v1a) or "rsa-sha256" (HTTP Signatures with
+--                    Digest, Date, X-Nonce and X-Copernica-ID, as Copernica and SMTPeter sign):
+--                    a new key pair is made; its public key is read with webhooks.public_keys()
+--                    and replaced with webhooks.rotate_signing_key()
+--   signature_account the X-Copernica-ID value of rsa-sha256 requests (default "webhook_<id>")
 --   headers          {"Authorization": "Bearer ...", "X-Api-Key": "..."}: extra request
 --                    headers, for receivers that authenticate callers. Their values are secrets:
 --                    get() and list() show only their names (options.header_names). Headers the
@@ -235,6 +241,45 @@ BEGIN
     RETURN name;
 END $$;
 
+-- signature: a change of scheme makes a new key pair (none for hmac-sha256) and drops the
+-- previous one; naming the scheme the webhook already has changes nothing.
+CREATE FUNCTION webhooks._with_signature(hook webhooks.webhooks, value jsonb)
+RETURNS webhooks.webhooks
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    scheme text := coalesce(webhooks._text_option('signature', value,
+                                                  ARRAY['hmac-sha256', 'ed25519', 'rsa-sha256']),
+                            'hmac-sha256');
+BEGIN
+    IF scheme = hook.signature THEN
+        RETURN hook;
+    END IF;
+    hook.signature := scheme;
+    hook.signing_key := NULL;
+    hook.public_key := NULL;
+    IF scheme <> 'hmac-sha256' THEN
+        SELECT k.signing_key, k.public_key INTO hook.signing_key, hook.public_key
+        FROM webhooks._new_signing_key(scheme) k;
+    END IF;
+    hook.previous_signing_key := NULL;
+    hook.previous_public_key := NULL;
+    hook.previous_key_until := NULL;
+    RETURN hook;
+END $$;
+
+-- signature_account: printable ASCII, 1 to 200 characters (it becomes a header value).
+CREATE FUNCTION webhooks._signature_account_option(value jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    account text := webhooks._text_option('signature_account', value);
+BEGIN
+    IF account !~ '^[!-~]([ -~]{0,198}[!-~])?$' THEN
+        PERFORM webhooks._bad_option('signature_account', value,
+                                     'expected 1 to 200 printable ASCII characters');
+    END IF;
+    RETURN account;
+END $$;
+
 -- retry_schedule: a JSON array of 1 to 100 intervals, each from 0 to 30 days.
 CREATE FUNCTION webhooks._retry_schedule_option(value jsonb) RETURNS interval[]
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -320,7 +365,8 @@ BEGIN
     WHERE k <> ALL (ARRAY['format', 'method', 'fields', 'key_field', 'parameters', 'source',
                           'filter', 'on_change', 'include_columns', 'exclude_columns',
                           'exclude_origins', 'throttle', 'throttle_per', 'headers',
-                          'retry_schedule', 'request_timeout', 'batch', 'ordered_by'])
+                          'retry_schedule', 'request_timeout', 'batch', 'ordered_by',
+                          'signature', 'signature_account'])
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pg_webhooks: unknown option "%"', left(unknown, 200)
@@ -365,6 +411,10 @@ BEGIN
     END IF;
     IF o ? 'batch' THEN hook.batch_size := webhooks._batch_option(o -> 'batch'); END IF;
     IF o ? 'ordered_by' THEN hook.ordered_by := webhooks._ordered_by_option(o -> 'ordered_by'); END IF;
+    IF o ? 'signature' THEN hook := webhooks._with_signature(hook, o -> 'signature'); END IF;
+    IF o ? 'signature_account' THEN
+        hook.signature_account := webhooks._signature_account_option(o -> 'signature_account');
+    END IF;
     PERFORM webhooks._check_options(hook);
     UPDATE webhooks.webhooks w
     SET format = hook.format, method = hook.method, fields = hook.fields,
@@ -373,7 +423,12 @@ BEGIN
         exclude_columns = hook.exclude_columns, exclude_origins = hook.exclude_origins,
         throttle = hook.throttle, throttle_per = hook.throttle_per, headers = hook.headers,
         retry_schedule = hook.retry_schedule, request_timeout = hook.request_timeout,
-        batch_size = hook.batch_size, ordered_by = hook.ordered_by, updated_at = now()
+        batch_size = hook.batch_size, ordered_by = hook.ordered_by, signature = hook.signature,
+        signing_key = hook.signing_key, public_key = hook.public_key,
+        previous_signing_key = hook.previous_signing_key,
+        previous_public_key = hook.previous_public_key,
+        previous_key_until = hook.previous_key_until,
+        signature_account = hook.signature_account, updated_at = now()
     WHERE w.id = hook.id;
     RETURN webhooks.get(hook.id);
 END $$;

@@ -242,12 +242,22 @@ BEGIN
     RETURN set_aside;
 END $$;
 
--- The secrets a request is signed with: the current one, and the previous one during a rotation.
+-- What a request is signed with: the secret or private key, and during a rotation the previous one.
 CREATE FUNCTION webhooks._signing_secrets(hook webhooks.webhooks) RETURNS text[]
 LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN hook.previous_secret_until > now()
-                THEN ARRAY[hook.secret, hook.previous_secret]
-                ELSE ARRAY[hook.secret] END
+    SELECT CASE hook.signature
+        WHEN 'hmac-sha256' THEN
+            CASE WHEN hook.previous_secret_until > now()
+                 THEN ARRAY[hook.secret, hook.previous_secret] ELSE ARRAY[hook.secret] END
+        WHEN 'ed25519' THEN
+            CASE WHEN hook.previous_key_until > now()
+                 THEN ARRAY[hook.signing_key, hook.previous_signing_key]
+                 ELSE ARRAY[hook.signing_key] END
+        -- one Signature header: the previous key's until the overlap ends; the account id is
+        -- part of what is signed, so it travels with the key
+        ELSE ARRAY[CASE WHEN hook.previous_key_until > now() THEN hook.previous_signing_key
+                        ELSE hook.signing_key END
+                   || ':' || coalesce(hook.signature_account, 'webhook_' || hook.id)] END
 $$;
 
 -- The `data` of a request body, as this webhook is sent it (its column lists applied). Row

@@ -60,6 +60,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks.deactivate(bigint),
     webhooks.delete(bigint),
     webhooks.rotate_secret(bigint, interval, text),
+    webhooks.public_keys(bigint),
+    webhooks.rotate_signing_key(bigint, interval),
     webhooks.update(bigint, text, text, text, integer, double precision),
     webhooks.verification_file(bigint),
     webhooks.verify(bigint),

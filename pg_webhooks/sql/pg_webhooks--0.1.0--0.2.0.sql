@@ -2,8 +2,9 @@
 --
 -- Adds per-webhook request headers and retry policy (configure's "headers", "retry_schedule",
 -- "request_timeout"), which claim() and claim_probes() return; the "raw" format; list() by
--- source table and test_all(); batches ("batch"); per-key ordering ("ordered_by"); delivery rows of up to 100 events and a compact log of
--- successful attempts (issue 15). Every statement here makes an
+-- source table and test_all(); batches ("batch"); per-key ordering ("ordered_by"); asymmetric
+-- signatures ("signature", public_keys(), rotate_signing_key()); delivery rows of up to 100
+-- events and a compact log of successful attempts (issue 15). Every statement here makes an
 -- object exactly as sql/ at 0.2.0 defines it: tests/tests/upgrade.rs compares an upgraded
 -- database's extension objects with a fresh install's, definitions, owners and grants.
 \echo Use "ALTER EXTENSION pg_webhooks UPDATE" to load this file. \quit
@@ -67,6 +68,20 @@ ALTER TABLE webhooks.webhooks
         CHECK (webhooks._milliseconds(request_timeout) BETWEEN 1000 AND 600000),
     ADD COLUMN batch_size integer CHECK (batch_size BETWEEN 2 AND 100),
     ADD COLUMN ordered_by text CHECK (length(ordered_by) BETWEEN 1 AND 200),
+    -- asymmetric signatures (configure's "signature")
+    ADD COLUMN signature text NOT NULL DEFAULT 'hmac-sha256'
+        CHECK (signature IN ('hmac-sha256', 'ed25519', 'rsa-sha256')),
+    ADD COLUMN signing_key text,
+    ADD COLUMN public_key text,
+    ADD COLUMN previous_signing_key text,
+    ADD COLUMN previous_public_key text,
+    ADD COLUMN previous_key_until timestamptz,
+    ADD COLUMN signature_account text
+        CHECK (signature_account ~ '^[!-~]([ -~]{0,198}[!-~])?$'),
+    ADD CONSTRAINT webhooks_signing_key_check CHECK (
+        (signature = 'hmac-sha256') = (signing_key IS NULL)
+        AND (signing_key IS NULL) = (public_key IS NULL)
+        AND (previous_signing_key IS NULL) = (previous_public_key IS NULL)),
     -- format "raw"
     DROP CONSTRAINT webhooks_format_check,
     ADD CONSTRAINT webhooks_format_check CHECK (format IN ('json', 'form', 'query', 'raw'));
@@ -77,7 +92,7 @@ SELECT id, app, event, url,
        status, status = 'active' AS active, status_reason, status_changed_at,
        description, max_in_flight, rate_limit_per_second,
        consecutive_failures, failing_since, last_success_at,
-       previous_secret_until > now() AS rotating_secret,
+       previous_secret_until > now() OR previous_key_until > now() AS rotating_secret,
        verification_required, verification_status, verification_reason, verified_at,
        webhooks._sends(w) AS sending, expired_events,
        jsonb_strip_nulls(jsonb_build_object(
@@ -89,6 +104,7 @@ SELECT id, app, event, url,
            -- names only: the values are secrets
            'retry_schedule', retry_schedule::text[], 'request_timeout', request_timeout::text,
            'batch', batch_size, 'ordered_by', ordered_by,
+           'signature', nullif(signature, 'hmac-sha256'), 'signature_account', signature_account,
            'header_names', (SELECT jsonb_agg(h ORDER BY h) FROM jsonb_object_keys(headers) h)))
            AS options,
        created_at, updated_at
@@ -317,6 +333,51 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     END
 $$;
 
+-- Key pairs for asymmetric signatures (pg_webhooks/src/signing_key.rs)
+CREATE FUNCTION webhooks._new_signing_key(scheme text)
+RETURNS TABLE (signing_key text, public_key text, key_id text)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'new_signing_key_wrapper';
+
+-- signature: a change of scheme makes a new key pair (none for hmac-sha256) and drops the
+-- previous one; naming the scheme the webhook already has changes nothing.
+CREATE FUNCTION webhooks._with_signature(hook webhooks.webhooks, value jsonb)
+RETURNS webhooks.webhooks
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    scheme text := coalesce(webhooks._text_option('signature', value,
+                                                  ARRAY['hmac-sha256', 'ed25519', 'rsa-sha256']),
+                            'hmac-sha256');
+BEGIN
+    IF scheme = hook.signature THEN
+        RETURN hook;
+    END IF;
+    hook.signature := scheme;
+    hook.signing_key := NULL;
+    hook.public_key := NULL;
+    IF scheme <> 'hmac-sha256' THEN
+        SELECT k.signing_key, k.public_key INTO hook.signing_key, hook.public_key
+        FROM webhooks._new_signing_key(scheme) k;
+    END IF;
+    hook.previous_signing_key := NULL;
+    hook.previous_public_key := NULL;
+    hook.previous_key_until := NULL;
+    RETURN hook;
+END $$;
+
+-- signature_account: printable ASCII, 1 to 200 characters (it becomes a header value).
+CREATE FUNCTION webhooks._signature_account_option(value jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    account text := webhooks._text_option('signature_account', value);
+BEGIN
+    IF account !~ '^[!-~]([ -~]{0,198}[!-~])?$' THEN
+        PERFORM webhooks._bad_option('signature_account', value,
+                                     'expected 1 to 200 printable ASCII characters');
+    END IF;
+    RETURN account;
+END $$;
+
 CREATE OR REPLACE FUNCTION webhooks.configure(id bigint, options jsonb) RETURNS webhooks.webhook_info
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -333,7 +394,8 @@ BEGIN
     WHERE k <> ALL (ARRAY['format', 'method', 'fields', 'key_field', 'parameters', 'source',
                           'filter', 'on_change', 'include_columns', 'exclude_columns',
                           'exclude_origins', 'throttle', 'throttle_per', 'headers',
-                          'retry_schedule', 'request_timeout', 'batch', 'ordered_by'])
+                          'retry_schedule', 'request_timeout', 'batch', 'ordered_by',
+                          'signature', 'signature_account'])
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pg_webhooks: unknown option "%"', left(unknown, 200)
@@ -378,6 +440,10 @@ BEGIN
     END IF;
     IF o ? 'batch' THEN hook.batch_size := webhooks._batch_option(o -> 'batch'); END IF;
     IF o ? 'ordered_by' THEN hook.ordered_by := webhooks._ordered_by_option(o -> 'ordered_by'); END IF;
+    IF o ? 'signature' THEN hook := webhooks._with_signature(hook, o -> 'signature'); END IF;
+    IF o ? 'signature_account' THEN
+        hook.signature_account := webhooks._signature_account_option(o -> 'signature_account');
+    END IF;
     PERFORM webhooks._check_options(hook);
     UPDATE webhooks.webhooks w
     SET format = hook.format, method = hook.method, fields = hook.fields,
@@ -386,7 +452,12 @@ BEGIN
         exclude_columns = hook.exclude_columns, exclude_origins = hook.exclude_origins,
         throttle = hook.throttle, throttle_per = hook.throttle_per, headers = hook.headers,
         retry_schedule = hook.retry_schedule, request_timeout = hook.request_timeout,
-        batch_size = hook.batch_size, ordered_by = hook.ordered_by, updated_at = now()
+        batch_size = hook.batch_size, ordered_by = hook.ordered_by, signature = hook.signature,
+        signing_key = hook.signing_key, public_key = hook.public_key,
+        previous_signing_key = hook.previous_signing_key,
+        previous_public_key = hook.previous_public_key,
+        previous_key_until = hook.previous_key_until,
+        signature_account = hook.signature_account, updated_at = now()
     WHERE w.id = hook.id;
     RETURN webhooks.get(hook.id);
 END $$;
@@ -1516,6 +1587,86 @@ BEGIN
     END LOOP;
 END $$;
 
+-- What a request is signed with: the secret or private key, and during a rotation the previous one.
+CREATE OR REPLACE FUNCTION webhooks._signing_secrets(hook webhooks.webhooks) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT CASE hook.signature
+        WHEN 'hmac-sha256' THEN
+            CASE WHEN hook.previous_secret_until > now()
+                 THEN ARRAY[hook.secret, hook.previous_secret] ELSE ARRAY[hook.secret] END
+        WHEN 'ed25519' THEN
+            CASE WHEN hook.previous_key_until > now()
+                 THEN ARRAY[hook.signing_key, hook.previous_signing_key]
+                 ELSE ARRAY[hook.signing_key] END
+        -- one Signature header: the previous key's until the overlap ends; the account id is
+        -- part of what is signed, so it travels with the key
+        ELSE ARRAY[CASE WHEN hook.previous_key_until > now() THEN hook.previous_signing_key
+                        ELSE hook.signing_key END
+                   || ':' || coalesce(hook.signature_account, 'webhook_' || hook.id)] END
+$$;
+
+-- The public keys of a webhook that signs asymmetrically (configure's "signature"), to hand to
+-- its receiver: the current one, and during a rotation's overlap the previous one. The private
+-- keys never leave the table but towards the relay.
+CREATE FUNCTION webhooks.public_keys(id bigint)
+RETURNS TABLE (signature text, key_id text, public_key text, current boolean,
+               previous_until timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks := webhooks._find_webhook(public_keys.id);
+BEGIN
+    IF hook.signing_key IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: webhook % signs with hmac-sha256 and has no public key', hook.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'configure(id, ''{"signature": "ed25519"}'') or "rsa-sha256" makes a key pair; '
+                         'webhooks.secret(id) gives the shared secret.';
+    END IF;
+    RETURN QUERY
+        SELECT hook.signature, split_part(hook.signing_key, ':', 2), hook.public_key, true,
+               NULL::timestamptz
+        UNION ALL
+        SELECT hook.signature, split_part(hook.previous_signing_key, ':', 2),
+               hook.previous_public_key, false, hook.previous_key_until
+        WHERE hook.previous_key_until > now();
+END $$;
+
+-- Replace the key pair of a webhook that signs asymmetrically; the previous key keeps signing
+-- during overlap (see webhooks.webhooks.previous_key_until). Returns the new public key.
+CREATE FUNCTION webhooks.rotate_signing_key(id bigint, overlap interval DEFAULT '24 hours')
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    fresh record;
+BEGIN
+    PERFORM webhooks._require_value('overlap', overlap IS NULL);
+    IF overlap < '0' THEN
+        RAISE EXCEPTION 'pg_webhooks: overlap must not be negative, not %', overlap
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    hook := webhooks._lock_webhook(rotate_signing_key.id);
+    IF hook.signing_key IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: webhook % signs with hmac-sha256 and has no key pair', hook.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'webhooks.rotate_secret(id) replaces its secret.';
+    END IF;
+    SELECT * INTO fresh FROM webhooks._new_signing_key(hook.signature);
+    UPDATE webhooks.webhooks w
+    SET previous_signing_key = CASE WHEN overlap > '0' THEN w.signing_key END,
+        previous_public_key = CASE WHEN overlap > '0' THEN w.public_key END,
+        previous_key_until = CASE WHEN overlap > '0' THEN now() + overlap END,
+        signing_key = fresh.signing_key, public_key = fresh.public_key, updated_at = now()
+    WHERE w.id = hook.id;
+    RETURN fresh.public_key;
+END $$;
+
+COMMENT ON FUNCTION webhooks.public_keys(bigint) IS
+'The public keys of a webhook that signs with ed25519 (whpk_...) or rsa-sha256 (PEM), for its '
+'receiver: the current key, and the previous one while a rotation overlaps.';
+COMMENT ON FUNCTION webhooks.rotate_signing_key(bigint, interval) IS
+'Replace the key pair of a webhook that signs with ed25519 or rsa-sha256; the previous key '
+'keeps signing during overlap. Returns the new public key.';
+
 -- Rights as sql/90_privileges.sql gives them: the SECURITY DEFINER functions belong to
 -- webhooks_owner, nothing is PUBLIC's, the relay may claim.
 ALTER FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[])
@@ -1523,7 +1674,14 @@ ALTER FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint
 ALTER FUNCTION webhooks.claim_probes(text, integer, interval) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.list(text, text, regclass) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.test_all(text) OWNER TO webhooks_owner;
+ALTER FUNCTION webhooks.public_keys(bigint) OWNER TO webhooks_owner;
+ALTER FUNCTION webhooks.rotate_signing_key(bigint, interval) OWNER TO webhooks_owner;
 REVOKE EXECUTE ON FUNCTION
+    webhooks._new_signing_key(text),
+    webhooks._with_signature(webhooks.webhooks, jsonb),
+    webhooks._signature_account_option(jsonb),
+    webhooks.public_keys(bigint),
+    webhooks.rotate_signing_key(bigint, interval),
     webhooks._batch_option(jsonb),
     webhooks._ordered_by_option(jsonb),
     webhooks._order_key(webhooks.webhooks, regclass, jsonb),
@@ -1545,6 +1703,11 @@ REVOKE EXECUTE ON FUNCTION
     webhooks.test_all(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
+    webhooks._new_signing_key(text),
+    webhooks._with_signature(webhooks.webhooks, jsonb),
+    webhooks._signature_account_option(jsonb),
+    webhooks.public_keys(bigint),
+    webhooks.rotate_signing_key(bigint, interval),
     webhooks._batch_option(jsonb),
     webhooks._ordered_by_option(jsonb),
     webhooks._order_key(webhooks.webhooks, regclass, jsonb),
@@ -1565,7 +1728,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks.list(text, text, regclass),
     webhooks.test_all(text)
 TO webhooks_owner;
-GRANT EXECUTE ON FUNCTION webhooks.list(text, text, regclass), webhooks.test_all(text)
+GRANT EXECUTE ON FUNCTION webhooks.list(text, text, regclass), webhooks.test_all(text),
+    webhooks.public_keys(bigint), webhooks.rotate_signing_key(bigint, interval)
 TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION
     webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]),

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 mod capture;
 mod secret;
+mod signing_key;
 mod sql_error;
 mod url_check;
 
@@ -17,7 +18,13 @@ extension_sql_file!("../../sql/10_tables.sql", name = "tables", bootstrap);
 extension_sql_file!(
     "../../sql/20_registry.sql",
     name = "registry",
-    requires = ["tables", check_url, new_secret, check_secret]
+    requires = [
+        "tables",
+        check_url,
+        new_secret,
+        check_secret,
+        new_signing_key
+    ]
 );
 extension_sql_file!(
     "../../sql/25_options.sql",
@@ -74,6 +81,23 @@ fn new_secret() -> String {
 #[pg_extern(immutable, parallel_safe, name = "_check_secret")]
 fn check_secret(secret: &str) -> String {
     secret::check(secret).unwrap_or_else(|error| sql_error::raise(error))
+}
+
+/// A fresh key pair for an asymmetric signature scheme (ed25519 or rsa-sha256): the private key
+/// in the form only the relay reads, the public key as receivers are given it, and its id.
+#[pg_extern(volatile, parallel_safe, name = "_new_signing_key")]
+fn new_signing_key(
+    scheme: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(signing_key, String),
+        name!(public_key, String),
+        name!(key_id, String),
+    ),
+> {
+    let pair = signing_key::generate(scheme).unwrap_or_else(|error| sql_error::raise(error));
+    TableIterator::once((pair.signing_key, pair.public_key, pair.key_id))
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -237,7 +237,7 @@ async fn sign_and_send(
     secrets: &[String],
     timeout: Duration,
 ) -> Reply {
-    match sign::headers(secrets, id, Utc::now().timestamp(), request.signed()) {
+    match sign::headers(secrets, id, Utc::now(), &request) {
         Ok(signature) => {
             // the signature's headers win over the webhook's own (SQL refuses those names anyway)
             let mut headers = shape.headers.clone();

@@ -69,13 +69,14 @@ ensure_deps() {
 }
 
 # A Python venv with the official Standard Webhooks verifier, an independent check of our
-# signatures (used by the end-to-end tests and the demo's receiver).
+# signatures (used by the end-to-end tests and the demo's receiver), and the cryptography package,
+# which checks the ed25519 (v1a) ones.
 ensure_python_verifier() {
     local venv=$1
-    if ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
-        log "installing the standardwebhooks verifier (PyPI) into $venv"
+    if ! "$venv/bin/python" -c "import standardwebhooks, cryptography" 2>/dev/null; then
+        log "installing the standardwebhooks verifier and cryptography (PyPI) into $venv"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q standardwebhooks
+        "$venv/bin/pip" install -q standardwebhooks cryptography
     fi
 }
 

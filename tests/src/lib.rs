@@ -21,7 +21,9 @@ pub use php::PhpReceiver;
 pub use receiver::{Received, Receiver, Reply};
 pub use relay::Relay;
 pub use tls::TestCa;
-pub use verifier::{signed_payload, verify_signed_payloads, verify_with_official_library};
+pub use verifier::{
+    signed_payload, verify_ed25519, verify_signed_payloads, verify_with_official_library,
+};
 
 /// Poll `check` until it returns Some, or panic with `what` after `limit`.
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T

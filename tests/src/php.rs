@@ -16,6 +16,11 @@ pub struct PhpReceiver {
 
 impl PhpReceiver {
     pub async fn start() -> PhpReceiver {
+        PhpReceiver::start_script("receiver.php", &[]).await
+    }
+
+    /// Another script of tests/php, with these environment variables.
+    pub async fn start_script(script: &str, env: &[(&str, &str)]) -> PhpReceiver {
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free loopback port");
@@ -25,10 +30,11 @@ impl PhpReceiver {
             addr.port()
         ));
         let _ = std::fs::remove_file(&log);
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/php/receiver.php");
+        let script = format!("{}/php/{script}", env!("CARGO_MANIFEST_DIR"));
         let server = Command::new("php")
-            .args(["-S", &addr.to_string(), script])
+            .args(["-S", &addr.to_string(), &script])
             .env("PG_WEBHOOKS_PHP_LOG", &log)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

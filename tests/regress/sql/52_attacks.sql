@@ -189,7 +189,7 @@ ORDER BY 1, 2;
 SELECT p.oid::regprocedure AS runs_as_superuser FROM pg_proc p
 WHERE p.pronamespace = 'webhooks'::regnamespace AND p.prosecdef
   AND p.proowner <> 'webhooks_owner'::regrole
-ORDER BY 1::text;
+ORDER BY p.oid::regprocedure::text;
 SELECT count(*) AS objects_not_owned_by_webhooks_owner FROM pg_class c
 WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
   AND c.relowner <> 'webhooks_owner'::regrole;
