@@ -24,8 +24,10 @@ CREATE TABLE webhooks.settings (
 -- The settings in force, defaults filled in:
 --   retention         7 days   events and their delivery history are kept this long; older days
 --                              are dropped once nothing in them is still owed to a receiver
---   replay_window     5 days   events for an inactive webhook are held this long, for
---                              activate(replay_events => true)
+--   replay_window     5 days   events for a webhook an admin switched off are held this long
+--                              (the latest ones), for activate(replay_events => true); one the
+--                              system switched off keeps those of the first window after that,
+--                              and later ones are dropped (Mailingwork's buffer)
 --   partitions_ahead  3        daily partitions kept ready ahead of today
 --   disable_after_failures 10  a webhook is disabled automatically after at least this many
 --   disable_after     5 days   consecutive failed attempts spanning at least this long

@@ -331,16 +331,21 @@ BEGIN
 END $$;
 
 -- Drop held deliveries older than settings.replay_window (of one webhook, or of all when
--- only_webhook is NULL), counting them in webhooks.expired_events. Returns how many.
+-- only_webhook is NULL), counting them in webhooks.expired_events. Returns how many. A webhook
+-- the system switched off (disabled) keeps instead the events of the first replay window after
+-- that, until it is activated (Mailingwork's buffer); fan_out() does not hold later ones.
 CREATE FUNCTION webhooks._expire_held(only_webhook bigint) RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH expired AS (
         UPDATE webhooks.deliveries d
         SET state = 'dropped', due_at = NULL, last_error = 'held longer than the replay window',
             updated_at = now()
-        WHERE d.state = 'held'
+        FROM webhooks.webhooks w, webhooks._settings() s
+        WHERE d.state = 'held' AND w.id = d.webhook_id
           AND (only_webhook IS NULL OR d.webhook_id = only_webhook)
-          AND d.event_created_at < now() - (SELECT s.replay_window FROM webhooks._settings() s)
+          AND d.event_created_at < now() - s.replay_window
+          AND NOT (w.status = 'disabled'
+                   AND d.event_created_at < w.status_changed_at + s.replay_window)
         RETURNING d.webhook_id, webhooks._owed(d.marks) AS events
     ), per_webhook AS (
         SELECT e.webhook_id, sum(e.events) AS n FROM expired e GROUP BY e.webhook_id

@@ -64,6 +64,7 @@ DECLARE
     taken integer;
     last_xid xid8;
     last_id bigint;
+    replay_window interval := (SELECT s.replay_window FROM webhooks._settings() s);
 BEGIN
     -- Most calls find nothing new. Look without locking first: the lock and the state update
     -- would make every empty poll a write, and so a commit flush.
@@ -100,6 +101,9 @@ BEGIN
         -- origins, columns, then the filter); an event nobody wants gets no delivery at all
         SELECT b.id, b.xid, b.created_at, b.payload, w.id AS webhook_id, w.filter,
                webhooks._sends(w) AS sends, w.throttle,
+               -- a webhook the system switched off holds only the first replay window's events
+               w.status = 'disabled' AND b.created_at >= w.status_changed_at + replay_window
+                   AS past_buffer,
                webhooks._throttle_value(w, b.payload) AS throttle_value,
                webhooks._filter_verdict(w, b.payload, careful) AS verdict,
                CASE WHEN w.ordered_by IS NOT NULL THEN webhooks._order_key(w, b.source, b.payload) END
@@ -108,7 +112,8 @@ BEGIN
         JOIN webhooks.webhooks w ON webhooks._wants(w, b.event, b.source, b.origin, b.payload)
     ), wanted AS (
         -- verdict NULL: the filter failed on this event (careful mode), recorded as dropped
-        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.throttle, m.order_key,
+        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.past_buffer, m.throttle,
+               m.order_key,
                CASE WHEN m.verdict THEN m.throttle_value END AS throttle_value,
                CASE WHEN m.verdict IS NULL THEN webhooks._filter_error(m.filter, m.payload) END
                    AS filter_error
@@ -165,9 +170,13 @@ BEGIN
                           / CASE WHEN o.order_key IS NULL THEN 100 ELSE 1 END AS chunk
               FROM (SELECT d.*, (d.created_at AT TIME ZONE 'UTC')::date AS day,
                            CASE WHEN d.throttled OR d.filter_error IS NOT NULL THEN 'dropped'
-                                WHEN d.sends THEN 'pending' ELSE 'held' END AS state,
-                           CASE WHEN d.throttled THEN 'throttled' ELSE d.filter_error END
-                               AS last_error
+                                WHEN d.sends THEN 'pending'
+                                WHEN d.past_buffer THEN 'dropped' ELSE 'held' END AS state,
+                           CASE WHEN d.throttled THEN 'throttled'
+                                WHEN d.filter_error IS NOT NULL THEN d.filter_error
+                                WHEN NOT d.sends AND d.past_buffer
+                                    THEN 'after the replay window of an automatic deactivation'
+                           END AS last_error
                     FROM decided d) o) r
         GROUP BY r.webhook_id, r.state, r.last_error, r.day, r.order_key, r.chunk
         ORDER BY r.webhook_id, r.day, r.chunk

@@ -3,8 +3,9 @@
 -- events, deliveries, attempts and successes are partitioned by UTC day. maintain() (the relay calls it
 -- every minute; cron or an operator may too) creates the partitions for the coming days and drops
 -- whole days older than settings.retention. A day is kept, whatever its age, while it still holds
--- an event not yet fanned out, a delivery waiting or in flight, or a held delivery younger than
--- the replay window (webhooks._settings()): retention never loses a committed event. No mass DELETE ever runs.
+-- an event not yet fanned out, a delivery waiting or in flight, or a held delivery (maintain()
+-- first drops those past the replay window, webhooks._expire_held): retention never loses a
+-- committed event. No mass DELETE ever runs.
 
 CREATE FUNCTION webhooks._partition_name(parent text, day date) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
@@ -88,12 +89,11 @@ BEGIN
     END IF;
     IF NOT open_work AND to_regclass(format('webhooks.%I', deliveries_part)) IS NOT NULL THEN
         EXECUTE format(
-            'SELECT EXISTS (SELECT 1 FROM webhooks.%I d WHERE (d.state IN (''pending'', ''leased'')'
-            ' OR (d.state = ''held'' AND d.event_created_at >= now() - $1))'
+            'SELECT EXISTS (SELECT 1 FROM webhooks.%I d WHERE d.state IN (''pending'', ''leased'', ''held'')'
             -- a deleted webhook is owed nothing (webhooks.delete)
             ' AND EXISTS (SELECT 1 FROM webhooks.webhooks w WHERE w.id = d.webhook_id))',
             deliveries_part)
-            INTO open_work USING (SELECT s.replay_window FROM webhooks._settings() s);
+            INTO open_work;
     END IF;
     RETURN open_work;
 END $$;

@@ -943,12 +943,11 @@ BEGIN
     END IF;
     IF NOT open_work AND to_regclass(format('webhooks.%I', deliveries_part)) IS NOT NULL THEN
         EXECUTE format(
-            'SELECT EXISTS (SELECT 1 FROM webhooks.%I d WHERE (d.state IN (''pending'', ''leased'')'
-            ' OR (d.state = ''held'' AND d.event_created_at >= now() - $1))'
+            'SELECT EXISTS (SELECT 1 FROM webhooks.%I d WHERE d.state IN (''pending'', ''leased'', ''held'')'
             -- a deleted webhook is owed nothing (webhooks.delete)
             ' AND EXISTS (SELECT 1 FROM webhooks.webhooks w WHERE w.id = d.webhook_id))',
             deliveries_part)
-            INTO open_work USING (SELECT s.replay_window FROM webhooks._settings() s);
+            INTO open_work;
     END IF;
     RETURN open_work;
 END $$;
@@ -971,6 +970,7 @@ DECLARE
     taken integer;
     last_xid xid8;
     last_id bigint;
+    replay_window interval := (SELECT s.replay_window FROM webhooks._settings() s);
 BEGIN
     -- Most calls find nothing new. Look without locking first: the lock and the state update
     -- would make every empty poll a write, and so a commit flush.
@@ -1007,6 +1007,9 @@ BEGIN
         -- origins, columns, then the filter); an event nobody wants gets no delivery at all
         SELECT b.id, b.xid, b.created_at, b.payload, w.id AS webhook_id, w.filter,
                webhooks._sends(w) AS sends, w.throttle,
+               -- a webhook the system switched off holds only the first replay window's events
+               w.status = 'disabled' AND b.created_at >= w.status_changed_at + replay_window
+                   AS past_buffer,
                webhooks._throttle_value(w, b.payload) AS throttle_value,
                webhooks._filter_verdict(w, b.payload, careful) AS verdict,
                CASE WHEN w.ordered_by IS NOT NULL THEN webhooks._order_key(w, b.source, b.payload) END
@@ -1015,7 +1018,8 @@ BEGIN
         JOIN webhooks.webhooks w ON webhooks._wants(w, b.event, b.source, b.origin, b.payload)
     ), wanted AS (
         -- verdict NULL: the filter failed on this event (careful mode), recorded as dropped
-        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.throttle, m.order_key,
+        SELECT m.id, m.xid, m.created_at, m.webhook_id, m.sends, m.past_buffer, m.throttle,
+               m.order_key,
                CASE WHEN m.verdict THEN m.throttle_value END AS throttle_value,
                CASE WHEN m.verdict IS NULL THEN webhooks._filter_error(m.filter, m.payload) END
                    AS filter_error
@@ -1072,9 +1076,13 @@ BEGIN
                           / CASE WHEN o.order_key IS NULL THEN 100 ELSE 1 END AS chunk
               FROM (SELECT d.*, (d.created_at AT TIME ZONE 'UTC')::date AS day,
                            CASE WHEN d.throttled OR d.filter_error IS NOT NULL THEN 'dropped'
-                                WHEN d.sends THEN 'pending' ELSE 'held' END AS state,
-                           CASE WHEN d.throttled THEN 'throttled' ELSE d.filter_error END
-                               AS last_error
+                                WHEN d.sends THEN 'pending'
+                                WHEN d.past_buffer THEN 'dropped' ELSE 'held' END AS state,
+                           CASE WHEN d.throttled THEN 'throttled'
+                                WHEN d.filter_error IS NOT NULL THEN d.filter_error
+                                WHEN NOT d.sends AND d.past_buffer
+                                    THEN 'after the replay window of an automatic deactivation'
+                           END AS last_error
                     FROM decided d) o) r
         GROUP BY r.webhook_id, r.state, r.last_error, r.day, r.order_key, r.chunk
         ORDER BY r.webhook_id, r.day, r.chunk
@@ -1434,16 +1442,21 @@ BEGIN
 END $$;
 
 -- Drop held deliveries older than settings.replay_window (of one webhook, or of all when
--- only_webhook is NULL), counting them in webhooks.expired_events. Returns how many.
+-- only_webhook is NULL), counting them in webhooks.expired_events. Returns how many. A webhook
+-- the system switched off (disabled) keeps instead the events of the first replay window after
+-- that, until it is activated (Mailingwork's buffer); fan_out() does not hold later ones.
 CREATE OR REPLACE FUNCTION webhooks._expire_held(only_webhook bigint) RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH expired AS (
         UPDATE webhooks.deliveries d
         SET state = 'dropped', due_at = NULL, last_error = 'held longer than the replay window',
             updated_at = now()
-        WHERE d.state = 'held'
+        FROM webhooks.webhooks w, webhooks._settings() s
+        WHERE d.state = 'held' AND w.id = d.webhook_id
           AND (only_webhook IS NULL OR d.webhook_id = only_webhook)
-          AND d.event_created_at < now() - (SELECT s.replay_window FROM webhooks._settings() s)
+          AND d.event_created_at < now() - s.replay_window
+          AND NOT (w.status = 'disabled'
+                   AND d.event_created_at < w.status_changed_at + s.replay_window)
         RETURNING d.webhook_id, webhooks._owed(d.marks) AS events
     ), per_webhook AS (
         SELECT e.webhook_id, sum(e.events) AS n FROM expired e GROUP BY e.webhook_id
