@@ -193,8 +193,9 @@ CREATE INDEX webhooks_app_event_idx ON webhooks.webhooks (app, event);
 
 COMMENT ON COLUMN webhooks.webhooks.status IS
     'active: delivers; inactive: switched off by an admin; disabled: switched off by the system '
-    '(410 Gone or repeated failures). Events for inactive and disabled webhooks are held for '
-    'settings.replay_window.';
+    '(410 Gone or repeated failures). Events are held for activate(): an inactive webhook''s '
+    'of the latest settings.replay_window, a disabled one''s of the first replay_window after it '
+    'was disabled.';
 
 -- A webhook sends only while this holds (fan_out, claim): switched on, and verified unless its
 -- owner's settings did not ask for verification when it was created.
@@ -211,7 +212,11 @@ CREATE TABLE webhooks.tracked (
     key_columns  text[] NOT NULL,
     parent_column text,
     parent_table regclass,      -- the table parent_column references, when a foreign key says so
-    tracked_at   timestamptz NOT NULL DEFAULT now()
+    tracked_at   timestamptz NOT NULL DEFAULT now(),
+    -- what form posts send as `database` and `collection` instead of the table's name and the
+    -- entity: the identifiers a receiver already knows (webhooks.identify, sql/30_capture.sql)
+    database_name   text CHECK (length(database_name) BETWEEN 1 AND 200),
+    collection_name text CHECK (length(collection_name) BETWEEN 1 AND 200)
 );
 
 -- The outbox. `xid` orders fan-out by commit visibility (see relay.sql, fan_out): a sequence

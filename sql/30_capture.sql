@@ -231,7 +231,44 @@ CREATE EVENT TRIGGER webhooks_forget_dropped_tables ON sql_drop
     EXECUTE FUNCTION webhooks._forget_dropped_tables();
 
 CREATE VIEW webhooks.tracked_tables AS
-SELECT source, entity, key_columns, parent_column, parent_table, tracked_at FROM webhooks.tracked;
+SELECT source, entity, key_columns, parent_column, parent_table, tracked_at, database_name,
+       collection_name
+FROM webhooks.tracked;
+
+-- The identifiers a receiver knows a tracked table by (Copernica's database and collection ids):
+-- form posts send them as `database` (of a table, or of a child table's parent) and `collection`
+-- (of a child table) instead of the table's name and the entity. NULL returns to those.
+CREATE FUNCTION webhooks.identify(source regclass, database text, collection text DEFAULT NULL)
+RETURNS webhooks.tracked_tables
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tracked_row webhooks.tracked;
+    identified webhooks.tracked_tables;
+BEGIN
+    PERFORM webhooks._require_value('source', source IS NULL);
+    PERFORM webhooks._check_length('database', database, 200);
+    PERFORM webhooks._check_length('collection', collection, 200);
+    IF btrim(database) = '' OR btrim(collection) = '' THEN
+        RAISE EXCEPTION 'pg_webhooks: an identifier must not be empty (database %, collection %)',
+            to_jsonb(database), to_jsonb(collection)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO tracked_row FROM webhooks.tracked t WHERE t.source = identify.source FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" is not tracked', source
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF collection IS NOT NULL AND tracked_row.parent_column IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" is not a collection: it was tracked without a parent',
+            source
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Only a child table (webhooks.track(source, parent => ...)) has a collection.';
+    END IF;
+    UPDATE webhooks.tracked t SET database_name = database, collection_name = collection
+    WHERE t.source = identify.source;
+    SELECT * INTO identified FROM webhooks.tracked_tables v WHERE v.source = identify.source;
+    RETURN identified;
+END $$;
 
 -- Wake an idle relay for new events (emit(); the capture trigger's append does the same inline,
 -- pg_webhooks/src/capture.rs). A NOTIFY takes a cluster-wide lock at commit and stops commits
@@ -285,6 +322,9 @@ COMMENT ON FUNCTION webhooks.track(regclass, text, text) IS
 'database. The caller needs the TRIGGER privilege on it.';
 COMMENT ON FUNCTION webhooks.untrack(regclass) IS
 'Stop emitting events for a table''s row changes.';
+COMMENT ON FUNCTION webhooks.identify(regclass, text, text) IS
+'The identifiers a receiver knows a tracked table by: form posts send them as database and '
+'collection (of a child table) instead of the table name and entity. NULL returns to those.';
 COMMENT ON FUNCTION webhooks.emit(text, jsonb, text) IS
 'Record an application event (payload: a JSON object) in the current transaction; returns its '
 'id. origin defaults to pg_webhooks.origin or application_name.';

@@ -271,7 +271,8 @@ $$;
 
 -- The `data` of a request body, as this webhook is sent it (its column lists applied). Row
 -- events get the table, the entity and the primary key added; rows of a child table also the
--- parent profile's id, the collection (the child's entity) and the parent table (database).
+-- parent profile's id, the collection (the child's entity) and the parent table (database), or
+-- the identifiers webhooks.identify() gave; a table identified as a database gets `database`.
 -- t is the event's tracked table (NULL for emitted events), key its primary key's values
 -- (claim() picks them). Written without subqueries so that the planner inlines it into claim():
 -- it runs for every delivery.
@@ -286,10 +287,13 @@ LANGUAGE sql STABLE AS $$
                'entity', t.entity,
                'key', key)
            END
-        || CASE WHEN t.parent_column IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
+        || CASE WHEN t.parent_column IS NULL THEN
+                    CASE WHEN t.database_name IS NULL THEN '{}'::jsonb
+                         ELSE jsonb_build_object('database', t.database_name) END
+                ELSE jsonb_build_object(
                'profile', coalesce(e.payload -> 'new', e.payload -> 'old') -> t.parent_column,
-               'collection', t.entity,
-               'database', t.parent_table::text) END
+               'collection', coalesce(t.collection_name, t.entity),
+               'database', coalesce(t.database_name, t.parent_table::text)) END
 $$;
 
 -- Fan out, then lease up to max_deliveries due deliveries: oldest first, at most per_webhook

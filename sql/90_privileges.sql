@@ -72,6 +72,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks.track(regclass, text, text),
     webhooks.configure(bigint, jsonb),
     webhooks.untrack(regclass),
+    webhooks.identify(regclass, text, text),
     webhooks.redeliver(bigint),
     webhooks.recover(bigint, timestamptz),
     webhooks.queue_depth(),

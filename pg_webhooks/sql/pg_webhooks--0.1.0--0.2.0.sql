@@ -3,7 +3,7 @@
 -- Adds per-webhook request headers and retry policy (configure's "headers", "retry_schedule",
 -- "request_timeout"), which claim() and claim_probes() return; the "raw" format; list() by
 -- source table and test_all(); batches ("batch"); per-key ordering ("ordered_by"); asymmetric
--- signatures ("signature", public_keys(), rotate_signing_key()); delivery rows of up to 100
+-- signatures ("signature", public_keys(), rotate_signing_key()); identify(); delivery rows of up to 100
 -- events and a compact log of successful attempts (issue 15). Every statement here makes an
 -- object exactly as sql/ at 0.2.0 defines it: tests/tests/upgrade.rs compares an upgraded
 -- database's extension objects with a fresh install's, definitions, owners and grants.
@@ -1680,6 +1680,88 @@ COMMENT ON FUNCTION webhooks.rotate_signing_key(bigint, interval) IS
 'Replace the key pair of a webhook that signs with ed25519 or rsa-sha256; the previous key '
 'keeps signing during overlap. Returns the new public key.';
 
+COMMENT ON COLUMN webhooks.webhooks.status IS
+    'active: delivers; inactive: switched off by an admin; disabled: switched off by the system '
+    '(410 Gone or repeated failures). Events are held for activate(): an inactive webhook''s '
+    'of the latest settings.replay_window, a disabled one''s of the first replay_window after it '
+    'was disabled.';
+
+-- Identifiers of tracked tables (webhooks.identify)
+ALTER TABLE webhooks.tracked
+    ADD COLUMN database_name text CHECK (length(database_name) BETWEEN 1 AND 200),
+    ADD COLUMN collection_name text CHECK (length(collection_name) BETWEEN 1 AND 200);
+
+CREATE OR REPLACE VIEW webhooks.tracked_tables AS
+SELECT source, entity, key_columns, parent_column, parent_table, tracked_at, database_name,
+       collection_name
+FROM webhooks.tracked;
+
+-- The identifiers a receiver knows a tracked table by (Copernica's database and collection ids):
+-- form posts send them as `database` (of a table, or of a child table's parent) and `collection`
+-- (of a child table) instead of the table's name and the entity. NULL returns to those.
+CREATE FUNCTION webhooks.identify(source regclass, database text, collection text DEFAULT NULL)
+RETURNS webhooks.tracked_tables
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tracked_row webhooks.tracked;
+    identified webhooks.tracked_tables;
+BEGIN
+    PERFORM webhooks._require_value('source', source IS NULL);
+    PERFORM webhooks._check_length('database', database, 200);
+    PERFORM webhooks._check_length('collection', collection, 200);
+    IF btrim(database) = '' OR btrim(collection) = '' THEN
+        RAISE EXCEPTION 'pg_webhooks: an identifier must not be empty (database %, collection %)',
+            to_jsonb(database), to_jsonb(collection)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO tracked_row FROM webhooks.tracked t WHERE t.source = identify.source FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" is not tracked', source
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF collection IS NOT NULL AND tracked_row.parent_column IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" is not a collection: it was tracked without a parent',
+            source
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Only a child table (webhooks.track(source, parent => ...)) has a collection.';
+    END IF;
+    UPDATE webhooks.tracked t SET database_name = database, collection_name = collection
+    WHERE t.source = identify.source;
+    SELECT * INTO identified FROM webhooks.tracked_tables v WHERE v.source = identify.source;
+    RETURN identified;
+END $$;
+
+-- The `data` of a request body, as this webhook is sent it (its column lists applied). Row
+-- events get the table, the entity and the primary key added; rows of a child table also the
+-- parent profile's id, the collection (the child's entity) and the parent table (database), or
+-- the identifiers webhooks.identify() gave; a table identified as a database gets `database`.
+-- t is the event's tracked table (NULL for emitted events), key its primary key's values
+-- (claim() picks them). Written without subqueries so that the planner inlines it into claim():
+-- it runs for every delivery.
+CREATE OR REPLACE FUNCTION webhooks._event_data(e webhooks.events, hook webhooks.webhooks, t webhooks.tracked,
+                                     key jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN hook.include_columns IS NULL AND hook.exclude_columns IS NULL THEN e.payload
+                ELSE webhooks._visible_payload(hook, e.payload, e.source IS NOT NULL) END
+        || CASE WHEN e.source IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
+               'table', e.source::text,
+               'entity', t.entity,
+               'key', key)
+           END
+        || CASE WHEN t.parent_column IS NULL THEN
+                    CASE WHEN t.database_name IS NULL THEN '{}'::jsonb
+                         ELSE jsonb_build_object('database', t.database_name) END
+                ELSE jsonb_build_object(
+               'profile', coalesce(e.payload -> 'new', e.payload -> 'old') -> t.parent_column,
+               'collection', coalesce(t.collection_name, t.entity),
+               'database', coalesce(t.database_name, t.parent_table::text)) END
+$$;
+
+COMMENT ON FUNCTION webhooks.identify(regclass, text, text) IS
+'The identifiers a receiver knows a tracked table by: form posts send them as database and '
+'collection (of a child table) instead of the table name and entity. NULL returns to those.';
+
 -- Rights as sql/90_privileges.sql gives them: the SECURITY DEFINER functions belong to
 -- webhooks_owner, nothing is PUBLIC's, the relay may claim.
 ALTER FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[])
@@ -1688,8 +1770,10 @@ ALTER FUNCTION webhooks.claim_probes(text, integer, interval) OWNER TO webhooks_
 ALTER FUNCTION webhooks.list(text, text, regclass) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.test_all(text) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.public_keys(bigint) OWNER TO webhooks_owner;
+ALTER FUNCTION webhooks.identify(regclass, text, text) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.rotate_signing_key(bigint, interval) OWNER TO webhooks_owner;
 REVOKE EXECUTE ON FUNCTION
+    webhooks.identify(regclass, text, text),
     webhooks._new_signing_key(text),
     webhooks._with_signature(webhooks.webhooks, jsonb),
     webhooks._signature_account_option(jsonb),
@@ -1716,6 +1800,7 @@ REVOKE EXECUTE ON FUNCTION
     webhooks.test_all(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
+    webhooks.identify(regclass, text, text),
     webhooks._new_signing_key(text),
     webhooks._with_signature(webhooks.webhooks, jsonb),
     webhooks._signature_account_option(jsonb),
@@ -1742,7 +1827,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks.test_all(text)
 TO webhooks_owner;
 GRANT EXECUTE ON FUNCTION webhooks.list(text, text, regclass), webhooks.test_all(text),
-    webhooks.public_keys(bigint), webhooks.rotate_signing_key(bigint, interval)
+    webhooks.public_keys(bigint), webhooks.rotate_signing_key(bigint, interval),
+    webhooks.identify(regclass, text, text)
 TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION
     webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]),

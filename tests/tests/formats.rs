@@ -239,6 +239,39 @@ async fn subprofile_events_carry_the_profile_and_the_collection() {
 }
 
 #[tokio::test]
+async fn identified_tables_are_sent_as_the_database_and_collection_ids_the_receiver_knows() {
+    let db = crm_db("identified").await;
+    db.execute(
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, profile_id bigint REFERENCES profiles);
+         SELECT webhooks.track('orders', entity => 'order', parent => 'profile_id');
+         SELECT webhooks.identify('profiles', database => '12');
+         SELECT webhooks.identify('orders', database => '12', collection => '34');",
+    )
+    .await;
+    let php = PhpReceiver::start().await;
+    subscribe(&db, "*", &php.url("/crm.php"), json!({"format": "form"})).await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("INSERT INTO profiles (email) VALUES ('e@example.com')")
+        .await;
+    php.wait_for_requests(1, WAIT).await;
+    db.execute("INSERT INTO orders (profile_id) VALUES (1)")
+        .await;
+
+    let posts: Vec<Value> = php
+        .wait_for_requests(2, WAIT)
+        .await
+        .into_iter()
+        .map(|request| request["post"].clone())
+        .collect();
+    assert_eq!(posts[0]["database"], "12");
+    assert!(posts[0].get("collection").is_none());
+    assert_eq!(posts[1]["database"], "12");
+    assert_eq!(posts[1]["collection"], "34");
+    assert_eq!(posts[1]["subprofile"], "1");
+}
+
+#[tokio::test]
 async fn a_tag_webhook_fires_once_per_contact_within_its_throttle_and_others_fire_every_time() {
     let db = TestDb::create("tag_throttle").await;
     db.execute(

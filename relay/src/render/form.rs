@@ -88,7 +88,9 @@ fn row_event(message: &Message, data: &Value) -> Map<String, Value> {
         document.insert("subprofile".to_owned(), json!(key));
     } else {
         document.insert("profile".to_owned(), json!(key));
-        document.insert("database".to_owned(), data["table"].clone());
+        // the identifier webhooks.identify() gave the table, else its name
+        let database = data.get("database").unwrap_or(&data["table"]);
+        document.insert("database".to_owned(), database.clone());
     }
     if kind != "delete" {
         let when = copernica_time(message.occurred_at);
@@ -197,6 +199,13 @@ mod tests {
              &fields[id]=42&fields[email]=a@b.nl&interests[]=sports&interests[]=music\
              &timestamp=2026-11-22+10:00:00&time=1795341600&parameters[source]=crm"
         );
+    }
+
+    #[test]
+    fn an_identified_table_is_sent_as_the_database_the_receiver_knows() {
+        let data = json!({"table": "public.profiles", "entity": "profile", "key": {"id": 42},
+                          "database": "12", "old": {"id": 42}});
+        assert!(render("profile.deleted", &data).starts_with("type=delete&profile=42&database=12&"));
     }
 
     #[test]
