@@ -333,7 +333,9 @@ END $$;
 -- Drop held deliveries older than settings.replay_window (of one webhook, or of all when
 -- only_webhook is NULL), counting them in webhooks.expired_events. Returns how many. A webhook
 -- the system switched off (disabled) keeps instead the events of the first replay window after
--- that, until it is activated (Mailingwork's buffer); fan_out() does not hold later ones.
+-- that (Mailingwork's buffer; fan_out() does not hold later ones), for activate(), until
+-- settings.retention has passed since that window ended: a receiver that is gone for good does
+-- not pin its days (and every other webhook's in them) forever.
 CREATE FUNCTION webhooks._expire_held(only_webhook bigint) RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH expired AS (
@@ -345,7 +347,8 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
           AND (only_webhook IS NULL OR d.webhook_id = only_webhook)
           AND d.event_created_at < now() - s.replay_window
           AND NOT (w.status = 'disabled'
-                   AND d.event_created_at < w.status_changed_at + s.replay_window)
+                   AND d.event_created_at < w.status_changed_at + s.replay_window
+                   AND now() < w.status_changed_at + s.replay_window + s.retention)
         RETURNING d.webhook_id, webhooks._owed(d.marks) AS events
     ), per_webhook AS (
         SELECT e.webhook_id, sum(e.events) AS n FROM expired e GROUP BY e.webhook_id
@@ -514,7 +517,7 @@ END $$;
 -- its receiver: the current one, and during a rotation's overlap the previous one. The private
 -- keys never leave the table but towards the relay.
 CREATE FUNCTION webhooks.public_keys(id bigint)
-RETURNS TABLE (signature text, key_id text, public_key text, current boolean,
+RETURNS TABLE (signature text, key_id text, public_key text, current boolean, signing boolean,
                previous_until timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -526,12 +529,15 @@ BEGIN
                   HINT = 'configure(id, ''{"signature": "ed25519"}'') or "rsa-sha256" makes a key pair; '
                          'webhooks.secret(id) gives the shared secret.';
     END IF;
+    -- signing: the key requests are signed with now (both for ed25519 during an overlap; for
+    -- rsa-sha256 the previous one until the overlap ends)
     RETURN QUERY
         SELECT hook.signature, split_part(hook.signing_key, ':', 2), hook.public_key, true,
+               NOT (hook.signature = 'rsa-sha256' AND hook.previous_key_until > now()),
                NULL::timestamptz
         UNION ALL
         SELECT hook.signature, split_part(hook.previous_signing_key, ':', 2),
-               hook.previous_public_key, false, hook.previous_key_until
+               hook.previous_public_key, false, true, hook.previous_key_until
         WHERE hook.previous_key_until > now();
 END $$;
 
@@ -554,6 +560,13 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: webhook % signs with hmac-sha256 and has no key pair', hook.id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'webhooks.rotate_secret(id) replaces its secret.';
+    END IF;
+    -- a second overlapping rotation would drop the key receivers still hold
+    IF hook.previous_key_until > now() AND overlap > '0' THEN
+        RAISE EXCEPTION 'pg_webhooks: webhook % is still rotating its key, until %', hook.id,
+            hook.previous_key_until
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Rotate again after that, or with overlap => ''0'' to drop both old keys now.';
     END IF;
     SELECT * INTO fresh FROM webhooks._new_signing_key(hook.signature);
     UPDATE webhooks.webhooks w

@@ -184,7 +184,8 @@ BEGIN
         INSERT INTO webhooks.throttles (webhook_id, value, sent_at)
         SELECT d.webhook_id, d.throttle_value, max(d.created_at)
         FROM decided d
-        WHERE d.throttle_value IS NOT NULL AND NOT d.throttled
+        -- (an event dropped past a deactivation's buffer was never sent: it marks nothing)
+        WHERE d.throttle_value IS NOT NULL AND NOT d.throttled AND (d.sends OR NOT d.past_buffer)
         GROUP BY d.webhook_id, d.throttle_value
         ON CONFLICT (webhook_id, value) DO UPDATE SET sent_at = excluded.sent_at
     )

@@ -38,6 +38,11 @@ SELECT key_id = :'first_key' AS is_first, current, previous_until IS NOT NULL AS
 FROM webhooks.public_keys(:hook) ORDER BY current DESC;
 SELECT cardinality(webhooks._signing_secrets(w)) AS signing_keys, rotating_secret
 FROM webhooks.webhooks w JOIN webhooks.webhook_info i USING (id) WHERE w.id = :hook;
+SELECT current, signing FROM webhooks.public_keys(:hook) ORDER BY current DESC;
+-- a second rotation while one overlaps would drop the key receivers hold: refused, unless it
+-- drops the old keys at once
+SELECT regexp_replace(try(format('SELECT webhooks.rotate_signing_key(%s, %L)', :hook, '1 hour')),
+                      'webhook \d+ is still rotating its key, until .*', 'webhook N is still rotating its key, until T');
 -- without overlap the previous key is gone at once
 SELECT webhooks.rotate_signing_key(:hook, '0') \g /dev/null
 SELECT count(*) AS public_keys FROM webhooks.public_keys(:hook);
@@ -53,6 +58,7 @@ FROM webhooks.public_keys(:hook);
 SELECT key_id AS rsa_key FROM webhooks.public_keys(:hook) \gset
 SELECT webhooks.rotate_signing_key(:hook, '1 hour') \g /dev/null
 -- during the overlap the previous RSA key signs (a request has one Signature header)
+SELECT current, signing FROM webhooks.public_keys(:hook) ORDER BY current DESC;
 SELECT cardinality(webhooks._signing_secrets(w)) AS signing_keys,
        split_part((webhooks._signing_secrets(w))[1], ':', 2) = :'rsa_key' AS previous_signs,
        split_part((webhooks._signing_secrets(w))[1], ':', 4) AS account

@@ -36,6 +36,34 @@ SELECT webhooks.activate(:auto_hook, replay_events => true) AS replayed_auto;
 SELECT webhooks.activate(:admin_hook, replay_events => true) AS replayed_admin;
 SELECT * FROM buffered;
 
+-- the buffer lasts settings.retention past its window, not forever: a receiver gone for good
+-- does not pin its days. Disabled again, two days on (the clock moved back by hand):
+SELECT webhooks._switch_off(:auto_hook, 'disabled', 'test: failing again') \g /dev/null
+SELECT webhooks.emit('buffer.again', '{}') \g /dev/null
+SELECT webhooks.fan_out() > 0 AS fanned_out;
+UPDATE webhooks.settings SET retention = '1 day';
+UPDATE webhooks.deliveries SET event_created_at = event_created_at - interval '2 days'
+WHERE webhook_id = :auto_hook AND state = 'held';
+UPDATE webhooks.webhooks SET status_changed_at = status_changed_at - interval '2 days'
+WHERE id = :auto_hook;
+SELECT webhooks._expire_held(:auto_hook) AS expired;
+SELECT expired_events FROM webhooks.get(:auto_hook);
+UPDATE webhooks.settings SET retention = NULL;
+
+-- an event dropped past the buffer was never sent: it does not start a throttle
+SELECT webhooks.create('buffer', 'tag.*', 'https://example.com/tags') AS tag_hook \gset
+SELECT options FROM webhooks.configure(:tag_hook, '{"throttle": "6 hours", "throttle_per": "contact"}');
+SELECT webhooks._switch_off(:tag_hook, 'disabled', 'test: failing') \g /dev/null
+UPDATE webhooks.webhooks SET status_changed_at = now() - interval '1 day' WHERE id = :tag_hook;
+SELECT webhooks.emit('tag.added', '{"contact": "7"}') \g /dev/null
+SELECT webhooks.fan_out() > 0 AS fanned_out;
+SELECT webhooks.activate(:tag_hook) AS replayed;
+SELECT webhooks.emit('tag.added', '{"contact": "7"}') \g /dev/null
+SELECT webhooks.fan_out() > 0 AS fanned_out;
+SELECT state, last_error FROM webhooks.delivery_status WHERE webhook_id = :tag_hook
+ORDER BY event_id;
+SELECT webhooks.delete(:tag_hook);
+
 DROP VIEW buffered;
 SELECT webhooks.delete(:auto_hook);
 SELECT webhooks.delete(:admin_hook);
