@@ -291,3 +291,67 @@ async fn a_disabled_webhook_is_announced_to_an_owner_url_and_on_a_notify_channel
     assert_eq!(note["webhook_id"], hook);
     assert_eq!(note["kind"], "disabled");
 }
+
+/// Mailingwork's buffer, end to end with a 3-second window: after the system switches a webhook
+/// off, the events of the first window are kept and replayed on activation; a later one is not.
+#[tokio::test]
+async fn a_disabled_webhook_replays_the_first_window_of_events_and_not_the_later_ones() {
+    let db = TestDb::create("first_window_buffer").await;
+    db.execute(
+        "INSERT INTO webhooks.settings (replay_window) VALUES ('3 seconds')
+         ON CONFLICT (singleton) DO UPDATE SET replay_window = excluded.replay_window",
+    )
+    .await;
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let answer_gone = gone.clone();
+    let receiver = Receiver::answering(move |_, _| {
+        if answer_gone.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::status(410)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let hook = db.create_webhook("job.*", &receiver.url("/")).await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute("SELECT webhooks.emit('job.first', '{}')").await;
+    let status_query = format!("SELECT status FROM webhooks.webhooks WHERE id = {hook}");
+    wait_for("the 410 to disable the webhook", WAIT, || async {
+        (db.value::<String>(&status_query).await == "disabled").then_some(())
+    })
+    .await;
+    db.execute("SELECT webhooks.emit('job.within_window', '{}')")
+        .await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    db.execute("SELECT webhooks.emit('job.after_window', '{}')")
+        .await;
+    let late = "SELECT count(*) FROM webhooks.delivery_status
+                WHERE event = 'job.after_window' AND state = 'dropped'
+                  AND last_error = 'after the replay window of an automatic deactivation'";
+    wait_for("the late event to be dropped visibly", WAIT, || async {
+        (db.value::<i64>(late).await == 1).then_some(())
+    })
+    .await;
+
+    gone.store(false, std::sync::atomic::Ordering::SeqCst);
+    let replayed: i64 = db
+        .value(&format!(
+            "SELECT webhooks.activate({hook}, replay_events => true)"
+        ))
+        .await;
+    assert_eq!(replayed, 1);
+    receiver.wait_for_requests(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // time for anything else to arrive
+    let types: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|request| {
+            request.json()["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(types, ["job.first", "job.within_window"]);
+}
