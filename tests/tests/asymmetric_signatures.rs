@@ -32,11 +32,17 @@ async fn public_keys(db: &TestDb, hook: i64) -> Vec<String> {
 
 /// A CRM database with a tracked profiles table, and a Copernica receiver holding the public key
 /// of a form-posting webhook that signs with rsa-sha256.
-async fn copernica_setup(name: &str) -> (TestDb, i64, PhpReceiver, tempfile::TempPath) {
+async fn copernica_setup(
+    name: &str,
+    event: &str,
+) -> (TestDb, i64, PhpReceiver, tempfile::TempPath) {
     let db = TestDb::create(name).await;
     db.execute(
         "CREATE TABLE profiles (id bigserial PRIMARY KEY, email text, first_name text);
-         SELECT webhooks.track('profiles', entity => 'profile');",
+         CREATE TABLE orders (id bigserial PRIMARY KEY, profile_id bigint REFERENCES profiles,
+                              total numeric);
+         SELECT webhooks.track('profiles', entity => 'profile');
+         SELECT webhooks.track('orders', entity => 'order', parent => 'profile_id');",
     )
     .await;
     // the receiver reads its key file on every request: it is written once the key exists
@@ -53,7 +59,7 @@ async fn copernica_setup(name: &str) -> (TestDb, i64, PhpReceiver, tempfile::Tem
     )
     .await;
     let hook = db
-        .create_webhook("profile.*", &php.url("/copernica/in.php?source=crm"))
+        .create_webhook(event, &php.url("/copernica/in.php?source=crm"))
         .await;
     configure(
         &db,
@@ -67,7 +73,7 @@ async fn copernica_setup(name: &str) -> (TestDb, i64, PhpReceiver, tempfile::Tem
 
 #[tokio::test]
 async fn a_copernica_receiver_verifies_rsa_signed_form_posts_of_creates_updates_and_deletes() {
-    let (db, _hook, php, _key) = copernica_setup("rsa_form_posts").await;
+    let (db, _hook, php, _key) = copernica_setup("rsa_form_posts", "profile.*").await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
     db.execute("INSERT INTO profiles (email, first_name) VALUES ('ann@example.com', 'Ann')")
@@ -99,7 +105,7 @@ async fn a_copernica_receiver_verifies_rsa_signed_form_posts_of_creates_updates_
 
 #[tokio::test]
 async fn a_copernica_receiver_verifies_a_signed_get_with_the_event_in_its_query() {
-    let (db, hook, php, _key) = copernica_setup("rsa_get").await;
+    let (db, hook, php, _key) = copernica_setup("rsa_get", "profile.*").await;
     configure(&db, hook, json!({"format": "query", "method": "GET"})).await;
     let _relay = Relay::start(&db, "r1", &[]).await;
 
@@ -116,7 +122,7 @@ async fn a_copernica_receiver_verifies_a_signed_get_with_the_event_in_its_query(
 /// refused for that thing.
 #[tokio::test]
 async fn a_copernica_receiver_refuses_a_changed_body_a_forged_digest_and_an_old_date() {
-    let (db, _hook, php, _key) = copernica_setup("rsa_refusals").await;
+    let (db, _hook, php, _key) = copernica_setup("rsa_refusals", "profile.*").await;
     let relay = Relay::start(&db, "r1", &[]).await;
     db.execute("INSERT INTO profiles (email) VALUES ('eve@example.com')")
         .await;
@@ -174,6 +180,57 @@ async fn a_copernica_receiver_refuses_a_changed_body_a_forged_digest_and_an_old_
     ];
     let verdicts: Vec<(&str, &str)> = verdicts.iter().map(|(c, v)| (*c, v.as_str())).collect();
     assert_eq!(verdicts, expected);
+}
+
+/// Every event type the seeds name: subprofile creates, updates and removals, and the email
+/// events (opens, clicks, bounces, failures, deliveries), each verified by the receiver.
+#[tokio::test]
+async fn a_copernica_receiver_verifies_subprofile_and_email_events_too() {
+    let (db, _hook, php, _key) = copernica_setup("rsa_every_type", "*").await;
+    db.execute("INSERT INTO profiles (email) VALUES ('ann@example.com')")
+        .await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute(
+        "INSERT INTO orders (profile_id, total) VALUES (1, 9.95);
+         UPDATE orders SET total = 12.50;
+         DELETE FROM orders;
+         SELECT webhooks.emit('email.' || kind, jsonb_build_object(
+                    'recipient', 'ann@example.com', 'message_id', 'm-' || kind))
+         FROM unnest(ARRAY['opened', 'clicked', 'bounced', 'failed', 'delivered']) kind;",
+    )
+    .await;
+
+    let requests = php.wait_for_requests(9, WAIT).await;
+    assert!(
+        requests.iter().all(|r| r["verdict"] == "ok"),
+        "{requests:#?}"
+    );
+    let mut seen: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            let post = &r["post"];
+            match post["collection"].as_str() {
+                Some(collection) => format!("{collection} {}", post["type"].as_str().unwrap_or("")),
+                None => post["type"].as_str().unwrap_or("").to_owned(),
+            }
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "bounce",
+            "click",
+            "create",
+            "delivery",
+            "failure",
+            "open",
+            "order create",
+            "order delete",
+            "order update"
+        ]
+    );
 }
 
 #[tokio::test]
