@@ -40,6 +40,13 @@ pub struct Config {
     #[arg(long, env = "PG_WEBHOOKS_BUSY_POLL", default_value = "5ms", value_parser = duration)]
     pub busy_poll: Duration,
 
+    /// While events keep coming, the least time between the starts of two claims (0: claim again
+    /// as soon as a claim found work or a request finished). Each claim costs PostgreSQL a few
+    /// milliseconds whatever it finds (BENCHMARKS.md): a gap trades latency under load for
+    /// database time. A claim that took a whole --batch-size is followed at once.
+    #[arg(long, env = "PG_WEBHOOKS_CLAIM_GAP", default_value = "0s", value_parser = duration)]
+    pub claim_gap: Duration,
+
     /// How long without work before the relay declares itself idle and waits for NOTIFY.
     /// Short, because a NOTIFY wakes the relay at once while a busy relay finds new work only
     /// at its next poll; a busy relay is not notified, as NOTIFY serialises writers' commits.
@@ -281,6 +288,7 @@ impl Config {
         for (name, value, limit) in [
             ("poll-interval", self.poll_interval, LONGEST_SETTING),
             ("busy-poll", self.busy_poll, LONGEST_SETTING),
+            ("claim-gap", self.claim_gap, LONGEST_SETTING),
             ("idle-after", self.idle_after, LONGEST_SETTING),
             ("lease", self.lease, LONGEST_SETTING),
             ("connect-timeout", self.connect_timeout, LONGEST_SETTING),

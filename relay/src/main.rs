@@ -197,6 +197,7 @@ async fn run(config: Config) -> Result<(), StartError> {
         timing: pipeline::Timing {
             poll_interval: config.poll_interval,
             busy_poll: config.busy_poll,
+            claim_gap: config.claim_gap,
             idle_after: config.idle_after,
             lease: config.lease,
             shutdown_grace: config.shutdown_grace,

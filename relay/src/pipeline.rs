@@ -1,7 +1,7 @@
 //! The claim loop and the idle protocol.
 //!
-//! Busy: claim as long as work comes back and capacity remains; after an empty claim look again
-//! every --busy-poll. Idle: after --idle-after without work, mark this relay idle (writers then
+//! Busy: claim as long as work comes back and capacity remains (no sooner than --claim-gap after
+//! the last claim's start, if set); after an empty claim look again every --busy-poll. Idle: after --idle-after without work, mark this relay idle (writers then
 //! NOTIFY it), claim once more at once and once after --busy-poll (a writer may have checked the
 //! flag just before it flipped), then wait for a notification or --poll-interval. On a notification, claim, and mark busy again
 //! once that claim found work.
@@ -24,6 +24,7 @@ use crate::tunables::{FIRST_ERROR_PAUSE, LOOKS_AFTER_IDLE};
 pub struct Timing {
     pub poll_interval: Duration,
     pub busy_poll: Duration,
+    pub claim_gap: Duration,
     pub idle_after: Duration,
     pub lease: Duration,
     pub shutdown_grace: Duration,
@@ -94,6 +95,9 @@ impl Pipeline {
         let mut idle = false;
         let mut looks_after_idle = 0;
         let mut error_pause = FIRST_ERROR_PAUSE;
+        // when the next claim may start (--claim-gap), after one that found work but not a
+        // whole batch
+        let mut next_claim: Option<Instant> = None;
         let mut last_work = Instant::now(); // main() registered this relay as busy
         while !shutdown.is_cancelled() {
             let room = self.max_in_flight.saturating_sub(self.limits.total());
@@ -104,9 +108,19 @@ impl Pipeline {
                 }
                 continue;
             }
+            if let Some(at) = next_claim.take() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            let started = Instant::now();
             match self.claim_batch(room, running).await {
                 Ok(0) => {}
-                Ok(_) => {
+                Ok(leased) => {
+                    if leased < room.min(self.batch_size) && !self.timing.claim_gap.is_zero() {
+                        next_claim = Some(started + self.timing.claim_gap);
+                    }
                     error_pause = FIRST_ERROR_PAUSE;
                     if idle {
                         self.mark_idle(false).await;
