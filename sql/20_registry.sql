@@ -484,6 +484,17 @@ BEGIN
     DELETE FROM webhooks.webhooks w WHERE w.id = hook.id;
 END $$;
 
+-- A rotation's overlap (rotate_secret, rotate_signing_key): given, and not negative.
+CREATE FUNCTION webhooks._check_overlap(overlap interval) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._require_value('overlap', overlap IS NULL);
+    IF overlap < '0' THEN
+        RAISE EXCEPTION 'pg_webhooks: overlap must not be negative, not %', overlap
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
 -- Replace the signing secret. During the overlap requests carry signatures with both the new
 -- and the old secret, so receivers can switch without losing a request. Returns the new secret.
 CREATE FUNCTION webhooks.rotate_secret(
@@ -496,11 +507,7 @@ DECLARE
     hook webhooks.webhooks;
     replacement text;
 BEGIN
-    PERFORM webhooks._require_value('overlap', overlap IS NULL);
-    IF overlap < '0' THEN
-        RAISE EXCEPTION 'pg_webhooks: overlap must not be negative, not %', overlap
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM webhooks._check_overlap(overlap);
     replacement := CASE WHEN new_secret IS NULL THEN webhooks._new_secret()
                         ELSE webhooks._check_secret(new_secret) END;
     hook := webhooks._lock_webhook(rotate_secret.id);
@@ -550,11 +557,7 @@ DECLARE
     hook webhooks.webhooks;
     fresh record;
 BEGIN
-    PERFORM webhooks._require_value('overlap', overlap IS NULL);
-    IF overlap < '0' THEN
-        RAISE EXCEPTION 'pg_webhooks: overlap must not be negative, not %', overlap
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM webhooks._check_overlap(overlap);
     hook := webhooks._lock_webhook(rotate_signing_key.id);
     IF hook.signing_key IS NULL THEN
         RAISE EXCEPTION 'pg_webhooks: webhook % signs with hmac-sha256 and has no key pair', hook.id

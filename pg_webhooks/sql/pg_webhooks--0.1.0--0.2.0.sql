@@ -1622,6 +1622,42 @@ LANGUAGE sql STABLE AS $$
                    || ':' || coalesce(hook.signature_account, 'webhook_' || hook.id)] END
 $$;
 
+-- A rotation's overlap (rotate_secret, rotate_signing_key): given, and not negative.
+CREATE FUNCTION webhooks._check_overlap(overlap interval) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._require_value('overlap', overlap IS NULL);
+    IF overlap < '0' THEN
+        RAISE EXCEPTION 'pg_webhooks: overlap must not be negative, not %', overlap
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
+-- Replace the signing secret. During the overlap requests carry signatures with both the new
+-- and the old secret, so receivers can switch without losing a request. Returns the new secret.
+CREATE OR REPLACE FUNCTION webhooks.rotate_secret(
+    id bigint,
+    overlap interval DEFAULT '24 hours',
+    new_secret text DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    hook webhooks.webhooks;
+    replacement text;
+BEGIN
+    PERFORM webhooks._check_overlap(overlap);
+    replacement := CASE WHEN new_secret IS NULL THEN webhooks._new_secret()
+                        ELSE webhooks._check_secret(new_secret) END;
+    hook := webhooks._lock_webhook(rotate_secret.id);
+    UPDATE webhooks.webhooks w
+    SET previous_secret = CASE WHEN overlap > '0' THEN w.secret END,
+        previous_secret_until = CASE WHEN overlap > '0' THEN now() + overlap END,
+        secret = replacement,
+        updated_at = now()
+    WHERE w.id = hook.id;
+    RETURN replacement;
+END $$;
+
 -- The public keys of a webhook that signs asymmetrically (configure's "signature"), to hand to
 -- its receiver: the current one, and during a rotation's overlap the previous one. The private
 -- keys never leave the table but towards the relay.
@@ -1659,11 +1695,7 @@ DECLARE
     hook webhooks.webhooks;
     fresh record;
 BEGIN
-    PERFORM webhooks._require_value('overlap', overlap IS NULL);
-    IF overlap < '0' THEN
-        RAISE EXCEPTION 'pg_webhooks: overlap must not be negative, not %', overlap
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM webhooks._check_overlap(overlap);
     hook := webhooks._lock_webhook(rotate_signing_key.id);
     IF hook.signing_key IS NULL THEN
         RAISE EXCEPTION 'pg_webhooks: webhook % signs with hmac-sha256 and has no key pair', hook.id
@@ -1788,6 +1820,7 @@ ALTER FUNCTION webhooks.identify(regclass, text, text) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.rotate_signing_key(bigint, interval) OWNER TO webhooks_owner;
 REVOKE EXECUTE ON FUNCTION
     webhooks.identify(regclass, text, text),
+    webhooks._check_overlap(interval),
     webhooks._new_signing_key(text),
     webhooks._with_signature(webhooks.webhooks, jsonb),
     webhooks._signature_account_option(jsonb),
@@ -1815,6 +1848,7 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     webhooks.identify(regclass, text, text),
+    webhooks._check_overlap(interval),
     webhooks._new_signing_key(text),
     webhooks._with_signature(webhooks.webhooks, jsonb),
     webhooks._signature_account_option(jsonb),
