@@ -236,7 +236,7 @@ SELECT source, entity, key_columns, parent_column, parent_table, tracked_at, dat
 FROM webhooks.tracked;
 
 -- The identifiers a receiver knows a tracked table by (Copernica's database and collection ids):
--- form posts send them as `database` (of a table, or of a child table's parent) and `collection`
+-- form posts send them as `database` (given for each table, a child table too) and `collection`
 -- (of a child table) instead of the table's name and the entity. NULL returns to those.
 CREATE FUNCTION webhooks.identify(source regclass, database text, collection text DEFAULT NULL)
 RETURNS webhooks.tracked_tables

@@ -64,7 +64,7 @@ DECLARE
     taken integer;
     last_xid xid8;
     last_id bigint;
-    replay_window interval := (SELECT s.replay_window FROM webhooks._settings() s);
+    replay_window interval;
 BEGIN
     -- Most calls find nothing new. Look without locking first: the lock and the state update
     -- would make every empty poll a write, and so a commit flush.
@@ -93,6 +93,7 @@ BEGIN
     IF state.batch_order IS NULL THEN
         state.batch_order := nextval('webhooks.delivery_order_seq');
     END IF;
+    SELECT s.replay_window INTO replay_window FROM webhooks._settings() s;
 
     WITH batch AS MATERIALIZED (
         SELECT * FROM webhooks._fan_out_batch(state, max_events)

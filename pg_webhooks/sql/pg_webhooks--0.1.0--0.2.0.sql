@@ -970,7 +970,7 @@ DECLARE
     taken integer;
     last_xid xid8;
     last_id bigint;
-    replay_window interval := (SELECT s.replay_window FROM webhooks._settings() s);
+    replay_window interval;
 BEGIN
     -- Most calls find nothing new. Look without locking first: the lock and the state update
     -- would make every empty poll a write, and so a commit flush.
@@ -999,6 +999,7 @@ BEGIN
     IF state.batch_order IS NULL THEN
         state.batch_order := nextval('webhooks.delivery_order_seq');
     END IF;
+    SELECT s.replay_window INTO replay_window FROM webhooks._settings() s;
 
     WITH batch AS MATERIALIZED (
         SELECT * FROM webhooks._fan_out_batch(state, max_events)
@@ -1743,7 +1744,7 @@ SELECT source, entity, key_columns, parent_column, parent_table, tracked_at, dat
 FROM webhooks.tracked;
 
 -- The identifiers a receiver knows a tracked table by (Copernica's database and collection ids):
--- form posts send them as `database` (of a table, or of a child table's parent) and `collection`
+-- form posts send them as `database` (given for each table, a child table too) and `collection`
 -- (of a child table) instead of the table's name and the entity. NULL returns to those.
 CREATE FUNCTION webhooks.identify(source regclass, database text, collection text DEFAULT NULL)
 RETURNS webhooks.tracked_tables
