@@ -396,6 +396,41 @@ async fn the_raw_format_sends_an_emitted_payload_alone_exactly_as_stored_and_sig
 }
 
 #[tokio::test]
+async fn a_mailingwork_handler_reads_each_subscription_event_sent_raw() {
+    let db = TestDb::create("mailingwork_php").await;
+    let php = PhpReceiver::start_script("mailingwork_receiver.php", &[]).await;
+    for event in [
+        "optin_finalized",
+        "optout_finalized",
+        "profilemanager_finalized",
+    ] {
+        subscribe(&db, event, &php.url("/emma.php"), json!({"format": "raw"})).await;
+    }
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    db.execute(
+        r#"SELECT webhooks.emit(e, jsonb_build_object(
+               'id', n, 'subscriber_id', 4711,
+               'fields', '[{"id": 3, "value": "Jan"}, {"id": 4, "value": "de Vries"}]'::jsonb,
+               'lists', jsonb_build_array(jsonb_build_object('id', 9, 'state',
+                            CASE e WHEN 'optout_finalized' THEN 'inactive' ELSE 'active' END)),
+               'timestamp', '2026-12-02 10:00:00'))
+           FROM unnest(ARRAY['optin_finalized', 'optout_finalized', 'profilemanager_finalized'])
+                WITH ORDINALITY AS x(e, n)"#,
+    )
+    .await;
+
+    let mut understood = php.wait_for_requests(3, WAIT).await;
+    understood.sort_by_key(|r| r["id"].as_i64());
+    for (record, list_state) in understood.iter().zip(["active", "inactive", "active"]) {
+        assert_eq!(record["subscriber_id"], 4711);
+        assert_eq!(record["fields"], json!({"3": "Jan", "4": "de Vries"}));
+        assert_eq!(record["lists"], json!({"9": list_state}));
+        assert_eq!(record["timestamp"], "2026-12-02 10:00:00");
+    }
+}
+
+#[tokio::test]
 async fn a_tables_timestamp_columns_reach_php_as_copernica_writes_created_and_modified() {
     let db = TestDb::create("form_timestamps").await;
     db.execute(
