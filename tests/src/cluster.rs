@@ -11,28 +11,44 @@ pub struct OwnCluster {
     port: u16,
 }
 
-fn cluster_script(command: &str) {
+/// Starts with the tries a cluster gets: the free port found may be taken by another test
+/// (a receiver binding port 0) before PostgreSQL binds it.
+const START_TRIES: usize = 5;
+
+fn run_cluster_script(command: &str) -> bool {
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let status = Command::new("bash")
+    Command::new("bash")
         .arg("-c")
         .arg(format!(". {repo}/scripts/lib/cluster.sh && {command}"))
         .status()
-        .expect("run bash");
-    assert!(status.success(), "{command} failed");
+        .expect("run bash")
+        .success()
+}
+
+fn cluster_script(command: &str) {
+    assert!(run_cluster_script(command), "{command} failed");
 }
 
 impl OwnCluster {
     pub fn start(name: &str) -> OwnCluster {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
         let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.tmp/clusters"))
             .join(format!("{name}_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.parent().expect("parent")).expect("clusters directory");
-        cluster_script(&format!("cluster_start {} {port}", dir.display()));
-        OwnCluster { dir, port }
+        for _ in 0..START_TRIES {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            // the port is written into the cluster's configuration when it is made
+            let _ = std::fs::remove_dir_all(&dir);
+            if run_cluster_script(&format!("cluster_start {} {port}", dir.display())) {
+                return OwnCluster { dir, port };
+            }
+        }
+        panic!(
+            "could not start a cluster in {} in {START_TRIES} tries",
+            dir.display()
+        );
     }
 
     /// `host=... port=... user=postgres`, for TestDb::create_on and the relay.
