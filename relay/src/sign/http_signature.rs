@@ -4,7 +4,7 @@
 //! check the signature with the webhook's public key (`webhooks.public_keys()`), the digest
 //! against the body, and reject a `Date` older than about a minute.
 
-use super::{pkcs8_of, SignError};
+use super::{pkcs8, SignError};
 use crate::render::Request;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use chrono::{DateTime, Utc};
@@ -44,7 +44,8 @@ pub fn headers(key: &str, now: DateTime<Utc>, request: &Request) -> Result<Heade
         ("(request-target)", request_target(request)?),
         ("host", host(&request.url)?),
     ];
-    let covered: Vec<(&str, String)> = pseudo.into_iter().chain(signed.clone()).collect();
+    let own = pseudo.len(); // covered[own..] are the headers set here
+    let covered: Vec<(&str, String)> = pseudo.into_iter().chain(signed).collect();
     let signing_string = covered
         .iter()
         .map(|(name, value)| format!("{name}: {value}"))
@@ -61,14 +62,15 @@ pub fn headers(key: &str, now: DateTime<Utc>, request: &Request) -> Result<Heade
     let names: Vec<&str> = covered.iter().map(|(name, _)| *name).collect();
 
     let mut headers = HeaderMap::new();
-    // content-type and content-length are set by the sender, as signed here
-    for (name, value) in signed
-        .into_iter()
+    // the pseudo-headers and host are the request line's and the client's; content-type and
+    // content-length are set by the sender, as signed here
+    for (name, value) in covered[own..]
+        .iter()
         .filter(|(name, _)| !name.starts_with("content-"))
     {
         headers.insert(
             HeaderName::from_static(name),
-            HeaderValue::from_str(&value).map_err(|_| SignError::Key)?,
+            HeaderValue::from_str(value).map_err(|_| SignError::Key)?,
         );
     }
     let header = format!(
@@ -91,7 +93,7 @@ fn parts(key: &str) -> Result<(&str, Vec<u8>, &str), SignError> {
     else {
         return Err(SignError::Key);
     };
-    Ok((key_id, pkcs8_of(&format!("{key_id}:{encoded}"))?, account))
+    Ok((key_id, pkcs8(encoded)?, account))
 }
 
 /// `post /path?query`, as the request line has it.

@@ -67,34 +67,37 @@ pub fn signature_header(
     timestamp: i64,
     body: &[u8],
 ) -> Result<String, SignError> {
-    let signed = [format!("{message_id}.{timestamp}.").as_bytes(), body].concat();
+    let prefix = format!("{message_id}.{timestamp}.");
     let signatures = keys
         .iter()
-        .map(|key| sign_one(key, &signed))
+        .map(|key| sign_one(key, prefix.as_bytes(), body))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(signatures.join(" "))
 }
 
-fn sign_one(key: &str, signed: &[u8]) -> Result<String, SignError> {
+/// One signature over `prefix` then `body`; HMAC reads them in turn, without copying the body.
+fn sign_one(key: &str, prefix: &[u8], body: &[u8]) -> Result<String, SignError> {
     if let Some(ed25519) = key.strip_prefix("ed25519:") {
-        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8_of(ed25519)?).map_err(|_| SignError::Key)?;
-        return Ok(format!("v1a,{}", STANDARD.encode(pair.sign(signed))));
+        let (_key_id, encoded) = ed25519.split_once(':').ok_or(SignError::Key)?;
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8(encoded)?).map_err(|_| SignError::Key)?;
+        let signature = pair.sign(&[prefix, body].concat());
+        return Ok(format!("v1a,{}", STANDARD.encode(signature)));
     }
     let secret = key
         .strip_prefix("whsec_")
         .and_then(|encoded| STANDARD.decode(encoded).ok())
         .ok_or(SignError::Secret)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&secret).map_err(|_| SignError::Secret)?;
-    mac.update(signed);
+    mac.update(prefix);
+    mac.update(body);
     Ok(format!(
         "v1,{}",
         STANDARD.encode(mac.finalize().into_bytes())
     ))
 }
 
-/// The PKCS#8 bytes of `<key id>:<base64>`.
-fn pkcs8_of(key_id_and_key: &str) -> Result<Vec<u8>, SignError> {
-    let (_key_id, encoded) = key_id_and_key.split_once(':').ok_or(SignError::Key)?;
+/// The PKCS#8 bytes of a stored key's base64 part.
+fn pkcs8(encoded: &str) -> Result<Vec<u8>, SignError> {
     STANDARD.decode(encoded).map_err(|_| SignError::Key)
 }
 
