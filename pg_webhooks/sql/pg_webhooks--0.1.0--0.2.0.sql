@@ -1008,7 +1008,8 @@ BEGIN
         -- origins, columns, then the filter); an event nobody wants gets no delivery at all
         SELECT b.id, b.xid, b.created_at, b.payload, w.id AS webhook_id, w.filter,
                webhooks._sends(w) AS sends, w.throttle,
-               -- a webhook the system switched off holds only the first replay window's events
+               -- a webhook the system switched off (so not sending) holds only the first replay
+               -- window's events
                w.status = 'disabled' AND b.created_at >= w.status_changed_at + replay_window
                    AS past_buffer,
                webhooks._throttle_value(w, b.payload) AS throttle_value,
@@ -1081,7 +1082,7 @@ BEGIN
                                 WHEN d.past_buffer THEN 'dropped' ELSE 'held' END AS state,
                            CASE WHEN d.throttled THEN 'throttled'
                                 WHEN d.filter_error IS NOT NULL THEN d.filter_error
-                                WHEN NOT d.sends AND d.past_buffer
+                                WHEN d.past_buffer
                                     THEN 'after the replay window of an automatic deactivation'
                            END AS last_error
                     FROM decided d) o) r
@@ -1092,7 +1093,7 @@ BEGIN
         SELECT d.webhook_id, d.throttle_value, max(d.created_at)
         FROM decided d
         -- (an event dropped past a deactivation's buffer was never sent: it marks nothing)
-        WHERE d.throttle_value IS NOT NULL AND NOT d.throttled AND (d.sends OR NOT d.past_buffer)
+        WHERE d.throttle_value IS NOT NULL AND NOT d.throttled AND NOT d.past_buffer
         GROUP BY d.webhook_id, d.throttle_value
         ON CONFLICT (webhook_id, value) DO UPDATE SET sent_at = excluded.sent_at
     )
