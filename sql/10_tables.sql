@@ -216,7 +216,10 @@ CREATE TABLE webhooks.tracked (
     -- what form posts send as `database` and `collection` instead of the table's name and the
     -- entity: the identifiers a receiver already knows (webhooks.identify, sql/30_capture.sql)
     database_name   text CHECK (length(database_name) BETWEEN 1 AND 200),
-    collection_name text CHECK (length(collection_name) BETWEEN 1 AND 200)
+    collection_name text CHECK (length(collection_name) BETWEEN 1 AND 200),
+    -- the parent row's columns each event carries as `parent` (webhooks.enrich): a copy of the
+    -- capture triggers' arguments, which are what the trigger reads
+    parent_values   text[]
 );
 
 -- The outbox. `xid` orders fan-out by commit visibility (see relay.sql, fan_out): a sequence

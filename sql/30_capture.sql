@@ -128,7 +128,9 @@ END $$;
 -- A partitioned table's statement triggers do not fire for writes made directly to one of its
 -- partitions, so every partition gets them too (the trigger maps them to the tracked root), also
 -- one attached or created later (webhooks._capture_new_partitions).
-CREATE FUNCTION webhooks._add_capture_triggers(rel regclass) RETURNS void
+-- arguments: none, or what webhooks.enrich() gives (the column holding the parent's key, then
+-- the parent's columns to send).
+CREATE FUNCTION webhooks._add_capture_triggers(rel regclass, arguments text[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     kind record;
@@ -141,8 +143,31 @@ BEGIN
         WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgname = k.name)
     LOOP
         EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT '
-                       'EXECUTE FUNCTION webhooks._capture()', kind.name, kind.op, rel, kind.tables);
+                       'EXECUTE FUNCTION webhooks._capture(%s)', kind.name, kind.op, rel, kind.tables,
+                       (SELECT string_agg(quote_literal(a), ', ' ORDER BY n)
+                        FROM unnest(arguments) WITH ORDINALITY u(a, n)));
     END LOOP;
+END $$;
+
+-- The arguments of a table's capture triggers (pg_trigger keeps them NUL-terminated, one after
+-- the other).
+CREATE FUNCTION webhooks._capture_arguments(rel regclass) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rest bytea;
+    ends integer;
+    arguments text[] := '{}';
+BEGIN
+    SELECT t.tgargs INTO rest FROM pg_trigger t
+    WHERE t.tgrelid = rel AND t.tgname = 'webhooks_capture_insert';
+    LOOP
+        ends := position('\x00'::bytea IN rest);
+        EXIT WHEN ends IS NULL OR ends = 0;
+        arguments := arguments || convert_from(substring(rest FROM 1 FOR ends - 1),
+                                               getdatabaseencoding());
+        rest := substring(rest FROM ends + 1);
+    END LOOP;
+    RETURN arguments;
 END $$;
 
 -- A table and, if it is partitioned, all its partitions at every level.
@@ -167,7 +192,7 @@ END $$;
 CREATE FUNCTION webhooks._capture_new_partitions() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM webhooks._add_capture_triggers(rel)
+    PERFORM webhooks._add_capture_triggers(rel, webhooks._capture_arguments(tracked_root.source))
     FROM (SELECT DISTINCT t.source
           FROM pg_event_trigger_ddl_commands() c
           JOIN webhooks.tracked t ON t.source = coalesce(pg_partition_root(c.objid), c.objid)
@@ -202,7 +227,7 @@ BEGIN
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Call webhooks.untrack() first to change its entity name.';
     END IF;
-    PERFORM webhooks._add_capture_triggers(rel) FROM webhooks._table_tree(source) rel;
+    PERFORM webhooks._add_capture_triggers(rel, '{}') FROM webhooks._table_tree(source) rel;
     PERFORM webhooks._remember_tracked(source, entity_name, parent);
 END $$;
 
@@ -232,7 +257,7 @@ CREATE EVENT TRIGGER webhooks_forget_dropped_tables ON sql_drop
 
 CREATE VIEW webhooks.tracked_tables AS
 SELECT source, entity, key_columns, parent_column, parent_table, tracked_at, database_name,
-       collection_name
+       collection_name, parent_values
 FROM webhooks.tracked;
 
 -- The identifiers a receiver knows a tracked table by (Copernica's database and collection ids):
@@ -268,6 +293,80 @@ BEGIN
     WHERE t.source = identify.source;
     SELECT * INTO identified FROM webhooks.tracked_tables v WHERE v.source = identify.source;
     RETURN identified;
+END $$;
+
+-- Events of a child or link table that carry chosen columns of the parent row its foreign key
+-- points to, as `parent` (a tag's contact's email, for a receiver that knows contacts by it).
+-- The capture trigger reads them in the writer's transaction, so they are the values at the
+-- moment of the event, and with the writer's rights, like the row images: a writer needs SELECT
+-- on those columns (a write without it fails, as any trigger's read would), and whoever may
+-- create triggers on the table could already read what its writers can. So the choice lives in
+-- the capture triggers' arguments, which only such a role can set, and tracked.parent_values
+-- only copies them. NULL or no columns stops sending them. The triggers are made anew, in the
+-- caller's transaction: writes wait for it, and no event is missed.
+CREATE FUNCTION webhooks.enrich(source regclass, parent_columns text[])
+RETURNS webhooks.tracked_tables
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tracked_row webhooks.tracked_tables;
+    columns text[] := coalesce(parent_columns, '{}');
+    bad text;
+BEGIN
+    PERFORM webhooks._require_value('source', source IS NULL);
+    SELECT * INTO tracked_row FROM webhooks.tracked_tables v WHERE v.source = enrich.source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" is not tracked', source
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF tracked_row.parent_column IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" has no parent: it was tracked without one', source
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Track it with webhooks.track(source, parent => ...) first.';
+    END IF;
+    IF tracked_row.parent_table IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: column "%" of "%" has no foreign key to find the parent row by',
+            tracked_row.parent_column, source
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add a single-column foreign key on it, then track the table again.';
+    END IF;
+    IF cardinality(columns) > 20 THEN
+        RAISE EXCEPTION 'pg_webhooks: % parent columns; at most 20 are sent', cardinality(columns)
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    PERFORM webhooks._require_value('parent column', array_position(columns, NULL) IS NOT NULL);
+    SELECT c INTO bad FROM unnest(columns) c GROUP BY c HAVING count(*) > 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: parent column "%" is named twice', left(bad, 200)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c INTO bad FROM unnest(columns) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = tracked_row.parent_table AND a.attname = c
+                        AND a.attnum > 0 AND NOT a.attisdropped)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: parent table "%" has no column "%"', tracked_row.parent_table,
+            left(bad, 200)
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    PERFORM webhooks._drop_capture_triggers(rel) FROM webhooks._table_tree(source) rel;
+    PERFORM webhooks._add_capture_triggers(rel, CASE WHEN columns = '{}' THEN '{}'
+                                                     ELSE tracked_row.parent_column || columns END)
+    FROM webhooks._table_tree(source) rel;
+    PERFORM webhooks._remember_parent_values(source);
+    SELECT * INTO tracked_row FROM webhooks.tracked_tables v WHERE v.source = enrich.source;
+    RETURN tracked_row;
+END $$;
+
+-- Copy the parent columns a table's capture triggers send into webhooks.tracked, for
+-- tracked_tables to show. SECURITY DEFINER: the caller has no rights on webhooks.tracked. It
+-- takes no columns of its own, so calling it directly can change nothing the triggers say.
+CREATE FUNCTION webhooks._remember_parent_values(source regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE webhooks.tracked t
+    SET parent_values = nullif((webhooks._capture_arguments(t.source))[2:], '{}')
+    WHERE t.source = _remember_parent_values.source;
 END $$;
 
 -- Wake an idle relay for new events (emit(); the capture trigger's append does the same inline,
@@ -325,6 +424,9 @@ COMMENT ON FUNCTION webhooks.untrack(regclass) IS
 COMMENT ON FUNCTION webhooks.identify(regclass, text, text) IS
 'The identifiers a receiver knows a tracked table by: form posts send them as database and '
 'collection (of a child table) instead of the table name and entity. NULL returns to those.';
+COMMENT ON FUNCTION webhooks.enrich(regclass, text[]) IS
+'Events of a child table carry these columns of the parent row its foreign key points to, as '
+'parent, read in the writer''s transaction with the writer''s rights. NULL stops it.';
 COMMENT ON FUNCTION webhooks.emit(text, jsonb, text) IS
 'Record an application event (payload: a JSON object) in the current transaction; returns its '
 'id. origin defaults to pg_webhooks.origin or application_name.';

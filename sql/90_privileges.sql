@@ -73,6 +73,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks.configure(bigint, jsonb),
     webhooks.untrack(regclass),
     webhooks.identify(regclass, text, text),
+    webhooks.enrich(regclass, text[]),
     webhooks.redeliver(bigint),
     webhooks.recover(bigint, timestamptz),
     webhooks.queue_depth(),
@@ -87,7 +88,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks._remember_tracked(regclass, text, text),
     webhooks._forget_tracked(regclass),
     webhooks._capture(),
-    webhooks._add_capture_triggers(regclass),
+    webhooks._add_capture_triggers(regclass, text[]),
+    webhooks._remember_parent_values(regclass),
     webhooks._drop_capture_triggers(regclass),
     webhooks._table_tree(regclass)
 TO webhooks_admin;

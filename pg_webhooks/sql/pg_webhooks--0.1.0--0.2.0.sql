@@ -3,10 +3,10 @@
 -- Adds per-webhook request headers and retry policy (configure's "headers", "retry_schedule",
 -- "request_timeout"), which claim() and claim_probes() return; the "raw" format; list() by
 -- source table and test_all(); batches ("batch"); per-key ordering ("ordered_by"); asymmetric
--- signatures ("signature", public_keys(), rotate_signing_key()); identify(); delivery rows of up to 100
--- events and a compact log of successful attempts (issue 15). Every statement here makes an
--- object exactly as sql/ at 0.2.0 defines it: tests/tests/upgrade.rs compares an upgraded
--- database's extension objects with a fresh install's, definitions, owners and grants.
+-- signatures ("signature", public_keys(), rotate_signing_key()); identify(); enrich(); delivery
+-- rows of up to 100 events and a compact log of successful attempts (issue 15). Every statement
+-- here makes an object exactly as sql/ at 0.2.0 defines it: tests/tests/upgrade.rs compares an
+-- upgraded database's extension objects with a fresh install's, definitions, owners and grants.
 \echo Use "ALTER EXTENSION pg_webhooks UPDATE" to load this file. \quit
 
 CREATE FUNCTION webhooks._headers_problem(headers jsonb) RETURNS text
@@ -1810,6 +1810,190 @@ COMMENT ON FUNCTION webhooks.identify(regclass, text, text) IS
 'The identifiers a receiver knows a tracked table by: form posts send them as database and '
 'collection (of a child table) instead of the table name and entity. NULL returns to those.';
 
+-- Payloads enriched from the parent row (webhooks.enrich): the capture triggers' arguments
+-- name the parent's columns; tracked.parent_values copies them. Triggers made by 0.1.0 have no
+-- arguments and send no parent values, as before.
+ALTER TABLE webhooks.tracked
+    -- the parent row's columns each event carries as `parent` (webhooks.enrich): a copy of the
+    -- capture triggers' arguments, which are what the trigger reads
+    ADD COLUMN parent_values text[];
+
+CREATE OR REPLACE VIEW webhooks.tracked_tables AS
+SELECT source, entity, key_columns, parent_column, parent_table, tracked_at, database_name,
+       collection_name, parent_values
+FROM webhooks.tracked;
+
+-- _add_capture_triggers() takes the triggers' arguments: a new argument needs a new function
+DROP FUNCTION webhooks._add_capture_triggers(regclass);
+
+-- The three capture triggers of a table (transition tables allow one event per trigger), made
+-- where missing. As its caller: track() needs the TRIGGER privilege like CREATE TRIGGER does.
+-- A partitioned table's statement triggers do not fire for writes made directly to one of its
+-- partitions, so every partition gets them too (the trigger maps them to the tracked root), also
+-- one attached or created later (webhooks._capture_new_partitions).
+-- arguments: none, or what webhooks.enrich() gives (the column holding the parent's key, then
+-- the parent's columns to send).
+CREATE FUNCTION webhooks._add_capture_triggers(rel regclass, arguments text[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    kind record;
+BEGIN
+    FOR kind IN
+        SELECT * FROM (VALUES
+            ('webhooks_capture_insert', 'INSERT', 'NEW TABLE AS new_rows'),
+            ('webhooks_capture_update', 'UPDATE', 'OLD TABLE AS old_rows NEW TABLE AS new_rows'),
+            ('webhooks_capture_delete', 'DELETE', 'OLD TABLE AS old_rows')) k(name, op, tables)
+        WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgname = k.name)
+    LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION webhooks._capture(%s)', kind.name, kind.op, rel, kind.tables,
+                       (SELECT string_agg(quote_literal(a), ', ' ORDER BY n)
+                        FROM unnest(arguments) WITH ORDINALITY u(a, n)));
+    END LOOP;
+END $$;
+
+-- The arguments of a table's capture triggers (pg_trigger keeps them NUL-terminated, one after
+-- the other).
+CREATE FUNCTION webhooks._capture_arguments(rel regclass) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rest bytea;
+    ends integer;
+    arguments text[] := '{}';
+BEGIN
+    SELECT t.tgargs INTO rest FROM pg_trigger t
+    WHERE t.tgrelid = rel AND t.tgname = 'webhooks_capture_insert';
+    LOOP
+        ends := position('\x00'::bytea IN rest);
+        EXIT WHEN ends IS NULL OR ends = 0;
+        arguments := arguments || convert_from(substring(rest FROM 1 FOR ends - 1),
+                                               getdatabaseencoding());
+        rest := substring(rest FROM ends + 1);
+    END LOOP;
+    RETURN arguments;
+END $$;
+
+-- A partition created in, or attached to, a tracked partitioned table gets the capture triggers
+-- at once, in the same transaction. SECURITY DEFINER: whoever may add a partition is captured
+-- without a grant on the webhooks schema; CREATE TRIGGER runs no code of theirs. Only trees
+-- whose root has its capture triggers: while pg_restore rebuilds a database the root has none
+-- yet, and the dump's own CREATE TRIGGER statements must not find theirs made already.
+CREATE OR REPLACE FUNCTION webhooks._capture_new_partitions() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks._add_capture_triggers(rel, webhooks._capture_arguments(tracked_root.source))
+    FROM (SELECT DISTINCT t.source
+          FROM pg_event_trigger_ddl_commands() c
+          JOIN webhooks.tracked t ON t.source = coalesce(pg_partition_root(c.objid), c.objid)
+          WHERE c.classid = 'pg_class'::regclass
+            AND webhooks._capture_triggers(t.source) = 3) tracked_root,
+         webhooks._table_tree(tracked_root.source) rel;
+END $$;
+
+CREATE OR REPLACE FUNCTION webhooks.track(source regclass, entity text DEFAULT NULL, parent text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    entity_name text;
+BEGIN
+    PERFORM webhooks._require_value('source', source IS NULL);
+    entity_name := webhooks._check_unreserved('entity', webhooks._check_event_name(
+        'entity', coalesce(entity, (SELECT c.relname::text FROM pg_class c WHERE c.oid = source))));
+    PERFORM webhooks._check_trackable(source);
+    IF parent IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_attribute a
+        WHERE a.attrelid = source AND a.attname = parent AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" has no column "%" for the parent profile', source,
+            left(parent, 200)
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    IF webhooks._is_tracked(source) THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" is already tracked', source
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Call webhooks.untrack() first to change its entity name.';
+    END IF;
+    PERFORM webhooks._add_capture_triggers(rel, '{}') FROM webhooks._table_tree(source) rel;
+    PERFORM webhooks._remember_tracked(source, entity_name, parent);
+END $$;
+
+-- Events of a child or link table that carry chosen columns of the parent row its foreign key
+-- points to, as `parent` (a tag's contact's email, for a receiver that knows contacts by it).
+-- The capture trigger reads them in the writer's transaction, so they are the values at the
+-- moment of the event, and with the writer's rights, like the row images: a writer needs SELECT
+-- on those columns (a write without it fails, as any trigger's read would), and whoever may
+-- create triggers on the table could already read what its writers can. So the choice lives in
+-- the capture triggers' arguments, which only such a role can set, and tracked.parent_values
+-- only copies them. NULL or no columns stops sending them. The triggers are made anew, in the
+-- caller's transaction: writes wait for it, and no event is missed.
+CREATE FUNCTION webhooks.enrich(source regclass, parent_columns text[])
+RETURNS webhooks.tracked_tables
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tracked_row webhooks.tracked_tables;
+    columns text[] := coalesce(parent_columns, '{}');
+    bad text;
+BEGIN
+    PERFORM webhooks._require_value('source', source IS NULL);
+    SELECT * INTO tracked_row FROM webhooks.tracked_tables v WHERE v.source = enrich.source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" is not tracked', source
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF tracked_row.parent_column IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: table "%" has no parent: it was tracked without one', source
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Track it with webhooks.track(source, parent => ...) first.';
+    END IF;
+    IF tracked_row.parent_table IS NULL THEN
+        RAISE EXCEPTION 'pg_webhooks: column "%" of "%" has no foreign key to find the parent row by',
+            tracked_row.parent_column, source
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add a single-column foreign key on it, then track the table again.';
+    END IF;
+    IF cardinality(columns) > 20 THEN
+        RAISE EXCEPTION 'pg_webhooks: % parent columns; at most 20 are sent', cardinality(columns)
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    PERFORM webhooks._require_value('parent column', array_position(columns, NULL) IS NOT NULL);
+    SELECT c INTO bad FROM unnest(columns) c GROUP BY c HAVING count(*) > 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: parent column "%" is named twice', left(bad, 200)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c INTO bad FROM unnest(columns) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = tracked_row.parent_table AND a.attname = c
+                        AND a.attnum > 0 AND NOT a.attisdropped)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pg_webhooks: parent table "%" has no column "%"', tracked_row.parent_table,
+            left(bad, 200)
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    PERFORM webhooks._drop_capture_triggers(rel) FROM webhooks._table_tree(source) rel;
+    PERFORM webhooks._add_capture_triggers(rel, CASE WHEN columns = '{}' THEN '{}'
+                                                     ELSE tracked_row.parent_column || columns END)
+    FROM webhooks._table_tree(source) rel;
+    PERFORM webhooks._remember_parent_values(source);
+    SELECT * INTO tracked_row FROM webhooks.tracked_tables v WHERE v.source = enrich.source;
+    RETURN tracked_row;
+END $$;
+
+-- Copy the parent columns a table's capture triggers send into webhooks.tracked, for
+-- tracked_tables to show. SECURITY DEFINER: the caller has no rights on webhooks.tracked. It
+-- takes no columns of its own, so calling it directly can change nothing the triggers say.
+CREATE FUNCTION webhooks._remember_parent_values(source regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE webhooks.tracked t
+    SET parent_values = nullif((webhooks._capture_arguments(t.source))[2:], '{}')
+    WHERE t.source = _remember_parent_values.source;
+END $$;
+
+COMMENT ON FUNCTION webhooks.enrich(regclass, text[]) IS
+'Events of a child table carry these columns of the parent row its foreign key points to, as '
+'parent, read in the writer''s transaction with the writer''s rights. NULL stops it.';
+
 -- Rights as sql/90_privileges.sql gives them: the SECURITY DEFINER functions belong to
 -- webhooks_owner, nothing is PUBLIC's, the relay may claim.
 ALTER FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[])
@@ -1820,7 +2004,12 @@ ALTER FUNCTION webhooks.test_all(text) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.public_keys(bigint) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.identify(regclass, text, text) OWNER TO webhooks_owner;
 ALTER FUNCTION webhooks.rotate_signing_key(bigint, interval) OWNER TO webhooks_owner;
+ALTER FUNCTION webhooks._remember_parent_values(regclass) OWNER TO webhooks_owner;
 REVOKE EXECUTE ON FUNCTION
+    webhooks.enrich(regclass, text[]),
+    webhooks._add_capture_triggers(regclass, text[]),
+    webhooks._capture_arguments(regclass),
+    webhooks._remember_parent_values(regclass),
     webhooks.identify(regclass, text, text),
     webhooks._check_overlap(interval),
     webhooks._new_signing_key(text),
@@ -1848,7 +2037,15 @@ REVOKE EXECUTE ON FUNCTION
     webhooks.list(text, text, regclass),
     webhooks.test_all(text)
 FROM PUBLIC;
+-- before webhooks_owner's, as in a fresh install (90_privileges.sql), for the same ACLs
+GRANT EXECUTE ON FUNCTION webhooks.enrich(regclass, text[]),
+    webhooks._add_capture_triggers(regclass, text[])
+TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION
+    webhooks.enrich(regclass, text[]),
+    webhooks._add_capture_triggers(regclass, text[]),
+    webhooks._capture_arguments(regclass),
+    webhooks._remember_parent_values(regclass),
     webhooks.identify(regclass, text, text),
     webhooks._check_overlap(interval),
     webhooks._new_signing_key(text),
@@ -1878,7 +2075,7 @@ GRANT EXECUTE ON FUNCTION
 TO webhooks_owner;
 GRANT EXECUTE ON FUNCTION webhooks.list(text, text, regclass), webhooks.test_all(text),
     webhooks.public_keys(bigint), webhooks.rotate_signing_key(bigint, interval),
-    webhooks.identify(regclass, text, text)
+    webhooks.identify(regclass, text, text), webhooks._remember_parent_values(regclass)
 TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION
     webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[]),

@@ -11,7 +11,8 @@
 //!
 //! A trigger function cannot be called outside a trigger, and the event's name and source come
 //! from `webhooks.tracked`, not from trigger arguments: a row event can only come from a row
-//! change of a tracked table (or of a partition of one).
+//! change of a tracked table (or of a partition of one). The arguments only name the parent
+//! row's columns an event carries (webhooks.enrich), read as the writer like the row images.
 
 use crate::sql_error::{self, SqlError};
 use pgrx::pg_sys;
@@ -25,11 +26,12 @@ use std::ffi::{c_char, CStr, CString};
 const CAPTURE_ROLE: &CStr = c"webhooks_capture";
 
 // The append, as webhooks_capture: $1 the table written, $2 the event suffix, $3 and $4 the new
-// and old row images (to_jsonb of each row, made as the writer): one jsonb each for a one-row
-// statement, a jsonb[] each for more. Each operation and arity has a statement of its own, as
-// small as it can be: starting the executor on the plan was most of the trigger's cost, and a
-// plan made for every case at once (a CTE, two aggregates, a UNION for the wake) cost writers
-// a third more (BENCHMARKS.md, issue 15).
+// and old row images (to_jsonb of each row, made as the writer), and for an enriched table $5
+// the parent rows' values: one jsonb each for a one-row statement, a jsonb[] each for more.
+// Each operation and arity has a statement of its own, as small as it can be: starting the
+// executor on the plan was most of the trigger's cost, and a plan made for every case at once
+// (a CTE, two aggregates, a UNION for the wake) cost writers a third more (BENCHMARKS.md,
+// issue 15).
 // A write to a partition is an event of the tracked partitioned table above it (a tracked table
 // is never a partition itself, so it is the root of its tree).
 const APPEND_INTO: &str = "INSERT INTO webhooks.events (event, source, origin, payload)
@@ -60,6 +62,8 @@ pub enum CaptureError {
     Trigger(#[from] pgrx::trigger_support::PgTriggerError),
     #[error("SPI call {call} failed with code {code}")]
     Spi { call: &'static str, code: i32 },
+    #[error("the parent row's values came back as {0} rows, not one")]
+    ParentValues(u64),
 }
 
 impl SqlError for CaptureError {
@@ -68,7 +72,7 @@ impl SqlError for CaptureError {
             CaptureError::NotStatementLevel
             | CaptureError::UnsupportedOperation(_)
             | CaptureError::TransitionTables => PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
-            CaptureError::Trigger(_) | CaptureError::Spi { .. } => {
+            CaptureError::Trigger(_) | CaptureError::Spi { .. } | CaptureError::ParentValues(_) => {
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
             }
         }
@@ -104,6 +108,7 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     {
         return Err(CaptureError::TransitionTables);
     }
+    let parent_arguments = trigger.extra_args()?;
     let trigger_data = trigger.trigger_data();
     // SAFETY: called from a trigger, so trigger_data and its transition tables are valid for the
     // whole call; an error anywhere ends the (sub)transaction, whose abort finishes SPI, pops
@@ -113,34 +118,205 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         // the row images are made as the writer, but with a fixed path: the writer's path must
         // not pick the functions a column's conversion to json looks up
         let _fixed_path = FixedSearchPath::enter();
+        // SPI now (the parent values are read through it), so the images are made in its
+        // procedure context: they live until SPI_finish, after the append
+        spi_status("SPI_connect", pg_sys::SPI_connect(), pg_sys::SPI_OK_CONNECT)?;
         let tupdesc = (*relation).rd_att;
-        let mut to_jsonb = ToJsonb::for_rowtype((*tupdesc).tdtypeid);
+        let rowtype = (*tupdesc).tdtypeid;
+        let mut parents = ParentValues::prepare((*relation).rd_id, rowtype, &parent_arguments)?;
+        let mut to_jsonb = ToJsonb::for_rowtype(rowtype);
         let mut new_rows = TransitionRows::read(trigger_data.tg_newtable, tupdesc);
         let mut old_rows = TransitionRows::read(trigger_data.tg_oldtable, tupdesc);
-        let (new_images, old_images) = match operation {
-            Operation::Insert => (to_jsonb.images(&mut new_rows), Vec::new()),
-            Operation::Delete => (Vec::new(), to_jsonb.images(&mut old_rows)),
-            Operation::Update => to_jsonb.changed_images(&mut new_rows, &mut old_rows),
+        let images = match operation {
+            Operation::Insert => {
+                let (new, parent) = to_jsonb.images(&mut new_rows, parents.as_mut())?;
+                Images::of(new, Vec::new(), parent)
+            }
+            Operation::Delete => {
+                let (old, parent) = to_jsonb.images(&mut old_rows, parents.as_mut())?;
+                Images::of(Vec::new(), old, parent)
+            }
+            Operation::Update => {
+                to_jsonb.changed_images(&mut new_rows, &mut old_rows, parents.as_mut())?
+            }
         };
         drop((new_rows, old_rows));
         to_jsonb.finish();
-        let rows = new_images.len().max(old_images.len());
-        if rows == 0 {
-            return Ok(());
-        }
-        // a cast the row images ran may have changed search_path: fix it again
-        let _append_path = FixedSearchPath::enter();
-        let _capture_role = AsCaptureRole::enter();
-        spi_status("SPI_connect", pg_sys::SPI_connect(), pg_sys::SPI_OK_CONNECT)?;
-        let arity = if rows == 1 { Arity::One } else { Arity::Many };
-        let images = [new_images, old_images].map(|images| arity.argument(images));
-        let appended = append((*relation).rd_id, operation, arity, images)?;
-        if appended > 0 {
-            wake_an_idle_relay()?;
+        let rows = images.new.len().max(images.old.len());
+        if rows > 0 {
+            // a cast the row images ran may have changed search_path: fix it again
+            let _append_path = FixedSearchPath::enter();
+            let _capture_role = AsCaptureRole::enter();
+            let arity = if rows == 1 { Arity::One } else { Arity::Many };
+            let appended = append(
+                (*relation).rd_id,
+                operation,
+                arity,
+                parents.is_some(),
+                images,
+            )?;
+            if appended > 0 {
+                wake_an_idle_relay()?;
+            }
         }
         spi_status("SPI_finish", pg_sys::SPI_finish(), pg_sys::SPI_OK_FINISH)?;
     }
     Ok(())
+}
+
+/// A statement's row images: new, old, and the parent rows' values of an enriched table.
+struct Images {
+    new: Vec<pg_sys::Datum>,
+    old: Vec<pg_sys::Datum>,
+    parent: Vec<pg_sys::Datum>,
+}
+
+impl Images {
+    fn of(new: Vec<pg_sys::Datum>, old: Vec<pg_sys::Datum>, parent: Vec<pg_sys::Datum>) -> Images {
+        Images { new, old, parent }
+    }
+}
+
+/// Builds the query that reads an enriched table's parent row (webhooks.enrich): the chosen
+/// columns as one jsonb object, or JSON null when the row's key is NULL or its parent gone (its
+/// delete cascading to this row), found through the foreign key on the key column, with that
+/// key's own equality operator. A column the parent no longer has is sent as null, and a table
+/// whose foreign key was dropped sends null, so neither stops writes. Run as the writer, under
+/// the fixed path, on catalogs anyone may read. $1 the table written, $2 its key column, $3 the
+/// parent columns.
+const PARENT_QUERY: &CStr = c"SELECT COALESCE((
+    SELECT pg_catalog.format(
+        'SELECT COALESCE((SELECT pg_catalog.jsonb_build_object(%s) FROM %s p '
+        'WHERE p.%I OPERATOR(%I.%s) ($1).%I), ''null''::pg_catalog.jsonb)',
+        (SELECT pg_catalog.string_agg(
+                    CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute pa
+                                      WHERE pa.attrelid OPERATOR(pg_catalog.=) fk.confrelid
+                                        AND pa.attname OPERATOR(pg_catalog.=) c.name
+                                        AND pa.attnum OPERATOR(pg_catalog.>) 0
+                                        AND NOT pa.attisdropped)
+                         THEN pg_catalog.format('%L, p.%I', c.name, c.name)
+                         ELSE pg_catalog.format('%L, NULL', c.name) END,
+                    ', ' ORDER BY c.n)
+         FROM pg_catalog.unnest($3) WITH ORDINALITY AS c(name, n)),
+        fk.confrelid::pg_catalog.regclass, parent_key.attname, op_schema.nspname, op.oprname,
+        child_key.attname)
+    FROM pg_catalog.pg_constraint fk
+    JOIN pg_catalog.pg_attribute child_key ON child_key.attrelid OPERATOR(pg_catalog.=) fk.conrelid
+         AND child_key.attnum OPERATOR(pg_catalog.=) fk.conkey[1]
+    JOIN pg_catalog.pg_attribute parent_key ON parent_key.attrelid OPERATOR(pg_catalog.=) fk.confrelid
+         AND parent_key.attnum OPERATOR(pg_catalog.=) fk.confkey[1]
+    JOIN pg_catalog.pg_operator op ON op.oid OPERATOR(pg_catalog.=) fk.conpfeqop[1]
+    JOIN pg_catalog.pg_namespace op_schema ON op_schema.oid OPERATOR(pg_catalog.=) op.oprnamespace
+    WHERE fk.conrelid OPERATOR(pg_catalog.=) COALESCE(pg_catalog.pg_partition_root($1), $1)
+      AND fk.contype OPERATOR(pg_catalog.=) 'f'
+      AND pg_catalog.cardinality(fk.conkey) OPERATOR(pg_catalog.=) 1
+      AND child_key.attname OPERATOR(pg_catalog.=) $2
+    ORDER BY fk.oid
+    LIMIT 1),
+    'SELECT ''null''::pg_catalog.jsonb')";
+
+/// The parent row's chosen columns for each row of a statement (one query per row, planned
+/// once per statement, as the writer).
+struct ParentValues {
+    plan: pg_sys::SPIPlanPtr,
+}
+
+impl ParentValues {
+    /// None for a table whose capture triggers name no parent columns (arguments: the key
+    /// column, then the parent's columns).
+    unsafe fn prepare(
+        relid: pg_sys::Oid,
+        rowtype: pg_sys::Oid,
+        arguments: &[String],
+    ) -> Result<Option<ParentValues>, CaptureError> {
+        let Some((key_column, columns)) = arguments.split_first() else {
+            return Ok(None);
+        };
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let mut texts: Vec<pg_sys::Datum> = columns.iter().map(|c| text_datum(c)).collect();
+        let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::TEXTARRAYOID];
+        let mut values = [
+            pg_sys::Datum::from(relid),
+            text_datum(key_column),
+            varlena_array(&mut texts, pg_sys::TEXTOID),
+        ];
+        let status = pg_sys::SPI_execute_with_args(
+            PARENT_QUERY.as_ptr(),
+            3,
+            types.as_mut_ptr(),
+            values.as_mut_ptr(),
+            std::ptr::null(),
+            true,
+            1,
+        );
+        spi_status(
+            "SPI_execute_with_args (parent query)",
+            status,
+            pg_sys::SPI_OK_SELECT,
+        )?;
+        let tuptable = pg_sys::SPI_tuptable;
+        let query = pg_sys::SPI_getvalue(*(*tuptable).vals, (*tuptable).tupdesc, 1);
+        let mut row_type = [rowtype];
+        let plan = pg_sys::SPI_prepare(query, 1, row_type.as_mut_ptr());
+        if plan.is_null() {
+            return Err(CaptureError::Spi {
+                call: "SPI_prepare (parent values)",
+                code: pg_sys::SPI_result,
+            });
+        }
+        Ok(Some(ParentValues { plan }))
+    }
+
+    /// The values for one row (a composite datum of the table's row type), copied into
+    /// `outer`. Keeps the caller's memory context: SPI returns in its own.
+    unsafe fn of(
+        &mut self,
+        row: pg_sys::Datum,
+        outer: pg_sys::MemoryContext,
+    ) -> Result<pg_sys::Datum, CaptureError> {
+        let here = pg_sys::CurrentMemoryContext;
+        let mut values = [row];
+        let status =
+            pg_sys::SPI_execute_plan(self.plan, values.as_mut_ptr(), std::ptr::null(), false, 1);
+        spi_status(
+            "SPI_execute_plan (parent values)",
+            status,
+            pg_sys::SPI_OK_SELECT,
+        )?;
+        let tuptable = pg_sys::SPI_tuptable;
+        let mut is_null = false;
+        let value = match pg_sys::SPI_processed {
+            1 => pg_sys::SPI_getbinval(*(*tuptable).vals, (*tuptable).tupdesc, 1, &mut is_null),
+            rows => return Err(CaptureError::ParentValues(rows)),
+        };
+        if is_null {
+            return Err(CaptureError::ParentValues(0));
+        }
+        let kept = copy_into(outer, value);
+        pg_sys::SPI_freetuptable(tuptable);
+        pg_sys::MemoryContextSwitchTo(here);
+        Ok(kept)
+    }
+}
+
+/// An array of `element_type`, a varlena type (text, jsonb), of these values.
+unsafe fn varlena_array(values: &mut [pg_sys::Datum], element_type: pg_sys::Oid) -> pg_sys::Datum {
+    let array = pg_sys::construct_array(
+        values.as_mut_ptr(),
+        i32::try_from(values.len()).unwrap_or(i32::MAX),
+        element_type,
+        -1,
+        false,
+        pg_sys::TYPALIGN_INT as c_char,
+    );
+    pg_sys::Datum::from(array)
+}
+
+unsafe fn text_datum(value: &str) -> pg_sys::Datum {
+    let text = pg_sys::cstring_to_text_with_len(value.as_ptr().cast(), value.len() as i32);
+    pg_sys::Datum::from(text)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -279,17 +455,29 @@ impl ToJsonb {
         kept
     }
 
-    /// The image of every row, in order.
-    unsafe fn images(&mut self, rows: &mut TransitionRows) -> Vec<pg_sys::Datum> {
+    /// The image of every row, in order, and each row's parent values when asked for.
+    unsafe fn images(
+        &mut self,
+        rows: &mut TransitionRows,
+        mut parents: Option<&mut ParentValues>,
+    ) -> Result<(Vec<pg_sys::Datum>, Vec<pg_sys::Datum>), CaptureError> {
         let outer = pg_sys::CurrentMemoryContext;
-        let mut images = Vec::new();
-        while let Some(image) = self.in_row_context(|to_jsonb| {
-            rows.next_row()
-                .map(|row| copy_into(outer, to_jsonb.convert(row)))
-        }) {
-            images.push(image);
+        let (mut images, mut parent_values) = (Vec::new(), Vec::new());
+        loop {
+            let more = self.in_row_context(|to_jsonb| {
+                let Some(row) = rows.next_row() else {
+                    return Ok(false);
+                };
+                images.push(copy_into(outer, to_jsonb.convert(row)));
+                if let Some(parents) = parents.as_deref_mut() {
+                    parent_values.push(parents.of(row, outer)?);
+                }
+                Ok::<_, CaptureError>(true)
+            })?;
+            if !more {
+                return Ok((images, parent_values));
+            }
         }
-        images
     }
 
     /// The new and old images of the rows an UPDATE changed. An update that changes nothing is
@@ -298,28 +486,35 @@ impl ToJsonb {
     /// to another partition. Values are compared as jsonb, which works for every column type
     /// (a row comparison fails on json or point columns). tests/regress/sql/30_capture.sql
     /// guards all three.
+    /// The parent values are those of the new row.
     unsafe fn changed_images(
         &mut self,
         new_rows: &mut TransitionRows,
         old_rows: &mut TransitionRows,
-    ) -> (Vec<pg_sys::Datum>, Vec<pg_sys::Datum>) {
+        mut parents: Option<&mut ParentValues>,
+    ) -> Result<Images, CaptureError> {
         let outer = pg_sys::CurrentMemoryContext;
         let jsonb_eq = pg_sys::Oid::from(pg_sys::F_JSONB_EQ);
-        let (mut new_images, mut old_images) = (Vec::new(), Vec::new());
+        let mut images = Images::of(Vec::new(), Vec::new(), Vec::new());
         loop {
-            let pair = self.in_row_context(|to_jsonb| {
-                let (new, old) = (new_rows.next_row()?, old_rows.next_row()?);
-                let (new, old) = (to_jsonb.convert(new), to_jsonb.convert(old));
+            let more = self.in_row_context(|to_jsonb| {
+                let (Some(new_row), Some(old_row)) = (new_rows.next_row(), old_rows.next_row())
+                else {
+                    return Ok(false);
+                };
+                let (new, old) = (to_jsonb.convert(new_row), to_jsonb.convert(old_row));
                 let equal = pg_sys::OidFunctionCall2Coll(jsonb_eq, pg_sys::InvalidOid, old, new);
-                Some((equal.value() == 0).then(|| (copy_into(outer, new), copy_into(outer, old))))
-            });
-            match pair {
-                None => return (new_images, old_images),
-                Some(None) => {}
-                Some(Some((new, old))) => {
-                    new_images.push(new);
-                    old_images.push(old);
+                if equal.value() == 0 {
+                    images.new.push(copy_into(outer, new));
+                    images.old.push(copy_into(outer, old));
+                    if let Some(parents) = parents.as_deref_mut() {
+                        images.parent.push(parents.of(new_row, outer)?);
+                    }
                 }
+                Ok::<_, CaptureError>(true)
+            })?;
+            if !more {
+                return Ok(images);
             }
         }
     }
@@ -357,51 +552,76 @@ impl Arity {
         if self == Arity::One {
             return images.first().copied();
         }
-        let array = pg_sys::construct_array(
-            images.as_mut_ptr(),
-            i32::try_from(images.len()).unwrap_or(i32::MAX),
-            pg_sys::JSONBOID,
-            -1,
-            false,
-            pg_sys::TYPALIGN_INT as c_char,
-        );
-        Some(pg_sys::Datum::from(array))
+        Some(varlena_array(&mut images, pg_sys::JSONBOID))
     }
 
-    /// Where the new and old images are read from, and the FROM items that give them.
-    fn sources(self, operation: Operation) -> (&'static str, &'static str, &'static str) {
-        match (self, operation) {
-            (Arity::One, _) => ("$3", "$4", ""),
-            (Arity::Many, Operation::Insert) => (
-                "image.new_row",
-                "NULL",
-                ", pg_catalog.unnest($3) AS image(new_row)",
-            ),
-            (Arity::Many, Operation::Delete) => (
-                "NULL",
-                "image.old_row",
-                ", pg_catalog.unnest($4) AS image(old_row)",
-            ),
-            (Arity::Many, Operation::Update) => (
-                "image.new_row",
-                "image.old_row",
-                ", ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) AS image(new_row, old_row)",
-            ),
-        }
+    /// The statement's arguments an operation reads (parameter, name): the new image, the old
+    /// one, the parent values.
+    fn parameters(operation: Operation, with_parent: bool) -> Vec<(&'static str, &'static str)> {
+        [
+            (operation != Operation::Delete).then_some(("$3", "new_row")),
+            (operation != Operation::Insert).then_some(("$4", "old_row")),
+            with_parent.then_some(("$5", "parent")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Where each of the `names` is read from (NULL when the operation has none), and the FROM
+    /// items that give them: the parameters themselves for one row, their arrays unnested
+    /// side by side for more.
+    fn sources<const N: usize>(
+        self,
+        operation: Operation,
+        with_parent: bool,
+        names: [&str; N],
+    ) -> ([String; N], String) {
+        let parameters = Arity::parameters(operation, with_parent);
+        let read = names.map(|name| {
+            parameters.iter().find(|(_, given)| *given == name).map_or(
+                "NULL".to_owned(),
+                |(parameter, _)| match self {
+                    Arity::One => (*parameter).to_owned(),
+                    Arity::Many => format!("image.{name}"),
+                },
+            )
+        });
+        let from = match self {
+            Arity::One => String::new(),
+            Arity::Many => {
+                let (unnested, aliases): (Vec<_>, Vec<_>) = parameters
+                    .iter()
+                    .map(|(parameter, name)| (format!("pg_catalog.unnest({parameter})"), *name))
+                    .unzip();
+                format!(
+                    ", ROWS FROM ({}) AS image({})",
+                    unnested.join(", "),
+                    aliases.join(", ")
+                )
+            }
+        };
+        (read, from)
     }
 }
 
-/// The append statement for an operation and arity.
-fn append_sql(operation: Operation, arity: Arity) -> CString {
-    let (new, old, from) = arity.sources(operation);
+/// The append statement for an operation and arity, with or without parent values.
+fn append_sql(operation: Operation, arity: Arity, with_parent: bool) -> CString {
+    let ([new, old, parent], from) =
+        arity.sources(operation, with_parent, ["new_row", "old_row", "parent"]);
+    let parent = if with_parent {
+        format!(", 'parent', {parent}")
+    } else {
+        String::new()
+    };
     let payload = match operation {
-        Operation::Insert => format!("pg_catalog.jsonb_build_object('new', {new})"),
-        Operation::Delete => format!("pg_catalog.jsonb_build_object('old', {old})"),
+        Operation::Insert => format!("pg_catalog.jsonb_build_object('new', {new}{parent})"),
+        Operation::Delete => format!("pg_catalog.jsonb_build_object('old', {old}{parent})"),
         Operation::Update => format!(
             "pg_catalog.jsonb_build_object('old', {old}, 'new', {new}, 'changed',
                  (SELECT pg_catalog.jsonb_agg(col.key ORDER BY col.key)
                   FROM pg_catalog.jsonb_each({new}) col
-                  WHERE ({old} OPERATOR(pg_catalog.->) col.key) IS DISTINCT FROM col.value))"
+                  WHERE ({old} OPERATOR(pg_catalog.->) col.key) IS DISTINCT FROM col.value){parent})"
         ),
     };
     let sql = format!("{APPEND_INTO}{payload}{APPEND_FROM}{from}{APPEND_WHERE}");
@@ -412,7 +632,7 @@ fn append_sql(operation: Operation, arity: Arity) -> CString {
 // The statements are planned once per backend and kept: parsing and planning them on every
 // write cost more than the rest of the trigger (BENCHMARKS.md, capture in Rust).
 thread_local! {
-    static APPEND_PLANS: RefCell<HashMap<(Operation, Arity), pg_sys::SPIPlanPtr>> =
+    static APPEND_PLANS: RefCell<HashMap<(Operation, Arity, bool), pg_sys::SPIPlanPtr>> =
         RefCell::new(HashMap::new());
     static WAKE_PLAN: RefCell<Option<pg_sys::SPIPlanPtr>> = const { RefCell::new(None) };
 }
@@ -436,40 +656,52 @@ unsafe fn kept_plan(
     Ok(plan)
 }
 
-/// Run the append with its arguments (new and old images), as the capture role; returns how
-/// many events it appended (none for a table that is not tracked).
+/// Run the append with its arguments (new and old images, and parent values when the table
+/// sends them), as the capture role; returns how many events it appended (none for a table
+/// that is not tracked).
 unsafe fn append(
     relid: pg_sys::Oid,
     operation: Operation,
     arity: Arity,
-    images: [Option<pg_sys::Datum>; 2],
+    with_parent: bool,
+    images: Images,
 ) -> Result<u64, CaptureError> {
-    let plan = match APPEND_PLANS.with_borrow(|plans| plans.get(&(operation, arity)).copied()) {
+    let key = (operation, arity, with_parent);
+    let plan = match APPEND_PLANS.with_borrow(|plans| plans.get(&key).copied()) {
         Some(plan) => plan,
         None => {
+            let image_type = arity.image_type();
             let mut types = [
                 pg_sys::REGCLASSOID,
                 pg_sys::TEXTOID,
-                arity.image_type(),
-                arity.image_type(),
+                image_type,
+                image_type,
+                image_type,
             ];
-            let plan = kept_plan(&append_sql(operation, arity), &mut types)?;
-            APPEND_PLANS.with_borrow_mut(|plans| plans.insert((operation, arity), plan));
+            let arguments = if with_parent { 5 } else { 4 };
+            let sql = append_sql(operation, arity, with_parent);
+            let plan = kept_plan(&sql, &mut types[..arguments])?;
+            APPEND_PLANS.with_borrow_mut(|plans| plans.insert(key, plan));
             plan
         }
     };
-    let [new_images, old_images] = images;
+    let [new_images, old_images, parent_values] =
+        [images.new, images.old, images.parent].map(|images| arity.argument(images));
+    let value = |argument: Option<pg_sys::Datum>| argument.unwrap_or(pg_sys::Datum::null());
     let mut values = [
         pg_sys::Datum::from(relid),
         pg_sys::Datum::from(pg_sys::cstring_to_text(operation.suffix().as_ptr())),
-        new_images.unwrap_or(pg_sys::Datum::null()),
-        old_images.unwrap_or(pg_sys::Datum::null()),
+        value(new_images),
+        value(old_images),
+        value(parent_values),
     ];
+    let given = |argument: Option<pg_sys::Datum>| if argument.is_some() { b' ' } else { b'n' };
     let nulls = [
         b' ',
         b' ',
-        if new_images.is_some() { b' ' } else { b'n' },
-        if old_images.is_some() { b' ' } else { b'n' },
+        given(new_images),
+        given(old_images),
+        given(parent_values),
     ];
     let status =
         pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr().cast(), false, 0);

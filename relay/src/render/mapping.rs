@@ -30,8 +30,12 @@ impl Field {
 
 /// The values to send: the key field first (under its column's name, unless a field maps that
 /// column to a name of its own), then each field under its name.
-pub fn mapped_values(data: &Value, fields: &[Field], key_field: &str) -> Map<String, Value> {
-    let source = super::row_or_payload(data);
+/// `source`: the values an event names (super::named_values).
+pub fn mapped_values(
+    source: Option<&Map<String, Value>>,
+    fields: &[Field],
+    key_field: &str,
+) -> Map<String, Value> {
     let value_of = |column: &str, default: Option<&Value>| match source.and_then(|s| s.get(column))
     {
         Some(value) if !value.is_null() => value.clone(),
@@ -101,7 +105,16 @@ fn is_dot_segment(segment: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::named_values;
     use serde_json::json;
+
+    fn mapped(data: &Value, fields: &[Field], key_field: &str) -> Value {
+        Value::Object(mapped_values(
+            named_values(data).as_deref(),
+            fields,
+            key_field,
+        ))
+    }
 
     #[test]
     fn mapped_values_rename_and_fall_back_to_defaults() {
@@ -112,7 +125,7 @@ mod tests {
             Field::named("missing", "gone", None),
         ];
         assert_eq!(
-            Value::Object(mapped_values(&data, &fields, "email")),
+            mapped(&data, &fields, "email"),
             json!({"email": "a@b.nl", "fname": "friend", "town": "Utrecht", "gone": ""})
         );
     }
@@ -125,9 +138,30 @@ mod tests {
             Field::named("city", "town", None),
         ];
         assert_eq!(
-            Value::Object(mapped_values(&data, &fields, "email")),
+            mapped(&data, &fields, "email"),
             json!({"EmailAddress": "a@b.nl", "town": "Utrecht"})
         );
+    }
+
+    #[test]
+    fn columns_the_row_lacks_come_from_its_parent_row() {
+        // a tag of a contact: the link table's row, and the contact's email (webhooks.enrich)
+        let data = json!({"new": {"contact_id": 4, "tag_id": 7, "note": null},
+                          "parent": {"email": "a@b.nl", "note": "from the parent"}});
+        let fields = [
+            Field::named("tag_id", "tag", None),
+            Field::named("note", "note", Some(json!("none"))),
+        ];
+        assert_eq!(
+            mapped(&data, &fields, "email"),
+            json!({"email": "a@b.nl", "tag": 7, "note": "none"})
+        );
+    }
+
+    #[test]
+    fn a_parent_gone_leaves_its_columns_empty() {
+        let data = json!({"old": {"contact_id": 4, "tag_id": 7}, "parent": null});
+        assert_eq!(mapped(&data, &[], "email"), json!({"email": ""}));
     }
 
     #[test]
@@ -135,7 +169,7 @@ mod tests {
         let data = json!({"recipient": "a@b.nl", "ip": "192.0.2.1"});
         let fields = [Field::named("ip", "address", None)];
         assert_eq!(
-            Value::Object(mapped_values(&data, &fields, "recipient")),
+            mapped(&data, &fields, "recipient"),
             json!({"recipient": "a@b.nl", "address": "192.0.2.1"})
         );
     }

@@ -21,6 +21,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::time::Duration;
 
 pub use mapping::Field;
@@ -116,12 +117,13 @@ pub fn request(message: &Message, url: &str, shape: &Shape) -> Result<Request, R
         return Ok(json_request(message, shape, message.data, url.to_owned()));
     }
     let data: Value = serde_json::from_str(message.data)?;
+    let values = named_values(&data);
     let mapped = shape
         .fields
         .as_ref()
-        .map(|fields| mapping::mapped_values(&data, fields, &shape.key_field));
+        .map(|fields| mapping::mapped_values(values.as_deref(), fields, &shape.key_field));
     let url = if has_placeholders {
-        mapping::fill_placeholders(url, mapped.as_ref().or(row_or_payload(&data)))?
+        mapping::fill_placeholders(url, mapped.as_ref().or(values.as_deref()))?
     } else {
         url.to_owned()
     };
@@ -191,13 +193,25 @@ fn parameters(
     }
 }
 
-/// The row (new, else old) of a row event; the payload of an application event.
-fn row_or_payload(data: &Value) -> Option<&Map<String, Value>> {
-    ["new", "old"]
-        .iter()
-        .find_map(|image| data.get(image))
-        .unwrap_or(data)
-        .as_object()
+/// The values fields and URL placeholders name: a row event's row (new, else old), with the
+/// parent row's values it carries (webhooks.enrich) for columns the row does not have; an
+/// application event's payload.
+fn named_values(data: &Value) -> Option<Cow<'_, Map<String, Value>>> {
+    let Some(row) = ["new", "old"].iter().find_map(|image| data.get(image)) else {
+        return data.as_object().map(Cow::Borrowed);
+    };
+    let row = row.as_object()?;
+    match data.get("parent").and_then(Value::as_object) {
+        Some(parent) if !parent.is_empty() => {
+            let mut values = parent.clone();
+            values.extend(
+                row.iter()
+                    .map(|(column, value)| (column.clone(), value.clone())),
+            );
+            Some(Cow::Owned(values))
+        }
+        _ => Some(Cow::Borrowed(row)),
+    }
 }
 
 /// The JSON body (also used for test requests), with `data` (JSON text) as it is.
@@ -312,6 +326,18 @@ mod tests {
         );
         assert_eq!(request.signed(), request.body);
         assert_eq!(message_id(42), "evt_42");
+    }
+
+    #[test]
+    fn url_placeholders_can_name_the_parent_rows_values() {
+        let data = r#"{"new": {"contact_id": 4, "tag_id": 7}, "parent": {"email": "a@b.nl"}}"#;
+        let request = request(
+            &message(data),
+            "http://h.example/tag/__tag_id__?email=__email__",
+            &Shape::default(),
+        )
+        .expect("renders");
+        assert_eq!(request.url, "http://h.example/tag/7?email=a%40b.nl");
     }
 
     #[test]
