@@ -548,8 +548,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
 $$;
 
--- The payload as this webhook is sent it: row images and the changed list without the columns
--- it is not sent; for application events, the payload without them.
+-- The payload as this webhook is sent it: row images, the parent row's values
+-- (webhooks.enrich) and the changed list without the columns it is not sent; for application
+-- events, the payload without them.
 CREATE FUNCTION webhooks._visible_payload(hook webhooks.webhooks, payload jsonb, is_row boolean)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -562,6 +563,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                     ELSE '{}' END
             || CASE WHEN payload ? 'new'
                     THEN jsonb_build_object('new', webhooks._visible_row(hook, payload -> 'new'))
+                    ELSE '{}' END
+            || CASE WHEN payload ? 'parent'
+                    THEN jsonb_build_object('parent', webhooks._visible_row(hook, payload -> 'parent'))
                     ELSE '{}' END
             || CASE WHEN payload ? 'changed'
                     THEN jsonb_build_object('changed', coalesce(

@@ -1818,6 +1818,34 @@ ALTER TABLE webhooks.tracked
     -- capture triggers' arguments, which are what the trigger reads
     ADD COLUMN parent_values text[];
 
+-- The payload as this webhook is sent it: row images, the parent row's values
+-- (webhooks.enrich) and the changed list without the columns it is not sent; for application
+-- events, the payload without them.
+CREATE OR REPLACE FUNCTION webhooks._visible_payload(hook webhooks.webhooks, payload jsonb, is_row boolean)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN hook.include_columns IS NULL AND hook.exclude_columns IS NULL THEN payload
+        WHEN NOT is_row THEN webhooks._visible_row(hook, payload)
+        ELSE payload
+            || CASE WHEN payload ? 'old'
+                    THEN jsonb_build_object('old', webhooks._visible_row(hook, payload -> 'old'))
+                    ELSE '{}' END
+            || CASE WHEN payload ? 'new'
+                    THEN jsonb_build_object('new', webhooks._visible_row(hook, payload -> 'new'))
+                    ELSE '{}' END
+            || CASE WHEN payload ? 'parent'
+                    THEN jsonb_build_object('parent', webhooks._visible_row(hook, payload -> 'parent'))
+                    ELSE '{}' END
+            || CASE WHEN payload ? 'changed'
+                    THEN jsonb_build_object('changed', coalesce(
+                        (SELECT jsonb_agg(c.col ORDER BY c.col)
+                         FROM jsonb_array_elements_text(payload -> 'changed') c(col)
+                         WHERE webhooks._column_sent(hook, c.col)), '[]'))
+                    ELSE '{}' END
+    END
+$$;
+
 CREATE OR REPLACE VIEW webhooks.tracked_tables AS
 SELECT source, entity, key_columns, parent_column, parent_table, tracked_at, database_name,
        collection_name, parent_values

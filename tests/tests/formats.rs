@@ -1,6 +1,6 @@
 //! Receivers built for the seed platforms work unchanged: Copernica form posts and query strings
 //! as PHP decodes them, KlickTipp field mapping and URL placeholders, subprofiles, tags with a
-//! throttle, and email events.
+//! throttle and with their contact's email, and email events.
 
 use pg_webhooks_tests::{
     signed_payload, verify_signed_payloads, wait_for, PhpReceiver, Receiver, Relay, TestDb,
@@ -521,4 +521,42 @@ async fn a_tag_fires_again_once_its_throttle_has_passed() {
         .value("SELECT count(*) FROM webhooks.delivery_status WHERE last_error = 'throttled'")
         .await;
     assert_eq!((receiver.count(), dropped), (2, 1));
+}
+
+#[tokio::test]
+async fn a_klicktipp_tag_webhook_sends_the_contacts_email_as_it_was_when_tagged() {
+    let db = TestDb::create("tag_parent_values").await;
+    db.execute(
+        "CREATE TABLE contacts (id bigserial PRIMARY KEY, email text, first_name text);
+         CREATE TABLE contact_tags (contact_id bigint REFERENCES contacts, tag_id int,
+                                    PRIMARY KEY (contact_id, tag_id));
+         SELECT webhooks.track('contact_tags', entity => 'tag', parent => 'contact_id');
+         SELECT webhooks.enrich('contact_tags', ARRAY['email', 'first_name']);",
+    )
+    .await;
+    let php = PhpReceiver::start().await;
+    subscribe(
+        &db,
+        "tag.created",
+        &php.url("/tagged.php"),
+        json!({"format": "query", "method": "GET", "fields": [
+            {"column": "tag_id", "name": "tag"},
+            {"column": "first_name", "name": "fname"}]}),
+    )
+    .await;
+
+    // the contact changes address before the relay runs: the tag's event keeps the old one
+    db.execute(
+        "INSERT INTO contacts (email, first_name) VALUES ('d+1@example.com', 'Dana');
+         INSERT INTO contact_tags VALUES (currval('contacts_id_seq'), 7);
+         UPDATE contacts SET email = 'later@example.com';",
+    )
+    .await;
+    let _relay = Relay::start(&db, "r1", &[]).await;
+
+    let request = php.wait_for_requests(1, WAIT).await.remove(0);
+    assert_eq!(
+        request["get"],
+        json!({"email": "d+1@example.com", "tag": "7", "fname": "Dana"})
+    );
 }

@@ -120,6 +120,17 @@ INSERT INTO en_visits VALUES (1, '2027-03-01');
 SELECT e.event, e.payload->'parent' AS parent FROM webhooks.events e
 WHERE e.event = 'visit.created' AND e.id > current_setting('en.seen')::bigint ORDER BY e.id;
 
+-- a webhook's column lists apply to the parent's values too
+SELECT count(*) >= 0 AS drained FROM webhooks.claim('setup', 100000, 100000, '{}', '1 hour');
+SELECT webhooks.create('enrich', 'tag.created', 'https://example.com/t') AS tag_hook \gset
+SELECT options FROM webhooks.configure(:tag_hook, '{"exclude_columns": ["email"]}');
+INSERT INTO en_tags (contact_id, tag) VALUES (1, 'listed');
+SELECT data::jsonb -> 'new' ->> 'tag' AS tag, data::jsonb -> 'parent' AS parent
+FROM webhooks.claim('enrich-relay', 10, 10,
+    (SELECT array_agg(id) FROM webhooks.webhooks WHERE id <> :tag_hook), '1 minute');
+SELECT webhooks.delete(:tag_hook);
+SELECT en_seen();
+
 -- NULL stops sending them: the triggers lose their arguments, events their `parent`
 SELECT source, parent_values FROM webhooks.enrich('en_tags', NULL);
 SELECT count(*) AS capture_triggers_with_arguments FROM pg_trigger
