@@ -8,8 +8,11 @@
 #   pgq        PgQ's logutriga row trigger into a queue (Debian postgresql-15-pgq3)
 #   outbox     a minimal hand-written outbox: a PL/pgSQL row trigger inserting to_jsonb(NEW)
 #              into a table indexed on (xid, id), as an application would write it
+#   child      pg_webhooks, a child table of untracked (a foreign key, tracked with parent)
+#   enriched   the same, its events carrying two columns of the parent row (webhooks.enrich)
 #
 #   writer_setup SINK_URL      SINK_URL: where the webhook points (the relay delivers there)
+#   enrich_overhead ROUNDS SECONDS   what reading the parent row costs: enriched / child
 #   writer_overhead ROUNDS SECONDS MODE
 #     MODE alone: no consumer runs; every target
 #     MODE relay: the relay delivers pg_webhooks' events to the sink at full speed; untracked
@@ -57,6 +60,16 @@ CREATE TRIGGER outbox_capture AFTER INSERT OR UPDATE ON outbox
     FOR EACH ROW EXECUTE FUNCTION outbox_capture();
 INSERT INTO untracked (email, country) SELECT 'seed' || i || '@example.com', 'NL'
 FROM generate_series(1, 10000) i;
+-- enrich_overhead: two tracked child tables of untracked, alike but for webhooks.enrich()
+CREATE TABLE child (id bigserial PRIMARY KEY, email text NOT NULL, country text,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    parent_id bigint NOT NULL DEFAULT 1 REFERENCES untracked);
+CREATE TABLE enriched (id bigserial PRIMARY KEY, email text NOT NULL, country text,
+                       created_at timestamptz NOT NULL DEFAULT now(),
+                       parent_id bigint NOT NULL DEFAULT 1 REFERENCES untracked);
+SELECT webhooks.track('child', entity => 'child', parent => 'parent_id');
+SELECT webhooks.track('enriched', entity => 'enriched', parent => 'parent_id');
+SELECT webhooks.enrich('enriched', ARRAY['email', 'country']);
 SQL
     local target
     for target in tracked pgq outbox; do
@@ -164,4 +177,21 @@ describe_workload() {
         insert100) echo "100-row INSERT (tps = statements/s)" ;;
         update1) echo "single-column UPDATE of one row" ;;
     esac
+}
+
+enrich_overhead() {
+    local rounds=$1 seconds=$2 workload target i dir
+    printf '%-36s %-12s %s\n' "workload (8 clients, sync commit)" "child" "enriched/child"
+    for workload in insert1 insert100; do
+        dir=$(mktemp -d)
+        for ((i = 0; i < rounds; i++)); do
+            for target in child enriched; do
+                pgbench_tps "$target" "$workload" 8 "$seconds" >>"$dir/$target"
+            done
+        done
+        paste "$dir/enriched" "$dir/child" | awk '{ printf "%.4f\n", $1 / $2 }' >"$dir/ratio"
+        printf '%-36s %-12.0f %s\n' "$(describe_workload "$workload")" "$(median_of <"$dir/child")" \
+            "$(summarise <"$dir/ratio")"
+        rm -rf "$dir"
+    done
 }

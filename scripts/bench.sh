@@ -57,6 +57,8 @@ SINK_PID=$!
 writer_setup "$SINK_URL"
 echo "Writer overhead, capture alone (no consumer running; $ROUNDS alternated rounds x ${SECONDS_EACH}s): ratio to untracked, min / median / max"
 writer_overhead "$ROUNDS" "$SECONDS_EACH" alone
+echo "Payloads enriched from the parent row (webhooks.enrich), capture alone (same rounds): ratio to a child table tracked without it"
+enrich_overhead "$ROUNDS" "$SECONDS_EACH"
 # capture alone left millions of events behind that no relay has seen: the figures below are
 # of writers beside a relay that keeps up, not of one draining them (that is the backlog figure)
 psql -X -q -d "$BENCH_DB" -c "TRUNCATE webhooks.events"

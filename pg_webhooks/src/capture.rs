@@ -14,7 +14,10 @@
 //! change of a tracked table (or of a partition of one). The arguments only name the parent
 //! row's columns an event carries (webhooks.enrich), read as the writer like the row images.
 
+mod parent_values;
+
 use crate::sql_error::{self, SqlError};
+use parent_values::{CaptureRunning, ParentValues};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -90,6 +93,7 @@ fn capture<'a>(
 }
 
 fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
+    let _running = CaptureRunning::enter();
     if !matches!(trigger.level(), PgTriggerLevel::Statement) {
         return Err(CaptureError::NotStatementLevel);
     }
@@ -174,130 +178,6 @@ struct Images {
 impl Images {
     fn of(new: Vec<pg_sys::Datum>, old: Vec<pg_sys::Datum>, parent: Vec<pg_sys::Datum>) -> Images {
         Images { new, old, parent }
-    }
-}
-
-/// Builds the query that reads an enriched table's parent row (webhooks.enrich): the chosen
-/// columns as one jsonb object, or JSON null when the row's key is NULL or its parent gone (its
-/// delete cascading to this row), found through the foreign key on the key column, with that
-/// key's own equality operator. A column the parent no longer has is sent as null, and a table
-/// whose foreign key was dropped sends null, so neither stops writes. Run as the writer, under
-/// the fixed path, on catalogs anyone may read. $1 the table written, $2 its key column, $3 the
-/// parent columns.
-const PARENT_QUERY: &CStr = c"SELECT COALESCE((
-    SELECT pg_catalog.format(
-        'SELECT COALESCE((SELECT pg_catalog.jsonb_build_object(%s) FROM %s p '
-        'WHERE p.%I OPERATOR(%I.%s) ($1).%I), ''null''::pg_catalog.jsonb)',
-        (SELECT pg_catalog.string_agg(
-                    CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute pa
-                                      WHERE pa.attrelid OPERATOR(pg_catalog.=) fk.confrelid
-                                        AND pa.attname OPERATOR(pg_catalog.=) c.name
-                                        AND pa.attnum OPERATOR(pg_catalog.>) 0
-                                        AND NOT pa.attisdropped)
-                         THEN pg_catalog.format('%L, p.%I', c.name, c.name)
-                         ELSE pg_catalog.format('%L, NULL', c.name) END,
-                    ', ' ORDER BY c.n)
-         FROM pg_catalog.unnest($3) WITH ORDINALITY AS c(name, n)),
-        fk.confrelid::pg_catalog.regclass, parent_key.attname, op_schema.nspname, op.oprname,
-        child_key.attname)
-    FROM pg_catalog.pg_constraint fk
-    JOIN pg_catalog.pg_attribute child_key ON child_key.attrelid OPERATOR(pg_catalog.=) fk.conrelid
-         AND child_key.attnum OPERATOR(pg_catalog.=) fk.conkey[1]
-    JOIN pg_catalog.pg_attribute parent_key ON parent_key.attrelid OPERATOR(pg_catalog.=) fk.confrelid
-         AND parent_key.attnum OPERATOR(pg_catalog.=) fk.confkey[1]
-    JOIN pg_catalog.pg_operator op ON op.oid OPERATOR(pg_catalog.=) fk.conpfeqop[1]
-    JOIN pg_catalog.pg_namespace op_schema ON op_schema.oid OPERATOR(pg_catalog.=) op.oprnamespace
-    WHERE fk.conrelid OPERATOR(pg_catalog.=) COALESCE(pg_catalog.pg_partition_root($1), $1)
-      AND fk.contype OPERATOR(pg_catalog.=) 'f'
-      AND pg_catalog.cardinality(fk.conkey) OPERATOR(pg_catalog.=) 1
-      AND child_key.attname OPERATOR(pg_catalog.=) $2
-    ORDER BY fk.oid
-    LIMIT 1),
-    'SELECT ''null''::pg_catalog.jsonb')";
-
-/// The parent row's chosen columns for each row of a statement (one query per row, planned
-/// once per statement, as the writer).
-struct ParentValues {
-    plan: pg_sys::SPIPlanPtr,
-}
-
-impl ParentValues {
-    /// None for a table whose capture triggers name no parent columns (arguments: the key
-    /// column, then the parent's columns).
-    unsafe fn prepare(
-        relid: pg_sys::Oid,
-        rowtype: pg_sys::Oid,
-        arguments: &[String],
-    ) -> Result<Option<ParentValues>, CaptureError> {
-        let Some((key_column, columns)) = arguments.split_first() else {
-            return Ok(None);
-        };
-        if columns.is_empty() {
-            return Ok(None);
-        }
-        let mut texts: Vec<pg_sys::Datum> = columns.iter().map(|c| text_datum(c)).collect();
-        let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::TEXTARRAYOID];
-        let mut values = [
-            pg_sys::Datum::from(relid),
-            text_datum(key_column),
-            varlena_array(&mut texts, pg_sys::TEXTOID),
-        ];
-        let status = pg_sys::SPI_execute_with_args(
-            PARENT_QUERY.as_ptr(),
-            3,
-            types.as_mut_ptr(),
-            values.as_mut_ptr(),
-            std::ptr::null(),
-            true,
-            1,
-        );
-        spi_status(
-            "SPI_execute_with_args (parent query)",
-            status,
-            pg_sys::SPI_OK_SELECT,
-        )?;
-        let tuptable = pg_sys::SPI_tuptable;
-        let query = pg_sys::SPI_getvalue(*(*tuptable).vals, (*tuptable).tupdesc, 1);
-        let mut row_type = [rowtype];
-        let plan = pg_sys::SPI_prepare(query, 1, row_type.as_mut_ptr());
-        if plan.is_null() {
-            return Err(CaptureError::Spi {
-                call: "SPI_prepare (parent values)",
-                code: pg_sys::SPI_result,
-            });
-        }
-        Ok(Some(ParentValues { plan }))
-    }
-
-    /// The values for one row (a composite datum of the table's row type), copied into
-    /// `outer`. Keeps the caller's memory context: SPI returns in its own.
-    unsafe fn of(
-        &mut self,
-        row: pg_sys::Datum,
-        outer: pg_sys::MemoryContext,
-    ) -> Result<pg_sys::Datum, CaptureError> {
-        let here = pg_sys::CurrentMemoryContext;
-        let mut values = [row];
-        let status =
-            pg_sys::SPI_execute_plan(self.plan, values.as_mut_ptr(), std::ptr::null(), false, 1);
-        spi_status(
-            "SPI_execute_plan (parent values)",
-            status,
-            pg_sys::SPI_OK_SELECT,
-        )?;
-        let tuptable = pg_sys::SPI_tuptable;
-        let mut is_null = false;
-        let value = match pg_sys::SPI_processed {
-            1 => pg_sys::SPI_getbinval(*(*tuptable).vals, (*tuptable).tupdesc, 1, &mut is_null),
-            rows => return Err(CaptureError::ParentValues(rows)),
-        };
-        if is_null {
-            return Err(CaptureError::ParentValues(0));
-        }
-        let kept = copy_into(outer, value);
-        pg_sys::SPI_freetuptable(tuptable);
-        pg_sys::MemoryContextSwitchTo(here);
-        Ok(kept)
     }
 }
 

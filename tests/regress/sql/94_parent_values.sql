@@ -131,6 +131,32 @@ FROM webhooks.claim('enrich-relay', 10, 10,
 SELECT webhooks.delete(:tag_hook);
 SELECT en_seen();
 
+-- each backend keeps the parent query's plan; a schema change made while one capture runs
+-- inside another (a cast the row image runs writes to another enriched table) is seen by both,
+-- and the outer one's plan stays usable
+CREATE TYPE en_mood AS ENUM ('happy');
+CREATE FUNCTION en_mood_json(mood en_mood) RETURNS json LANGUAGE plpgsql SET search_path = public AS $$
+BEGIN
+    ALTER TABLE en_contacts RENAME COLUMN email TO mail;
+    INSERT INTO en_tags (contact_id, tag) VALUES (1, 'inside a cast');
+    ALTER TABLE en_contacts RENAME COLUMN mail TO email;
+    RETURN to_json(mood::text);
+END $$;
+CREATE CAST (en_mood AS json) WITH FUNCTION en_mood_json(en_mood);
+CREATE TABLE en_moods (id serial PRIMARY KEY, contact_id bigint REFERENCES en_contacts,
+                       mood en_mood);
+SELECT webhooks.track('en_moods', entity => 'mood', parent => 'contact_id');
+SELECT parent_values FROM webhooks.enrich('en_moods', ARRAY['email']);
+INSERT INTO en_moods (contact_id, mood) VALUES (1, NULL);
+INSERT INTO en_moods (contact_id, mood) VALUES (1, 'happy'), (1, 'happy');
+INSERT INTO en_moods (contact_id, mood) VALUES (1, NULL);
+SELECT e.event, e.payload->'new'->>'tag' AS tag, e.payload->'new'->>'mood' AS mood,
+       e.payload->'parent' AS parent
+FROM webhooks.events e
+WHERE e.event IN ('mood.created', 'tag.created') AND e.id > current_setting('en.seen')::bigint
+ORDER BY e.id;
+SELECT en_seen();
+
 -- NULL stops sending them: the triggers lose their arguments, events their `parent`
 SELECT source, parent_values FROM webhooks.enrich('en_tags', NULL);
 SELECT count(*) AS capture_triggers_with_arguments FROM pg_trigger
@@ -138,10 +164,14 @@ WHERE tgrelid = 'en_tags'::regclass AND tgname LIKE 'webhooks_capture_%' AND tgn
 INSERT INTO en_tags (contact_id, tag) VALUES (1, 'plain');
 SELECT payload ? 'parent' AS has_parent FROM en_events();
 
+SELECT webhooks.untrack('en_moods');
 SELECT webhooks.untrack('en_visits');
 SELECT webhooks.untrack('en_loose');
 SELECT webhooks.untrack('en_tags');
 SELECT webhooks.untrack('en_contacts');
-DROP TABLE en_visits, en_loose, en_untracked, en_tags, en_contacts;
+DROP TABLE en_moods, en_visits, en_loose, en_untracked, en_tags, en_contacts;
+DROP CAST (en_mood AS json);
+DROP FUNCTION en_mood_json(en_mood);
+DROP TYPE en_mood;
 DROP FUNCTION en_events(), en_seen();
 DROP ROLE en_writer, en_admin;

@@ -1,0 +1,243 @@
+//! The parent row's values an enriched table's events carry (webhooks.enrich): read per row,
+//! as the writer, through the table's foreign key.
+//!
+//! Building the query from the catalogs and planning it cost about 2 ms, twenty times what the
+//! rest of a single-row INSERT's capture costs, so each backend keeps the plan per table and
+//! trigger arguments. A relcache invalidation of a table a plan was made from (the table, its
+//! partition root, the parent: a dropped foreign key, a renamed column) marks the plans stale;
+//! the next statement frees them and builds anew, so a schema change never reaches a kept plan
+//! that would fail on it. Stale plans are freed only by a capture that runs inside no other:
+//! a cast the row images run may write to another tracked table, whose capture must not free
+//! the plan the outer one is using.
+
+use super::{copy_into, spi_status, text_datum, varlena_array, CaptureError};
+use pgrx::pg_sys;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::ffi::CStr;
+
+/// Builds the query that reads an enriched table's parent row: the chosen columns as one jsonb
+/// object, or JSON null when the row's key is NULL or its parent gone (its delete cascading to
+/// this row), found through the foreign key on the key column, with that key's own equality
+/// operator. A column the parent no longer has is sent as null, and a table whose foreign key
+/// was dropped sends null, so neither stops writes. Also returns the tables the query was made
+/// from: the partition root and the parent. Run as the writer, under the fixed path, on
+/// catalogs anyone may read. $1 the table written, $2 its key column, $3 the parent columns.
+const PARENT_QUERY: &CStr = c"SELECT COALESCE(fk.query, 'SELECT ''null''::pg_catalog.jsonb'),
+       root.oid, fk.confrelid
+FROM (SELECT COALESCE(pg_catalog.pg_partition_root($1), $1)::pg_catalog.oid AS oid) root
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.format(
+        'SELECT COALESCE((SELECT pg_catalog.jsonb_build_object(%s) FROM %s p '
+        'WHERE p.%I OPERATOR(%I.%s) ($1).%I), ''null''::pg_catalog.jsonb)',
+        (SELECT pg_catalog.string_agg(
+                    CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute pa
+                                      WHERE pa.attrelid OPERATOR(pg_catalog.=) fk.confrelid
+                                        AND pa.attname OPERATOR(pg_catalog.=) c.name
+                                        AND pa.attnum OPERATOR(pg_catalog.>) 0
+                                        AND NOT pa.attisdropped)
+                         THEN pg_catalog.format('%L, p.%I', c.name, c.name)
+                         ELSE pg_catalog.format('%L, NULL', c.name) END,
+                    ', ' ORDER BY c.n)
+         FROM pg_catalog.unnest($3) WITH ORDINALITY AS c(name, n)),
+        fk.confrelid::pg_catalog.regclass, parent_key.attname, op_schema.nspname, op.oprname,
+        child_key.attname) AS query,
+        fk.confrelid
+    FROM pg_catalog.pg_constraint fk
+    JOIN pg_catalog.pg_attribute child_key ON child_key.attrelid OPERATOR(pg_catalog.=) fk.conrelid
+         AND child_key.attnum OPERATOR(pg_catalog.=) fk.conkey[1]
+    JOIN pg_catalog.pg_attribute parent_key ON parent_key.attrelid OPERATOR(pg_catalog.=) fk.confrelid
+         AND parent_key.attnum OPERATOR(pg_catalog.=) fk.confkey[1]
+    JOIN pg_catalog.pg_operator op ON op.oid OPERATOR(pg_catalog.=) fk.conpfeqop[1]
+    JOIN pg_catalog.pg_namespace op_schema ON op_schema.oid OPERATOR(pg_catalog.=) op.oprnamespace
+    WHERE fk.conrelid OPERATOR(pg_catalog.=) root.oid
+      AND fk.contype OPERATOR(pg_catalog.=) 'f'
+      AND pg_catalog.cardinality(fk.conkey) OPERATOR(pg_catalog.=) 1
+      AND child_key.attname OPERATOR(pg_catalog.=) $2
+    ORDER BY fk.oid
+    LIMIT 1) fk ON true";
+
+/// A kept plan's key: the table written and its capture triggers' arguments.
+type PlanKey = (pg_sys::Oid, Vec<String>);
+
+thread_local! {
+    static PLANS: RefCell<HashMap<PlanKey, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+    /// The tables the kept plans were made from.
+    static WATCHED: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
+    static STALE: Cell<bool> = const { Cell::new(false) };
+    static LISTENING: Cell<bool> = const { Cell::new(false) };
+    /// Captures running in this backend, nested ones included.
+    static CAPTURES_RUNNING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks a capture as running while it lives (see the module doc). Dropped on errors too: pgrx
+/// unwinds through Rust frames before handing the error back to PostgreSQL.
+pub(super) struct CaptureRunning;
+
+impl CaptureRunning {
+    pub(super) fn enter() -> CaptureRunning {
+        CAPTURES_RUNNING.set(CAPTURES_RUNNING.get() + 1);
+        CaptureRunning
+    }
+}
+
+impl Drop for CaptureRunning {
+    fn drop(&mut self) {
+        CAPTURES_RUNNING.set(CAPTURES_RUNNING.get().saturating_sub(1));
+    }
+}
+
+/// Relcache invalidation callback: only marks, as it may run in the middle of anything.
+unsafe extern "C-unwind" fn forget_plans_of(_argument: pg_sys::Datum, relid: pg_sys::Oid) {
+    let watched = relid == pg_sys::InvalidOid
+        || WATCHED.with(|watched| watched.try_borrow().map_or(true, |w| w.contains(&relid)));
+    if watched {
+        STALE.set(true);
+    }
+}
+
+/// Frees the kept plans if they are stale and no outer capture may be using one; false when
+/// they are stale and must stay.
+unsafe fn free_stale_plans() -> bool {
+    if !LISTENING.get() {
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_plans_of), pg_sys::Datum::null());
+        LISTENING.set(true);
+    }
+    if !STALE.get() {
+        return true;
+    }
+    if CAPTURES_RUNNING.get() > 1 {
+        return false;
+    }
+    let plans: Vec<_> =
+        PLANS.with_borrow_mut(|plans| plans.drain().map(|(_, plan)| plan).collect());
+    WATCHED.with_borrow_mut(HashSet::clear);
+    STALE.set(false);
+    for plan in plans {
+        pg_sys::SPI_freeplan(plan);
+    }
+    true
+}
+
+/// The parent row's chosen columns for each row of a statement, as the writer.
+pub(super) struct ParentValues {
+    plan: pg_sys::SPIPlanPtr,
+}
+
+impl ParentValues {
+    /// None for a table whose capture triggers name no parent columns (arguments: the key
+    /// column, then the parent's columns).
+    pub(super) unsafe fn prepare(
+        relid: pg_sys::Oid,
+        rowtype: pg_sys::Oid,
+        arguments: &[String],
+    ) -> Result<Option<ParentValues>, CaptureError> {
+        let Some((key_column, columns)) = arguments.split_first() else {
+            return Ok(None);
+        };
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let may_keep = free_stale_plans();
+        let key = (relid, arguments.to_vec());
+        if let Some(plan) = PLANS.with_borrow(|plans| plans.get(&key).copied()) {
+            if may_keep {
+                return Ok(Some(ParentValues { plan }));
+            }
+        }
+        let (query, made_from) = parent_query(relid, key_column, columns)?;
+        let mut row_type = [rowtype];
+        let plan = pg_sys::SPI_prepare(query.as_ptr(), 1, row_type.as_mut_ptr());
+        if plan.is_null() {
+            return Err(CaptureError::Spi {
+                call: "SPI_prepare (parent values)",
+                code: pg_sys::SPI_result,
+            });
+        }
+        // kept for later statements, or else this one's alone (freed with SPI's memory at its end)
+        if may_keep {
+            spi_status(
+                "SPI_keepplan (parent values)",
+                pg_sys::SPI_keepplan(plan),
+                0,
+            )?;
+            PLANS.with_borrow_mut(|plans| plans.insert(key, plan));
+            WATCHED.with_borrow_mut(|watched| watched.extend(made_from));
+        }
+        Ok(Some(ParentValues { plan }))
+    }
+
+    /// The values for one row (a composite datum of the table's row type), copied into
+    /// `outer`. Keeps the caller's memory context: SPI returns in its own.
+    pub(super) unsafe fn of(
+        &mut self,
+        row: pg_sys::Datum,
+        outer: pg_sys::MemoryContext,
+    ) -> Result<pg_sys::Datum, CaptureError> {
+        let here = pg_sys::CurrentMemoryContext;
+        let mut values = [row];
+        let status =
+            pg_sys::SPI_execute_plan(self.plan, values.as_mut_ptr(), std::ptr::null(), false, 1);
+        spi_status(
+            "SPI_execute_plan (parent values)",
+            status,
+            pg_sys::SPI_OK_SELECT,
+        )?;
+        let tuptable = pg_sys::SPI_tuptable;
+        let mut is_null = false;
+        let value = match pg_sys::SPI_processed {
+            1 => pg_sys::SPI_getbinval(*(*tuptable).vals, (*tuptable).tupdesc, 1, &mut is_null),
+            rows => return Err(CaptureError::ParentValues(rows)),
+        };
+        if is_null {
+            return Err(CaptureError::ParentValues(0));
+        }
+        let kept = copy_into(outer, value);
+        pg_sys::SPI_freetuptable(tuptable);
+        pg_sys::MemoryContextSwitchTo(here);
+        Ok(kept)
+    }
+}
+
+/// The parent query's text and the tables it was made from (the table written, its partition
+/// root and the parent, when the foreign key is there).
+unsafe fn parent_query(
+    relid: pg_sys::Oid,
+    key_column: &str,
+    columns: &[String],
+) -> Result<(std::ffi::CString, Vec<pg_sys::Oid>), CaptureError> {
+    let mut texts: Vec<pg_sys::Datum> = columns.iter().map(|c| text_datum(c)).collect();
+    let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::TEXTARRAYOID];
+    let mut values = [
+        pg_sys::Datum::from(relid),
+        text_datum(key_column),
+        varlena_array(&mut texts, pg_sys::TEXTOID),
+    ];
+    let status = pg_sys::SPI_execute_with_args(
+        PARENT_QUERY.as_ptr(),
+        3,
+        types.as_mut_ptr(),
+        values.as_mut_ptr(),
+        std::ptr::null(),
+        true,
+        1,
+    );
+    spi_status(
+        "SPI_execute_with_args (parent query)",
+        status,
+        pg_sys::SPI_OK_SELECT,
+    )?;
+    let tuptable = pg_sys::SPI_tuptable;
+    let (row, tupdesc) = (*(*tuptable).vals, (*tuptable).tupdesc);
+    let query = CStr::from_ptr(pg_sys::SPI_getvalue(row, tupdesc, 1)).to_owned();
+    let mut made_from = vec![relid];
+    for column in [2, 3] {
+        let mut is_null = false;
+        let oid = pg_sys::SPI_getbinval(row, tupdesc, column, &mut is_null);
+        if !is_null {
+            made_from.push(pg_sys::Oid::from(oid.value() as u32));
+        }
+    }
+    pg_sys::SPI_freetuptable(tuptable);
+    Ok((query, made_from))
+}
