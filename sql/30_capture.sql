@@ -302,8 +302,10 @@ END $$;
 -- on those columns (a write without it fails, as any trigger's read would), and whoever may
 -- create triggers on the table could already read what its writers can. So the choice lives in
 -- the capture triggers' arguments, which only such a role can set, and tracked.parent_values
--- only copies them. NULL or no columns stops sending them. The triggers are made anew, in the
--- caller's transaction: writes wait for it, and no event is missed.
+-- only copies them. The caller must also have the rights of the parent's owner: reading it runs
+-- its row security policies as each writer. NULL or no columns stops sending them. The
+-- triggers are made anew, in the caller's transaction: writes wait for it, and no event is
+-- missed.
 CREATE FUNCTION webhooks.enrich(source regclass, parent_columns text[])
 RETURNS webhooks.tracked_tables
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -328,6 +330,15 @@ BEGIN
             tracked_row.parent_column, source
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Add a single-column foreign key on it, then track the table again.';
+    END IF;
+    -- reading the parent runs its owner's row security policies with the writers' rights: only
+    -- a role that could run code as them through it anyway may choose it
+    IF NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = tracked_row.parent_table),
+                       'USAGE') THEN
+        RAISE EXCEPTION 'pg_webhooks: only the owner of parent table "%" may send its columns',
+            tracked_row.parent_table
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Its row security policies would run with the rights of each writer.';
     END IF;
     IF cardinality(columns) > 20 THEN
         RAISE EXCEPTION 'pg_webhooks: % parent columns; at most 20 are sent', cardinality(columns)

@@ -1978,6 +1978,15 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Add a single-column foreign key on it, then track the table again.';
     END IF;
+    -- reading the parent runs its owner's row security policies with the writers' rights: only
+    -- a role that could run code as them through it anyway may choose it
+    IF NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = tracked_row.parent_table),
+                       'USAGE') THEN
+        RAISE EXCEPTION 'pg_webhooks: only the owner of parent table "%" may send its columns',
+            tracked_row.parent_table
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Its row security policies would run with the rights of each writer.';
+    END IF;
     IF cardinality(columns) > 20 THEN
         RAISE EXCEPTION 'pg_webhooks: % parent columns; at most 20 are sent', cardinality(columns)
             USING ERRCODE = 'program_limit_exceeded';
