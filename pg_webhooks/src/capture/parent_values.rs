@@ -6,7 +6,8 @@
 //! trigger arguments. A relcache invalidation of a table a plan was made from (the table, its
 //! partition root, the parent: a dropped foreign key, a renamed column) marks the plans stale;
 //! the next statement frees them and builds anew, so a schema change never reaches a kept plan
-//! that would fail on it. Stale plans are freed only by a capture that runs inside no other:
+//! that would fail on it. A statement locks the parent before it looks, so a rename it waited
+//! for is seen (tests/isolation/specs/parent_renamed_beside_write.spec). Stale plans are freed only by a capture that runs inside no other:
 //! a cast the row images run may write to another tracked table, whose capture must not free
 //! the plan the outer one is using.
 
@@ -14,7 +15,7 @@ use super::{copy_into, spi_status, text_datum, varlena_array, CaptureError};
 use pgrx::pg_sys;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 
 /// Builds the query that reads an enriched table's parent row: the chosen columns as one jsonb
 /// object, or JSON null when the row's key is NULL or its parent gone (its delete cascading to
@@ -60,11 +61,19 @@ LEFT JOIN LATERAL (
 /// A kept plan's key: the table written and its capture triggers' arguments.
 type PlanKey = (pg_sys::Oid, Vec<String>);
 
+#[derive(Clone, Copy)]
+struct KeptPlan {
+    plan: pg_sys::SPIPlanPtr,
+    parent: Option<pg_sys::Oid>,
+}
+
 thread_local! {
-    static PLANS: RefCell<HashMap<PlanKey, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+    static PLANS: RefCell<HashMap<PlanKey, KeptPlan>> = RefCell::new(HashMap::new());
     /// The tables the kept plans were made from.
     static WATCHED: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
     static STALE: Cell<bool> = const { Cell::new(false) };
+    /// Relcache invalidations seen, of any table.
+    static INVALIDATIONS: Cell<u64> = const { Cell::new(0) };
     static LISTENING: Cell<bool> = const { Cell::new(false) };
     /// Captures running in this backend, nested ones included.
     static CAPTURES_RUNNING: Cell<u32> = const { Cell::new(0) };
@@ -89,6 +98,7 @@ impl Drop for CaptureRunning {
 
 /// Relcache invalidation callback: only marks, as it may run in the middle of anything.
 unsafe extern "C-unwind" fn forget_plans_of(_argument: pg_sys::Datum, relid: pg_sys::Oid) {
+    INVALIDATIONS.set(INVALIDATIONS.get().wrapping_add(1));
     let watched = relid == pg_sys::InvalidOid
         || WATCHED.with(|watched| watched.try_borrow().map_or(true, |w| w.contains(&relid)));
     if watched {
@@ -110,7 +120,7 @@ unsafe fn free_stale_plans() -> bool {
         return false;
     }
     let plans: Vec<_> =
-        PLANS.with_borrow_mut(|plans| plans.drain().map(|(_, plan)| plan).collect());
+        PLANS.with_borrow_mut(|plans| plans.drain().map(|(_, kept)| kept.plan).collect());
     WATCHED.with_borrow_mut(HashSet::clear);
     STALE.set(false);
     for plan in plans {
@@ -138,16 +148,21 @@ impl ParentValues {
         if columns.is_empty() {
             return Ok(None);
         }
-        let may_keep = free_stale_plans();
         let key = (relid, arguments.to_vec());
-        if let Some(plan) = PLANS.with_borrow(|plans| plans.get(&key).copied()) {
+        if let Some(kept) = PLANS.with_borrow(|plans| plans.get(&key).copied()) {
+            // the lock the plan's run would take, taken first: a rename of a parent column
+            // committed meanwhile is seen now, and none can commit before this transaction ends
+            lock_parent(kept.parent);
+        }
+        let may_keep = free_stale_plans();
+        if let Some(kept) = PLANS.with_borrow(|plans| plans.get(&key).copied()) {
             if may_keep {
-                return Ok(Some(ParentValues { plan }));
+                return Ok(Some(ParentValues { plan: kept.plan }));
             }
         }
-        let (query, made_from) = parent_query(relid, key_column, columns)?;
+        let query = ParentQuery::read(relid, key_column, columns)?;
         let mut row_type = [rowtype];
-        let plan = pg_sys::SPI_prepare(query.as_ptr(), 1, row_type.as_mut_ptr());
+        let plan = pg_sys::SPI_prepare(query.text.as_ptr(), 1, row_type.as_mut_ptr());
         if plan.is_null() {
             return Err(CaptureError::Spi {
                 call: "SPI_prepare (parent values)",
@@ -161,8 +176,15 @@ impl ParentValues {
                 pg_sys::SPI_keepplan(plan),
                 0,
             )?;
-            PLANS.with_borrow_mut(|plans| plans.insert(key, plan));
-            WATCHED.with_borrow_mut(|watched| watched.extend(made_from));
+            let parent = query.parent;
+            PLANS.with_borrow_mut(|plans| plans.insert(key, KeptPlan { plan, parent }));
+            WATCHED.with_borrow_mut(|watched| {
+                watched.extend(
+                    [Some(relid), Some(query.root), parent]
+                        .into_iter()
+                        .flatten(),
+                )
+            });
         }
         Ok(Some(ParentValues { plan }))
     }
@@ -199,45 +221,82 @@ impl ParentValues {
     }
 }
 
-/// The parent query's text and the tables it was made from (the table written, its partition
-/// root and the parent, when the foreign key is there).
-unsafe fn parent_query(
-    relid: pg_sys::Oid,
-    key_column: &str,
-    columns: &[String],
-) -> Result<(std::ffi::CString, Vec<pg_sys::Oid>), CaptureError> {
-    let mut texts: Vec<pg_sys::Datum> = columns.iter().map(|c| text_datum(c)).collect();
-    let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::TEXTARRAYOID];
-    let mut values = [
-        pg_sys::Datum::from(relid),
-        text_datum(key_column),
-        varlena_array(&mut texts, pg_sys::TEXTOID),
-    ];
-    let status = pg_sys::SPI_execute_with_args(
-        PARENT_QUERY.as_ptr(),
-        3,
-        types.as_mut_ptr(),
-        values.as_mut_ptr(),
-        std::ptr::null(),
-        true,
-        1,
-    );
-    spi_status(
-        "SPI_execute_with_args (parent query)",
-        status,
-        pg_sys::SPI_OK_SELECT,
-    )?;
-    let tuptable = pg_sys::SPI_tuptable;
-    let (row, tupdesc) = (*(*tuptable).vals, (*tuptable).tupdesc);
-    let query = CStr::from_ptr(pg_sys::SPI_getvalue(row, tupdesc, 1)).to_owned();
-    let mut made_from = vec![relid];
-    for column in [2, 3] {
-        let mut is_null = false;
-        let oid = pg_sys::SPI_getbinval(row, tupdesc, column, &mut is_null);
-        if !is_null {
-            made_from.push(pg_sys::Oid::from(oid.value() as u32));
+unsafe fn lock_parent(parent: Option<pg_sys::Oid>) {
+    if let Some(parent) = parent {
+        pg_sys::LockRelationOid(parent, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+    }
+}
+
+/// The parent query's text, and the tables it was made from.
+struct ParentQuery {
+    text: CString,
+    root: pg_sys::Oid,
+    parent: Option<pg_sys::Oid>,
+}
+
+impl ParentQuery {
+    /// Read from the catalogs with the parent locked, as a kept plan's run locks it: read again
+    /// if taking the lock brought news of changed tables (a parent column renamed meanwhile).
+    unsafe fn read(
+        relid: pg_sys::Oid,
+        key_column: &str,
+        columns: &[String],
+    ) -> Result<ParentQuery, CaptureError> {
+        let mut tries = 0;
+        loop {
+            let seen = INVALIDATIONS.get();
+            let query = ParentQuery::read_unlocked(relid, key_column, columns)?;
+            lock_parent(query.parent);
+            tries += 1;
+            if INVALIDATIONS.get() == seen || tries == 3 {
+                return Ok(query);
+            }
         }
     }
-    pg_sys::SPI_freetuptable(tuptable);
-    Ok((query, made_from))
+
+    unsafe fn read_unlocked(
+        relid: pg_sys::Oid,
+        key_column: &str,
+        columns: &[String],
+    ) -> Result<ParentQuery, CaptureError> {
+        let mut texts: Vec<pg_sys::Datum> = columns.iter().map(|c| text_datum(c)).collect();
+        let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::TEXTARRAYOID];
+        let mut values = [
+            pg_sys::Datum::from(relid),
+            text_datum(key_column),
+            varlena_array(&mut texts, pg_sys::TEXTOID),
+        ];
+        // the catalogs as they are now, as parsing the query will see them (syscache), not as
+        // the statement's snapshot saw them: a rename committed since must not be missed
+        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+        let status = pg_sys::SPI_execute_with_args(
+            PARENT_QUERY.as_ptr(),
+            3,
+            types.as_mut_ptr(),
+            values.as_mut_ptr(),
+            std::ptr::null(),
+            true,
+            1,
+        );
+        pg_sys::PopActiveSnapshot();
+        spi_status(
+            "SPI_execute_with_args (parent query)",
+            status,
+            pg_sys::SPI_OK_SELECT,
+        )?;
+        let tuptable = pg_sys::SPI_tuptable;
+        let (row, tupdesc) = (*(*tuptable).vals, (*tuptable).tupdesc);
+        let oid_in = |column| {
+            let mut is_null = false;
+            let value = pg_sys::SPI_getbinval(row, tupdesc, column, &mut is_null);
+            (!is_null).then(|| pg_sys::Oid::from(value.value() as u32))
+        };
+        let query = ParentQuery {
+            text: CStr::from_ptr(pg_sys::SPI_getvalue(row, tupdesc, 1)).to_owned(),
+            root: oid_in(2).unwrap_or(relid),
+            parent: oid_in(3),
+        };
+        pg_sys::SPI_freetuptable(tuptable);
+        Ok(query)
+    }
 }
