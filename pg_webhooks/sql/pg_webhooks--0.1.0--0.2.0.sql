@@ -1881,7 +1881,8 @@ BEGIN
 END $$;
 
 -- The arguments of a table's capture triggers (pg_trigger keeps them NUL-terminated, one after
--- the other).
+-- the other). Only of a trigger that runs webhooks._capture(): one of the table owner's own
+-- under that name must not choose what _capture_new_partitions gives new partitions.
 CREATE FUNCTION webhooks._capture_arguments(rel regclass) RETURNS text[]
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1890,7 +1891,8 @@ DECLARE
     arguments text[] := '{}';
 BEGIN
     SELECT t.tgargs INTO rest FROM pg_trigger t
-    WHERE t.tgrelid = rel AND t.tgname = 'webhooks_capture_insert';
+    WHERE t.tgrelid = rel AND t.tgname = 'webhooks_capture_insert'
+      AND t.tgfoid = 'webhooks._capture()'::regprocedure;
     LOOP
         ends := position('\x00'::bytea IN rest);
         EXIT WHEN ends IS NULL OR ends = 0;

@@ -112,7 +112,6 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     {
         return Err(CaptureError::TransitionTables);
     }
-    let parent_arguments = trigger.extra_args()?;
     let trigger_data = trigger.trigger_data();
     // SAFETY: called from a trigger, so trigger_data and its transition tables are valid for the
     // whole call; an error anywhere ends the (sub)transaction, whose abort finishes SPI, pops
@@ -127,7 +126,9 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         spi_status("SPI_connect", pg_sys::SPI_connect(), pg_sys::SPI_OK_CONNECT)?;
         let tupdesc = (*relation).rd_att;
         let rowtype = (*tupdesc).tdtypeid;
+        let parent_arguments = trigger_arguments(trigger_data.tg_trigger);
         let mut parents = ParentValues::prepare((*relation).rd_id, rowtype, &parent_arguments)?;
+        let with_parent = parents.is_some();
         let mut to_jsonb = ToJsonb::for_rowtype(rowtype);
         let mut new_rows = TransitionRows::read(trigger_data.tg_newtable, tupdesc);
         let mut old_rows = TransitionRows::read(trigger_data.tg_oldtable, tupdesc);
@@ -145,6 +146,9 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
             }
         };
         drop((new_rows, old_rows));
+        if let Some(parents) = parents {
+            parents.finish();
+        }
         to_jsonb.finish();
         let rows = images.new.len().max(images.old.len());
         if rows > 0 {
@@ -152,13 +156,7 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
             let _append_path = FixedSearchPath::enter();
             let _capture_role = AsCaptureRole::enter();
             let arity = if rows == 1 { Arity::One } else { Arity::Many };
-            let appended = append(
-                (*relation).rd_id,
-                operation,
-                arity,
-                parents.is_some(),
-                images,
-            )?;
+            let appended = append((*relation).rd_id, operation, arity, with_parent, images)?;
             if appended > 0 {
                 wake_an_idle_relay()?;
             }
@@ -166,6 +164,15 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         spi_status("SPI_finish", pg_sys::SPI_finish(), pg_sys::SPI_OK_FINISH)?;
     }
     Ok(())
+}
+
+/// The trigger's arguments, as PostgreSQL keeps them (in the database's encoding).
+unsafe fn trigger_arguments(trigger: *const pg_sys::Trigger) -> Vec<CString> {
+    let trigger = &*trigger;
+    let count = usize::try_from(trigger.tgnargs).unwrap_or_default();
+    (0..count)
+        .map(|n| CStr::from_ptr(*trigger.tgargs.add(n)).to_owned())
+        .collect()
 }
 
 /// A statement's row images: new, old, and the parent rows' values of an enriched table.
@@ -192,11 +199,6 @@ unsafe fn varlena_array(values: &mut [pg_sys::Datum], element_type: pg_sys::Oid)
         pg_sys::TYPALIGN_INT as c_char,
     );
     pg_sys::Datum::from(array)
-}
-
-unsafe fn text_datum(value: &str) -> pg_sys::Datum {
-    let text = pg_sys::cstring_to_text_with_len(value.as_ptr().cast(), value.len() as i32);
-    pg_sys::Datum::from(text)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,12 +6,14 @@
 //! trigger arguments. A relcache invalidation of a table a plan was made from (the table, its
 //! partition root, the parent: a dropped foreign key, a renamed column) marks the plans stale;
 //! the next statement frees them and builds anew, so a schema change never reaches a kept plan
-//! that would fail on it. A statement locks the parent before it looks, so a rename it waited
-//! for is seen (tests/isolation/specs/parent_renamed_beside_write.spec). Stale plans are freed only by a capture that runs inside no other:
+//! that would fail on it. A plan PostgreSQL itself reset (a renamed schema sends no relcache
+//! invalidation) is made anew too. A statement locks the parent before it looks, so a rename
+//! it waited for is seen (tests/isolation/specs/parent_renamed_beside_write.spec). All rows of
+//! a statement read the parent in one snapshot, taken after its own changes. Stale plans are freed only by a capture that runs inside no other:
 //! a cast the row images run may write to another tracked table, whose capture must not free
 //! the plan the outer one is using.
 
-use super::{copy_into, spi_status, text_datum, varlena_array, CaptureError};
+use super::{copy_into, spi_status, varlena_array, CaptureError};
 use pgrx::pg_sys;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -53,13 +55,14 @@ LEFT JOIN LATERAL (
     JOIN pg_catalog.pg_namespace op_schema ON op_schema.oid OPERATOR(pg_catalog.=) op.oprnamespace
     WHERE fk.conrelid OPERATOR(pg_catalog.=) root.oid
       AND fk.contype OPERATOR(pg_catalog.=) 'f'
+      AND fk.conparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
       AND pg_catalog.cardinality(fk.conkey) OPERATOR(pg_catalog.=) 1
       AND child_key.attname OPERATOR(pg_catalog.=) $2
     ORDER BY fk.oid
     LIMIT 1) fk ON true";
 
 /// A kept plan's key: the table written and its capture triggers' arguments.
-type PlanKey = (pg_sys::Oid, Vec<String>);
+type PlanKey = (pg_sys::Oid, Vec<CString>);
 
 #[derive(Clone, Copy)]
 struct KeptPlan {
@@ -129,9 +132,15 @@ unsafe fn free_stale_plans() -> bool {
     true
 }
 
-/// The parent row's chosen columns for each row of a statement, as the writer.
+/// The most parent columns a capture trigger reads: what enrich() allows, also for a trigger
+/// made by hand (jsonb_build_object takes at most 100 arguments).
+const MOST_COLUMNS: usize = 20;
+
+/// The parent row's chosen columns for each row of a statement, as the writer, all read in one
+/// snapshot.
 pub(super) struct ParentValues {
     plan: pg_sys::SPIPlanPtr,
+    snapshot: pg_sys::Snapshot,
 }
 
 impl ParentValues {
@@ -140,7 +149,7 @@ impl ParentValues {
     pub(super) unsafe fn prepare(
         relid: pg_sys::Oid,
         rowtype: pg_sys::Oid,
-        arguments: &[String],
+        arguments: &[CString],
     ) -> Result<Option<ParentValues>, CaptureError> {
         let Some((key_column, columns)) = arguments.split_first() else {
             return Ok(None);
@@ -148,16 +157,42 @@ impl ParentValues {
         if columns.is_empty() {
             return Ok(None);
         }
+        let columns = &columns[..columns.len().min(MOST_COLUMNS)];
+        let plan = ParentValues::plan(relid, rowtype, key_column, columns, arguments)?;
+        // the statement's changes and those committed before now, the same for all its rows
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        let snapshot = pg_sys::GetActiveSnapshot();
+        Ok(Some(ParentValues { plan, snapshot }))
+    }
+
+    /// Ends the statement's snapshot (an error ends it with the (sub)transaction instead).
+    pub(super) unsafe fn finish(self) {
+        pg_sys::PopActiveSnapshot();
+    }
+
+    /// The kept plan, made anew when stale, or a plan of this statement alone.
+    unsafe fn plan(
+        relid: pg_sys::Oid,
+        rowtype: pg_sys::Oid,
+        key_column: &CStr,
+        columns: &[CString],
+        arguments: &[CString],
+    ) -> Result<pg_sys::SPIPlanPtr, CaptureError> {
         let key = (relid, arguments.to_vec());
         if let Some(kept) = PLANS.with_borrow(|plans| plans.get(&key).copied()) {
             // the lock the plan's run would take, taken first: a rename of a parent column
             // committed meanwhile is seen now, and none can commit before this transaction ends
             lock_parent(kept.parent);
+            // a renamed schema resets every plan without a relcache invalidation
+            if !pg_sys::SPI_plan_is_valid(kept.plan) {
+                STALE.set(true);
+            }
         }
         let may_keep = free_stale_plans();
         if let Some(kept) = PLANS.with_borrow(|plans| plans.get(&key).copied()) {
             if may_keep {
-                return Ok(Some(ParentValues { plan: kept.plan }));
+                return Ok(kept.plan);
             }
         }
         let query = ParentQuery::read(relid, key_column, columns)?;
@@ -186,7 +221,7 @@ impl ParentValues {
                 )
             });
         }
-        Ok(Some(ParentValues { plan }))
+        Ok(plan)
     }
 
     /// The values for one row (a composite datum of the table's row type), copied into
@@ -198,8 +233,16 @@ impl ParentValues {
     ) -> Result<pg_sys::Datum, CaptureError> {
         let here = pg_sys::CurrentMemoryContext;
         let mut values = [row];
-        let status =
-            pg_sys::SPI_execute_plan(self.plan, values.as_mut_ptr(), std::ptr::null(), false, 1);
+        let status = pg_sys::SPI_execute_snapshot(
+            self.plan,
+            values.as_mut_ptr(),
+            std::ptr::null(),
+            self.snapshot,
+            std::ptr::null_mut(),
+            true,
+            false,
+            1,
+        );
         spi_status(
             "SPI_execute_plan (parent values)",
             status,
@@ -239,8 +282,8 @@ impl ParentQuery {
     /// if taking the lock brought news of changed tables (a parent column renamed meanwhile).
     unsafe fn read(
         relid: pg_sys::Oid,
-        key_column: &str,
-        columns: &[String],
+        key_column: &CStr,
+        columns: &[CString],
     ) -> Result<ParentQuery, CaptureError> {
         let mut tries = 0;
         loop {
@@ -256,8 +299,8 @@ impl ParentQuery {
 
     unsafe fn read_unlocked(
         relid: pg_sys::Oid,
-        key_column: &str,
-        columns: &[String],
+        key_column: &CStr,
+        columns: &[CString],
     ) -> Result<ParentQuery, CaptureError> {
         let mut texts: Vec<pg_sys::Datum> = columns.iter().map(|c| text_datum(c)).collect();
         let mut types = [pg_sys::REGCLASSOID, pg_sys::TEXTOID, pg_sys::TEXTARRAYOID];
@@ -299,4 +342,8 @@ impl ParentQuery {
         pg_sys::SPI_freetuptable(tuptable);
         Ok(query)
     }
+}
+
+unsafe fn text_datum(value: &CStr) -> pg_sys::Datum {
+    pg_sys::Datum::from(pg_sys::cstring_to_text(value.as_ptr()))
 }

@@ -139,6 +139,39 @@ FROM webhooks.claim('enrich-relay', 10, 10,
 SELECT webhooks.delete(:tag_hook);
 SELECT en_seen();
 
+-- a trigger of the owner's own under the capture trigger's name does not choose what new
+-- partitions get
+ALTER TRIGGER webhooks_capture_insert ON en_visits RENAME TO en_real_insert;
+CREATE FUNCTION en_decoy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER webhooks_capture_insert AFTER INSERT ON en_visits
+    FOR EACH STATEMENT EXECUTE FUNCTION en_decoy('contact_id', 'secret');
+SELECT webhooks._capture_arguments('en_visits') AS copied_to_new_partitions;
+DROP TRIGGER webhooks_capture_insert ON en_visits;
+DROP FUNCTION en_decoy();
+ALTER TRIGGER en_real_insert ON en_visits RENAME TO webhooks_capture_insert;
+SELECT webhooks._capture_arguments('en_visits') AS copied_to_new_partitions;
+
+-- a kept plan survives the parent's schema being renamed; a trigger made by hand with more
+-- columns than enrich() allows sends the first 20
+CREATE SCHEMA en_crm;
+CREATE TABLE en_crm.people (id int PRIMARY KEY, email text);
+CREATE TABLE en_pets (id int PRIMARY KEY, owner_id int REFERENCES en_crm.people);
+INSERT INTO en_crm.people VALUES (1, 'pet@example.com');
+SELECT webhooks.track('en_pets', entity => 'pet', parent => 'owner_id');
+SELECT parent_values FROM webhooks.enrich('en_pets', ARRAY['email']);
+INSERT INTO en_pets VALUES (1, 1);
+ALTER SCHEMA en_crm RENAME TO en_crm_renamed;
+INSERT INTO en_pets VALUES (2, 1);
+SELECT webhooks._drop_capture_triggers('en_pets');
+SELECT webhooks._add_capture_triggers('en_pets',
+    ARRAY['owner_id'] || (SELECT array_agg('c' || n) FROM generate_series(1, 60) n));
+INSERT INTO en_pets VALUES (3, 1);
+SELECT e.payload->'new'->>'id' AS pet, e.payload->'parent' AS parent FROM webhooks.events e
+WHERE e.event = 'pet.created' ORDER BY e.id;
+SELECT webhooks.untrack('en_pets');
+DROP TABLE en_pets, en_crm_renamed.people;
+DROP SCHEMA en_crm_renamed;
+
 -- each backend keeps the parent query's plan; a schema change made while one capture runs
 -- inside another (a cast the row image runs writes to another enriched table) is seen by both,
 -- and the outer one's plan stays usable
