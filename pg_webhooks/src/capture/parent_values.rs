@@ -244,7 +244,7 @@ impl ParentValues {
             1,
         );
         spi_status(
-            "SPI_execute_plan (parent values)",
+            "SPI_execute_snapshot (parent values)",
             status,
             pg_sys::SPI_OK_SELECT,
         )?;
