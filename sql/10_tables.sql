@@ -240,7 +240,7 @@ CREATE TABLE webhooks.events (
 CREATE INDEX events_xid_idx ON webhooks.events (xid, id);
 
 -- Delivery ids come in blocks of 128, one block per row of webhooks.deliveries: the row's id is
--- the first, and the k-th event of the row has delivery id id + k - 1 (webhooks._delivery_row).
+-- the first, and the k-th event of the row has delivery id id + k - 1 (webhooks._delivery_row_id).
 CREATE SEQUENCE webhooks.deliveries_id_seq INCREMENT BY 128;
 
 -- What is owed to each webhook. Fan-out writes one row per webhook, fan-out batch and UTC day,
@@ -305,10 +305,17 @@ CREATE INDEX deliveries_order_idx ON webhooks.deliveries (webhook_id, order_key,
 -- puts the requeued events after everything their keys already have.
 CREATE SEQUENCE webhooks.delivery_order_seq;
 
--- The row and the position within it of a delivery id (see deliveries_id_seq).
-CREATE FUNCTION webhooks._delivery_row(delivery_id bigint, OUT row_id bigint, OUT k integer)
+-- The row of a delivery id, and its event's position within that row (see deliveries_id_seq).
+-- Two scalar functions, which the planner inlines: as one function of two OUT columns in FROM,
+-- it ran as a query of its own for every outcome ack() read (BENCHMARKS.md).
+CREATE FUNCTION webhooks._delivery_row_id(delivery_id bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT delivery_id - (delivery_id - 1) % 128, ((delivery_id - 1) % 128)::integer + 1
+    SELECT delivery_id - (delivery_id - 1) % 128
+$$;
+
+CREATE FUNCTION webhooks._delivery_position(delivery_id bigint) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ((delivery_id - 1) % 128)::integer + 1
 $$;
 
 -- How many events a row still owes while pending or leased: all of a row of one event; the

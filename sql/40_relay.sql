@@ -38,9 +38,13 @@ SET max_parallel_workers_per_gather = 0 AS $$
     UNION ALL
     (SELECT e.*
      FROM webhooks.events e
-     WHERE e.xid >= pg_snapshot_xmax(state.done_upto)
+     -- one lower bound, the later of done_upto's xmax and the batch's last event: as two
+     -- conditions, the index scan started at the first and read every entry below the other,
+     -- each call reading the whole day's events fanned out before (BENCHMARKS.md)
+     WHERE (e.xid, e.id) > (greatest(state.after_xid, pg_snapshot_xmax(state.done_upto)),
+                            CASE WHEN state.after_xid >= pg_snapshot_xmax(state.done_upto)
+                                 THEN state.after_id ELSE '-9223372036854775808'::bigint END)
        AND e.xid < pg_snapshot_xmax(state.batch_upto)
-       AND (e.xid, e.id) > (state.after_xid, state.after_id)
        AND pg_visible_in_snapshot(e.xid, state.batch_upto)
      ORDER BY e.xid, e.id
      LIMIT max_events)
@@ -514,9 +518,8 @@ DECLARE
     gone_webhooks bigint[];
     failing_webhooks bigint[];
 BEGIN
-    rows := ARRAY(SELECT DISTINCT place.row_id
-                  FROM jsonb_to_recordset(results) AS r(delivery_id bigint),
-                       LATERAL webhooks._delivery_row(r.delivery_id) place);
+    rows := ARRAY(SELECT DISTINCT webhooks._delivery_row_id(r.delivery_id)
+                  FROM jsonb_to_recordset(results) AS r(delivery_id bigint));
     -- The webhooks first (KEY SHARE: other acknowledgements go on, activate() and deactivate()
     -- wait), so that the status read below, which decides between pending and held, stays
     -- true until this commits. Then the rows of several events, which take several outcomes
@@ -534,7 +537,8 @@ BEGIN
         -- (at most a year) after this acknowledgement, and an attempt started duration_ms
         -- before it. A relay with a skewed clock moves neither retries nor disabling.
         SELECT DISTINCT ON (r.delivery_id)
-               r.delivery_id, place.row_id, place.k, r.attempt, r.outcome,
+               r.delivery_id, webhooks._delivery_row_id(r.delivery_id) AS row_id,
+               webhooks._delivery_position(r.delivery_id) AS k, r.attempt, r.outcome,
                r.status, r.error, r.response,
                now() + make_interval(secs => least(greatest(r.retry_after_ms, 0), 31536000000) / 1000.0)
                    AS retry_at,
@@ -544,8 +548,6 @@ BEGIN
         FROM jsonb_to_recordset(results) AS r(
             delivery_id bigint, attempt integer, outcome text, retry_after_ms bigint,
             status integer, error text, response text, duration_ms integer)
-        -- (in FROM: one call per outcome; (f(x)).* would call it once per column)
-        CROSS JOIN LATERAL webhooks._delivery_row(r.delivery_id) place
         WHERE r.outcome IN ('delivered', 'retry', 'failed', 'gone', 'released')
           AND r.delivery_id > 0
         ORDER BY r.delivery_id
@@ -737,15 +739,15 @@ $$;
 CREATE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    place record;
+    row_id bigint := webhooks._delivery_row_id(redeliver.delivery_id);
+    event_position integer := webhooks._delivery_position(redeliver.delivery_id);
     found_row webhooks.deliveries;
     hook_active boolean;
     mark text;
 BEGIN
     PERFORM webhooks._require_value('delivery_id', delivery_id IS NULL);
-    place := webhooks._delivery_row(redeliver.delivery_id);
-    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = place.row_id;
-    IF NOT FOUND OR redeliver.delivery_id < 1 OR place.k > length(found_row.marks) THEN
+    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = row_id;
+    IF NOT FOUND OR redeliver.delivery_id < 1 OR event_position > length(found_row.marks) THEN
         RAISE EXCEPTION 'pg_webhooks: delivery % does not exist', redeliver.delivery_id
             USING ERRCODE = 'no_data_found';
     END IF;
@@ -772,23 +774,23 @@ BEGIN
         END IF;
         RETURN;  -- else already queued or in flight
     END IF;
-    mark := substr(found_row.marks, place.k, 1);
+    mark := substr(found_row.marks, event_position, 1);
     IF mark = 'm' THEN
         RAISE EXCEPTION 'pg_webhooks: delivery % moved to a delivery of its own when it was retried or redelivered',
             redeliver.delivery_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = format('Find it in webhooks.delivery_status by event_id %s and webhook_id %s.',
-                                found_row.event_ids[place.k], found_row.webhook_id);
+                                found_row.event_ids[event_position], found_row.webhook_id);
     END IF;
     IF mark = 'd' OR (mark = '0' AND found_row.state = 'dropped') THEN
         UPDATE webhooks.deliveries d
-        SET marks = webhooks._marked(d.marks, ARRAY[place.k], ARRAY['m']), updated_at = now()
+        SET marks = webhooks._marked(d.marks, ARRAY[event_position], ARRAY['m']), updated_at = now()
         WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at;
         INSERT INTO webhooks.deliveries
             (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state, due_at)
-        VALUES (found_row.webhook_id, found_row.event_times[place.k],
-                ARRAY[found_row.event_ids[place.k]], ARRAY[found_row.event_xids[place.k]],
-                ARRAY[found_row.event_times[place.k]], '0',
+        VALUES (found_row.webhook_id, found_row.event_times[event_position],
+                ARRAY[found_row.event_ids[event_position]], ARRAY[found_row.event_xids[event_position]],
+                ARRAY[found_row.event_times[event_position]], '0',
                 CASE WHEN hook_active THEN 'pending' ELSE 'held' END,
                 CASE WHEN hook_active THEN now() END);
     END IF;

@@ -720,10 +720,17 @@ COMMENT ON FUNCTION webhooks.claim_probes(text, integer, interval) IS
 -- (issue 15). The deliveries there are become rows of one event. Their ids move into blocks of
 -- 128 (sql/10_tables.sql, deliveries_id_seq): delivery id n becomes (n - 1) * 128 + 1, in the
 -- attempt log too.
--- The row and the position within it of a delivery id (see deliveries_id_seq).
-CREATE FUNCTION webhooks._delivery_row(delivery_id bigint, OUT row_id bigint, OUT k integer)
+-- The row of a delivery id, and its event's position within that row (see deliveries_id_seq).
+-- Two scalar functions, which the planner inlines: as one function of two OUT columns in FROM,
+-- it ran as a query of its own for every outcome ack() read (BENCHMARKS.md).
+CREATE FUNCTION webhooks._delivery_row_id(delivery_id bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT delivery_id - (delivery_id - 1) % 128, ((delivery_id - 1) % 128)::integer + 1
+    SELECT delivery_id - (delivery_id - 1) % 128
+$$;
+
+CREATE FUNCTION webhooks._delivery_position(delivery_id bigint) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ((delivery_id - 1) % 128)::integer + 1
 $$;
 
 -- How many events a row still owes while pending or leased: all of a row of one event; the
@@ -953,6 +960,47 @@ BEGIN
 END $$;
 
 
+-- 0.2.0 gives the walk of new events a single lower bound (BENCHMARKS.md).
+-- The next events of a fan-out batch, in (xid, id) order: those visible in batch_upto but not
+-- in done_upto. Not visible in done_upto means one of two things, read apart so that neither
+-- walks events already fanned out: the transaction was in progress when done_upto was taken
+-- (its xip: a few index probes), or it started since (the range from done_upto's xmax, walked
+-- in index order). "xid >= xmin" instead walked every event committed since the oldest open
+-- transaction on every batch, so a long or prepared transaction made each batch cost as much as
+-- the backlog behind it. The first branch's xids are all below the second's, and Append
+-- returns its branches in order (no parallel plans here), so the LIMIT takes the first events.
+-- The planner cannot know how few rows the snapshot tests keep, and left to itself it sorts
+-- the whole remaining backlog on every call (quadratic: 43 ms per 1,000 events at a 100k
+-- backlog, BENCHMARKS.md). Without sorts and bitmap scans it walks each day's (xid, id) index
+-- in order (a Merge Append) and stops at the limit; the settings apply to this function alone.
+CREATE OR REPLACE FUNCTION webhooks._fan_out_batch(state webhooks.fan_out_state, max_events integer)
+RETURNS SETOF webhooks.events
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+SET enable_sort = off SET enable_bitmapscan = off SET jit = off
+SET max_parallel_workers_per_gather = 0 AS $$
+    (SELECT e.*
+     FROM webhooks.events e
+     WHERE e.xid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip(state.done_upto) x
+                               WHERE pg_visible_in_snapshot(x, state.batch_upto)))
+       AND (e.xid, e.id) > (state.after_xid, state.after_id)
+     ORDER BY e.xid, e.id
+     LIMIT max_events)
+    UNION ALL
+    (SELECT e.*
+     FROM webhooks.events e
+     -- one lower bound, the later of done_upto's xmax and the batch's last event: as two
+     -- conditions, the index scan started at the first and read every entry below the other,
+     -- each call reading the whole day's events fanned out before (BENCHMARKS.md)
+     WHERE (e.xid, e.id) > (greatest(state.after_xid, pg_snapshot_xmax(state.done_upto)),
+                            CASE WHEN state.after_xid >= pg_snapshot_xmax(state.done_upto)
+                                 THEN state.after_id ELSE '-9223372036854775808'::bigint END)
+       AND e.xid < pg_snapshot_xmax(state.batch_upto)
+       AND pg_visible_in_snapshot(e.xid, state.batch_upto)
+     ORDER BY e.xid, e.id
+     LIMIT max_events)
+    LIMIT max_events
+$$;
+
 -- Planner settings for fan_out, claim and ack, all measured (BENCHMARKS.md): generic plans,
 -- because re-planning these queries on every call was about 40% of PostgreSQL's time while
 -- draining a backlog; index scans only here, because statistics taken while a day was nearly
@@ -1137,9 +1185,8 @@ DECLARE
     gone_webhooks bigint[];
     failing_webhooks bigint[];
 BEGIN
-    rows := ARRAY(SELECT DISTINCT place.row_id
-                  FROM jsonb_to_recordset(results) AS r(delivery_id bigint),
-                       LATERAL webhooks._delivery_row(r.delivery_id) place);
+    rows := ARRAY(SELECT DISTINCT webhooks._delivery_row_id(r.delivery_id)
+                  FROM jsonb_to_recordset(results) AS r(delivery_id bigint));
     -- The webhooks first (KEY SHARE: other acknowledgements go on, activate() and deactivate()
     -- wait), so that the status read below, which decides between pending and held, stays
     -- true until this commits. Then the rows of several events, which take several outcomes
@@ -1157,7 +1204,8 @@ BEGIN
         -- (at most a year) after this acknowledgement, and an attempt started duration_ms
         -- before it. A relay with a skewed clock moves neither retries nor disabling.
         SELECT DISTINCT ON (r.delivery_id)
-               r.delivery_id, place.row_id, place.k, r.attempt, r.outcome,
+               r.delivery_id, webhooks._delivery_row_id(r.delivery_id) AS row_id,
+               webhooks._delivery_position(r.delivery_id) AS k, r.attempt, r.outcome,
                r.status, r.error, r.response,
                now() + make_interval(secs => least(greatest(r.retry_after_ms, 0), 31536000000) / 1000.0)
                    AS retry_at,
@@ -1167,8 +1215,6 @@ BEGIN
         FROM jsonb_to_recordset(results) AS r(
             delivery_id bigint, attempt integer, outcome text, retry_after_ms bigint,
             status integer, error text, response text, duration_ms integer)
-        -- (in FROM: one call per outcome; (f(x)).* would call it once per column)
-        CROSS JOIN LATERAL webhooks._delivery_row(r.delivery_id) place
         WHERE r.outcome IN ('delivered', 'retry', 'failed', 'gone', 'released')
           AND r.delivery_id > 0
         ORDER BY r.delivery_id
@@ -1346,15 +1392,15 @@ $$;
 CREATE OR REPLACE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    place record;
+    row_id bigint := webhooks._delivery_row_id(redeliver.delivery_id);
+    event_position integer := webhooks._delivery_position(redeliver.delivery_id);
     found_row webhooks.deliveries;
     hook_active boolean;
     mark text;
 BEGIN
     PERFORM webhooks._require_value('delivery_id', delivery_id IS NULL);
-    place := webhooks._delivery_row(redeliver.delivery_id);
-    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = place.row_id;
-    IF NOT FOUND OR redeliver.delivery_id < 1 OR place.k > length(found_row.marks) THEN
+    SELECT * INTO found_row FROM webhooks.deliveries d WHERE d.id = row_id;
+    IF NOT FOUND OR redeliver.delivery_id < 1 OR event_position > length(found_row.marks) THEN
         RAISE EXCEPTION 'pg_webhooks: delivery % does not exist', redeliver.delivery_id
             USING ERRCODE = 'no_data_found';
     END IF;
@@ -1381,23 +1427,23 @@ BEGIN
         END IF;
         RETURN;  -- else already queued or in flight
     END IF;
-    mark := substr(found_row.marks, place.k, 1);
+    mark := substr(found_row.marks, event_position, 1);
     IF mark = 'm' THEN
         RAISE EXCEPTION 'pg_webhooks: delivery % moved to a delivery of its own when it was retried or redelivered',
             redeliver.delivery_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = format('Find it in webhooks.delivery_status by event_id %s and webhook_id %s.',
-                                found_row.event_ids[place.k], found_row.webhook_id);
+                                found_row.event_ids[event_position], found_row.webhook_id);
     END IF;
     IF mark = 'd' OR (mark = '0' AND found_row.state = 'dropped') THEN
         UPDATE webhooks.deliveries d
-        SET marks = webhooks._marked(d.marks, ARRAY[place.k], ARRAY['m']), updated_at = now()
+        SET marks = webhooks._marked(d.marks, ARRAY[event_position], ARRAY['m']), updated_at = now()
         WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at;
         INSERT INTO webhooks.deliveries
             (webhook_id, event_created_at, event_ids, event_xids, event_times, marks, state, due_at)
-        VALUES (found_row.webhook_id, found_row.event_times[place.k],
-                ARRAY[found_row.event_ids[place.k]], ARRAY[found_row.event_xids[place.k]],
-                ARRAY[found_row.event_times[place.k]], '0',
+        VALUES (found_row.webhook_id, found_row.event_times[event_position],
+                ARRAY[found_row.event_ids[event_position]], ARRAY[found_row.event_xids[event_position]],
+                ARRAY[found_row.event_times[event_position]], '0',
                 CASE WHEN hook_active THEN 'pending' ELSE 'held' END,
                 CASE WHEN hook_active THEN now() END);
     END IF;
@@ -2060,7 +2106,8 @@ REVOKE EXECUTE ON FUNCTION
     webhooks._ordered_by_option(jsonb),
     webhooks._order_key(webhooks.webhooks, regclass, jsonb),
     webhooks._hold_queued(bigint),
-    webhooks._delivery_row(bigint),
+    webhooks._delivery_row_id(bigint),
+    webhooks._delivery_position(bigint),
     webhooks._owed(text),
     webhooks._leasable(text),
     webhooks._marked(text, integer[], text[]),
@@ -2096,7 +2143,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks._ordered_by_option(jsonb),
     webhooks._order_key(webhooks.webhooks, regclass, jsonb),
     webhooks._hold_queued(bigint),
-    webhooks._delivery_row(bigint),
+    webhooks._delivery_row_id(bigint),
+    webhooks._delivery_position(bigint),
     webhooks._owed(text),
     webhooks._leasable(text),
     webhooks._marked(text, integer[], text[]),
