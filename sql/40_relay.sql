@@ -23,11 +23,15 @@
 -- the whole remaining backlog on every call (quadratic: 43 ms per 1,000 events at a 100k
 -- backlog, BENCHMARKS.md). Without sorts and bitmap scans it walks each day's (xid, id) index
 -- in order (a Merge Append) and stops at the limit; the settings apply to this function alone.
+-- PL/pgSQL with a generic plan, so that a session plans it once: as a SQL function it was
+-- parsed and planned on every call (BENCHMARKS.md).
 CREATE FUNCTION webhooks._fan_out_batch(state webhooks.fan_out_state, max_events integer)
 RETURNS SETOF webhooks.events
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 SET enable_sort = off SET enable_bitmapscan = off SET jit = off
-SET max_parallel_workers_per_gather = 0 AS $$
+SET max_parallel_workers_per_gather = 0 SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN QUERY
     (SELECT e.*
      FROM webhooks.events e
      WHERE e.xid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip(state.done_upto) x
@@ -48,8 +52,8 @@ SET max_parallel_workers_per_gather = 0 AS $$
        AND pg_visible_in_snapshot(e.xid, state.batch_upto)
      ORDER BY e.xid, e.id
      LIMIT max_events)
-    LIMIT max_events
-$$;
+    LIMIT max_events;
+END $$;
 
 -- Planner settings for fan_out, claim and ack, all measured (BENCHMARKS.md): generic plans,
 -- because re-planning these queries on every call was about 40% of PostgreSQL's time while
