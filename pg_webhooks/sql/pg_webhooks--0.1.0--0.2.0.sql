@@ -747,9 +747,10 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN length(marks) = 1 THEN 1 ELSE length(marks) - length(replace(marks, '0', '')) END
 $$;
 
--- marks with the events at positions ks given the marks marks_to (a NULL ks changes nothing;
--- of a position given twice, the first counts; positions outside marks are ignored). A loop in
--- PL/pgSQL: as a SQL query it was parsed and planned on every call, several per claim.
+-- marks with the events at positions ks given the marks marks_to, one character each and each
+-- position at most once, as claim() and ack() give them (a NULL ks changes nothing; positions
+-- outside marks are ignored). A loop in PL/pgSQL: as a SQL query it was parsed and planned on
+-- every call, several per claim.
 CREATE FUNCTION webhooks._marked(marks text, ks integer[], marks_to text[]) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
