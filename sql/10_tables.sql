@@ -392,13 +392,19 @@ CREATE INDEX successes_webhook_idx ON webhooks.successes (webhook_id, logged_at)
 -- batch_order is the batch's order_batch (webhooks.deliveries): an ordered webhook's events
 -- of a batch in progress wait until it is done, as a later part of the batch may hold an
 -- earlier event of their key (the walk is in xid order, a key's events are in commit order).
+-- queued_since: no pending or leased delivery has an event from before it. Claims and
+-- acknowledgements look at the days since only: every day's partition they do not have to
+-- open saves them work on every call, and with seven days kept most days hold nothing queued
+-- (BENCHMARKS.md). What queues deliveries of older events moves it back first
+-- (webhooks._queued_from); maintain() moves it up to the oldest day that still has some.
 CREATE TABLE webhooks.fan_out_state (
-    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    done_upto   pg_snapshot NOT NULL,
-    batch_upto  pg_snapshot,
-    after_xid   xid8 NOT NULL DEFAULT '0',
-    after_id    bigint NOT NULL DEFAULT 0,
-    batch_order bigint
+    singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    done_upto    pg_snapshot NOT NULL,
+    batch_upto   pg_snapshot,
+    after_xid    xid8 NOT NULL DEFAULT '0',
+    after_id     bigint NOT NULL DEFAULT 0,
+    batch_order  bigint,
+    queued_since timestamptz NOT NULL DEFAULT '-infinity'
 );
 -- The first done_upto leaves this transaction's own xid and everything after it unseen: events
 -- written in the transaction that creates the extension must be fanned out too, and

@@ -303,6 +303,11 @@ BEGIN
     IF hook.status = 'active' THEN
         RETURN 0;
     END IF;
+    IF replay_events THEN
+        -- held events may be from days claims no longer look at (webhooks.fan_out_state)
+        PERFORM webhooks._queued_from((SELECT min(d.event_created_at) FROM webhooks.deliveries d
+                                       WHERE d.webhook_id = hook.id AND d.state = 'held'));
+    END IF;
     PERFORM webhooks._hold_queued(hook.id);
     expired := webhooks._expire_held(hook.id);
     IF expired > 0 THEN
@@ -445,6 +450,12 @@ DECLARE
 BEGIN
     PERFORM webhooks._require_value('since', since IS NULL);
     hook := webhooks._lock_webhook(recover.id);
+    IF hook.status = 'active' THEN
+        -- (they may be from days claims no longer look at: webhooks.fan_out_state)
+        PERFORM webhooks._queued_from((SELECT min(d.event_created_at) FROM webhooks.deliveries d
+                                       WHERE d.webhook_id = hook.id AND d.event_created_at >= since
+                                         AND d.state IN ('failed', 'dropped')));
+    END IF;
     WITH revived AS (
         UPDATE webhooks.deliveries d
         SET state = CASE WHEN hook.status = 'active' THEN 'pending' ELSE 'held' END,

@@ -72,6 +72,7 @@ DECLARE
     taken integer;
     last_xid xid8;
     last_id bigint;
+    first_created timestamptz;
     replay_window interval;
 BEGIN
     -- Most calls find nothing new. Look without locking first: the lock and the state update
@@ -169,6 +170,7 @@ BEGIN
                         FROM webhooks.deliveries y
                         WHERE y.webhook_id = r.webhook_id AND y.order_key = r.order_key
                           AND y.state IN ('pending', 'leased')
+                          AND y.event_created_at >= state.queued_since
                         ORDER BY y.order_batch, y.order_event
                         LIMIT 1)) END,
                r.last_error, r.order_key,
@@ -201,18 +203,24 @@ BEGIN
     )
     SELECT count(*)::integer,
            (array_agg(b.xid ORDER BY b.xid DESC, b.id DESC))[1],
-           (array_agg(b.id ORDER BY b.xid DESC, b.id DESC))[1]
-    INTO taken, last_xid, last_id
+           (array_agg(b.id ORDER BY b.xid DESC, b.id DESC))[1],
+           min(b.created_at)
+    INTO taken, last_xid, last_id, first_created
     FROM batch b;
 
+    -- (an event of a long transaction may be from a day claims no longer look at)
     IF taken < max_events THEN
         UPDATE webhooks.fan_out_state
         SET done_upto = state.batch_upto, batch_upto = NULL, after_xid = '0', after_id = 0,
-            batch_order = NULL;
+            batch_order = NULL,
+            queued_since = least(queued_since,
+                                 webhooks._utc_midnight((first_created AT TIME ZONE 'UTC')::date));
     ELSE
         UPDATE webhooks.fan_out_state
         SET batch_upto = state.batch_upto, after_xid = last_xid, after_id = last_id,
-            batch_order = state.batch_order;
+            batch_order = state.batch_order,
+            queued_since = least(queued_since,
+                                 webhooks._utc_midnight((first_created AT TIME ZONE 'UTC')::date));
     END IF;
     RETURN taken;
 END $$;
@@ -342,6 +350,7 @@ SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     share integer;
     open_batches_below bigint;
+    oldest_queued timestamptz;
 BEGIN
     -- One event must not stop the claim: if fan-out fails (a filter that fails on one event's
     -- data), the batch is walked again carefully (sql/25_options.sql, _filter_verdict), and
@@ -355,14 +364,16 @@ BEGIN
             PERFORM webhooks._fan_out_one_by_one();
         END;
     END;
-    SELECT CASE WHEN s.batch_upto IS NULL THEN 9223372036854775807 ELSE s.batch_order END
-    INTO open_batches_below
+    -- (read after fan-out, which moves queued_since back for events of an earlier day)
+    SELECT CASE WHEN s.batch_upto IS NULL THEN 9223372036854775807 ELSE s.batch_order END,
+           s.queued_since
+    INTO open_batches_below, oldest_queued
     FROM webhooks.fan_out_state s;
     -- EXISTS in a FILTER, not in WHERE: as a semi-join the planner read every due delivery
     SELECT ceil(max_deliveries::numeric / greatest(1, count(*) FILTER (WHERE EXISTS (
                SELECT FROM webhooks.deliveries d
                WHERE d.webhook_id = w.id AND d.state IN ('pending', 'leased')
-                 AND d.due_at <= now()))))
+                 AND d.due_at <= now() AND d.event_created_at >= oldest_queued))))
     INTO share
     FROM webhooks.webhooks w
     WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'));
@@ -391,6 +402,8 @@ BEGIN
                       WHERE x.webhook_id = w.id
                         AND x.state IN ('pending', 'leased')
                         AND x.due_at <= now()
+                        -- (a variable: PostgreSQL leaves the earlier days' partitions unopened)
+                        AND x.event_created_at >= oldest_queued
                       ORDER BY x.due_at, x.id
                       -- at most 1,000 past those it takes: the events queued behind an
                       -- ordered webhook's busy keys slow that webhook, not every claim
@@ -404,6 +417,7 @@ BEGIN
                                SELECT FROM webhooks.deliveries y
                                WHERE y.webhook_id = x.webhook_id AND y.order_key = x.order_key
                                  AND y.state IN ('pending', 'leased')
+                                 AND y.event_created_at >= oldest_queued
                                  AND (y.order_batch, y.order_event) < (x.order_batch, x.order_event))))
                 ORDER BY x.due_at, x.id
                 LIMIT want.wanted
@@ -413,6 +427,7 @@ BEGIN
         JOIN webhooks.deliveries d ON d.id = c.id AND d.event_created_at = c.event_created_at
         WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'))
           AND d.state IN ('pending', 'leased') AND d.due_at <= now()
+          AND d.event_created_at >= oldest_queued
         FOR UPDATE OF d SKIP LOCKED
     ), positions AS (
         SELECT c.id, c.event_created_at, c.webhook_id, c.due_at, c.attempts, c.before, c.wanted,
@@ -445,6 +460,7 @@ BEGIN
             leased_by = relay, updated_at = now()
         FROM chosen ch
         WHERE ch.n = 1 AND d.id = ch.id AND d.event_created_at = ch.event_created_at
+          AND d.event_created_at >= oldest_queued
     ), leased_several AS (
         -- a row of several stays due while it owes events; its leased ones wait for
         -- leased_until (see webhooks.deliveries)
@@ -474,7 +490,7 @@ BEGIN
               WHERE length(c.marks) > 1
               GROUP BY c.id, c.event_created_at, c.marks, c.lease_ran_out, c.leased_until) u
         WHERE d.id = u.id AND d.event_created_at = u.event_created_at
-          AND (u.taken > 0 OR u.moves)
+          AND d.event_created_at >= oldest_queued AND (u.taken > 0 OR u.moves)
     )
     SELECT ch.id + ch.k - 1, CASE WHEN ch.n = 1 THEN ch.attempts + 1 ELSE 1 END,
            w.id, w.url, webhooks._signing_secrets(w),
@@ -489,6 +505,7 @@ BEGIN
     JOIN webhooks.webhooks w ON w.id = ch.webhook_id
     JOIN webhooks.events e
       ON e.xid = ch.event_xid AND e.id = ch.event_id AND e.created_at = ch.event_time
+         AND e.created_at >= oldest_queued
     LEFT JOIN webhooks.tracked t ON t.source = e.source
     -- the row's primary key, picked member by member (never the whole row as text: a row of
     -- 180 MB of control characters passed PostgreSQL's 1 GB limit as text and failed every claim)
@@ -521,6 +538,8 @@ DECLARE
     applied integer;
     gone_webhooks bigint[];
     failing_webhooks bigint[];
+    -- (every leased delivery's event is from then on: see fan_out_state)
+    oldest_queued timestamptz := (SELECT s.queued_since FROM webhooks.fan_out_state s);
 BEGIN
     rows := ARRAY(SELECT DISTINCT webhooks._delivery_row_id(r.delivery_id)
                   FROM jsonb_to_recordset(results) AS r(delivery_id bigint));
@@ -529,10 +548,11 @@ BEGIN
     -- true until this commits. Then the rows of several events, which take several outcomes
     -- at once, so that the statement below reads their marks as they are and knows which
     -- outcomes it applies. Both in id order, so acknowledgements cannot deadlock.
-    hooks := ARRAY(SELECT d.webhook_id FROM webhooks.deliveries d WHERE d.id = ANY (rows));
+    hooks := ARRAY(SELECT d.webhook_id FROM webhooks.deliveries d
+                   WHERE d.id = ANY (rows) AND d.event_created_at >= oldest_queued);
     PERFORM FROM webhooks.webhooks w WHERE w.id = ANY (hooks) ORDER BY w.id FOR KEY SHARE OF w;
     PERFORM FROM webhooks.deliveries d
-    WHERE d.id = ANY (rows) AND length(d.marks) > 1
+    WHERE d.id = ANY (rows) AND d.event_created_at >= oldest_queued AND length(d.marks) > 1
     ORDER BY d.id
     FOR UPDATE OF d;
 
@@ -565,7 +585,7 @@ BEGIN
                CASE WHEN length(d.marks) > 1 AND o.outcome IN ('retry', 'failed', 'gone')
                     THEN nextval('webhooks.deliveries_id_seq') END AS moved_to
         FROM outcome o
-        JOIN webhooks.deliveries d ON d.id = o.row_id
+        JOIN webhooks.deliveries d ON d.id = o.row_id AND d.event_created_at >= oldest_queued
         JOIN webhooks.webhooks w ON w.id = d.webhook_id
         WHERE d.state = leased
           AND ((length(d.marks) = 1 AND o.k = 1 AND d.attempts = o.attempt)
@@ -589,7 +609,7 @@ BEGIN
             updated_at = now()
         FROM target t
         WHERE t.n = 1 AND d.id = t.row_id AND d.event_created_at = t.event_created_at
-          AND d.state = leased AND d.attempts = t.attempt
+          AND d.event_created_at >= oldest_queued AND d.state = leased AND d.attempts = t.attempt
         RETURNING t.delivery_id, t.event_id, t.event_xid, t.webhook_id, t.attempt, t.outcome,
                   t.status, t.error, t.response, t.started_at, t.duration_ms,
                   d.state, d.due_at, d.order_key, d.order_batch, d.order_event
@@ -601,7 +621,7 @@ BEGIN
         FROM single s
         WHERE s.order_key IS NOT NULL AND s.state = 'pending' AND s.due_at > now()
           AND y.webhook_id = s.webhook_id AND y.order_key = s.order_key
-          AND y.state = 'pending' AND y.due_at < s.due_at
+          AND y.state = 'pending' AND y.due_at < s.due_at AND y.event_created_at >= oldest_queued
           AND (y.order_batch, y.order_event) > (s.order_batch, s.order_event)
     ), moved AS (
         INSERT INTO webhooks.deliveries
@@ -639,6 +659,7 @@ BEGIN
               WHERE t.n > 1
               GROUP BY t.row_id, t.event_created_at) g
         WHERE d.id = g.row_id AND d.event_created_at = g.event_created_at
+          AND d.event_created_at >= oldest_queued
     ), recorded AS (
         -- the outcomes applied, each under the delivery id its event has from now on
         SELECT s.delivery_id, s.event_id, s.event_xid, s.webhook_id, s.attempt, s.outcome,
@@ -762,6 +783,10 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: delivery % belongs to webhook %, which was deleted',
             redeliver.delivery_id, found_row.webhook_id
             USING ERRCODE = 'no_data_found';
+    END IF;
+    IF hook_active THEN
+        -- (its day may be one claims no longer look at: webhooks.fan_out_state)
+        PERFORM webhooks._queued_from(found_row.event_created_at);
     END IF;
     SELECT * INTO found_row FROM webhooks.deliveries d
     WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at FOR UPDATE;

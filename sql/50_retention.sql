@@ -23,6 +23,43 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT day::timestamp AT TIME ZONE 'UTC'
 $$;
 
+-- Deliveries of events from event_time's UTC day on are being queued: claims and
+-- acknowledgements must look at that day again. Called before the rows change, so that the
+-- state row is locked before any delivery row, as fan-out locks them (no deadlock), and so that
+-- maintain() cannot move queued_since past rows it does not see yet.
+CREATE FUNCTION webhooks._queued_from(event_time timestamptz) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    -- (always an update, also when queued_since is earlier already: the row lock is what keeps
+    -- maintain() from counting days while these rows are being queued)
+    UPDATE webhooks.fan_out_state
+    SET queued_since = least(queued_since,
+                             webhooks._utc_midnight((event_time AT TIME ZONE 'UTC')::date))
+$$;
+
+-- The start of the oldest UTC day whose deliveries partition holds a pending or leased
+-- delivery: '-infinity' for the default partition, and the start of today when none does.
+CREATE FUNCTION webhooks._oldest_queued_day() RETURNS timestamptz
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    part record;
+    queued boolean;
+BEGIN
+    FOR part IN
+        SELECT c.relname, webhooks._partition_day(c.relname) AS day
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'webhooks.deliveries'::regclass
+        ORDER BY 2 NULLS FIRST
+    LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM webhooks.%I d'
+                       ' WHERE d.state IN (''pending'', ''leased''))', part.relname)
+            INTO queued;
+        IF queued THEN
+            RETURN coalesce(webhooks._utc_midnight(part.day), '-infinity');
+        END IF;
+    END LOOP;
+    RETURN webhooks._utc_midnight((now() AT TIME ZONE 'UTC')::date);
+END $$;
+
 -- Partition work never makes writers or relays wait. CREATE TABLE ... PARTITION OF would take
 -- ACCESS EXCLUSIVE on the parent, queueing every writer behind any long transaction that reads
 -- it; a table made apart and then attached takes only SHARE UPDATE EXCLUSIVE on the parent.
@@ -179,6 +216,15 @@ BEGIN
 
     -- relays that stopped heartbeating (crashed) no longer ask writers for NOTIFY
     DELETE FROM webhooks.relays r WHERE r.seen_at < now() - interval '10 minutes';
+
+    -- Claims and acknowledgements look at the days since the oldest that has a queued delivery
+    -- (fan_out_state.queued_since). Counted after the row is locked, and skipped while a
+    -- fan-out or a requeue holds it: they may be queueing rows of a day not counted yet. Last,
+    -- as waiting for nothing: a claim holding the row may wait for a partition dropped above.
+    PERFORM FROM webhooks.fan_out_state FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN
+        UPDATE webhooks.fan_out_state SET queued_since = webhooks._oldest_queued_day();
+    END IF;
 END $$;
 
 COMMENT ON FUNCTION webhooks.maintain() IS

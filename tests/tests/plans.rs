@@ -14,6 +14,14 @@ use tokio_postgres::AsyncMessage;
 const BACKLOG: i64 = 100_000;
 const WEBHOOKS: i64 = 10;
 
+/// Acknowledges the deliveries in table `claimed`: half delivered, half to be retried.
+const ACK_HALF_OF_CLAIMED: &str = "SELECT webhooks.ack('plans', (
+    SELECT jsonb_agg(jsonb_build_object(
+               'delivery_id', delivery_id, 'attempt', attempt,
+               'outcome', CASE WHEN delivery_id % 2 = 0 THEN 'delivered' ELSE 'retry' END,
+               'retry_after_ms', 1000, 'status', 500, 'duration_ms', 3))
+    FROM claimed))";
+
 /// 10 webhooks, half of them ordered by a key of 100 values (so most of their deliveries wait
 /// for an earlier one of their key), statistics taken when 10 events and their deliveries were
 /// there, then the backlog written and fanned out behind those statistics: every delivery due.
@@ -204,16 +212,7 @@ async fn ack_records_outcomes_by_index_at_a_large_backlog_with_stale_statistics(
          SELECT delivery_id, attempt FROM webhooks.claim('plans', 500, 100, '{}', '1 minute')",
     )
     .await;
-    let plans = plans_inside(
-        &db,
-        "SELECT webhooks.ack('plans', (
-             SELECT jsonb_agg(jsonb_build_object(
-                        'delivery_id', delivery_id, 'attempt', attempt,
-                        'outcome', CASE WHEN delivery_id % 2 = 0 THEN 'delivered' ELSE 'retry' END,
-                        'retry_after_ms', 1000, 'status', 500, 'duration_ms', 3))
-             FROM claimed))",
-    )
-    .await;
+    let plans = plans_inside(&db, ACK_HALF_OF_CLAIMED).await;
     assert_index_plans(&plans, "outcome AS");
 }
 
@@ -259,4 +258,69 @@ async fn fan_out_reads_only_the_new_events_behind_a_large_fanned_out_day() {
         blocks < 60,
         "the walk of 5 new events read {blocks} blocks:\n{walk:#}"
     );
+}
+
+/// The partitions of earlier days each statement inside `sql` read, as "statement: partition";
+/// fan-out's walk of new events is left out (its events may be from any day).
+async fn earlier_days_read(db: &TestDb, sql: &str) -> Vec<String> {
+    let today: String = db
+        .value("SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYYMMDD')")
+        .await;
+    fn partitions(node: &Value, found: &mut Vec<String>) {
+        if let Some(name) = node["Relation Name"].as_str() {
+            found.push(name.to_owned());
+        }
+        children(node).for_each(|child| partitions(child, found));
+    }
+    let mut earlier = Vec::new();
+    for plan in plans_inside(db, sql).await {
+        let text = plan["Query Text"].as_str().unwrap_or_default();
+        if text.contains("pg_snapshot") {
+            continue;
+        }
+        let mut names = Vec::new();
+        partitions(&plan["Plan"], &mut names);
+        earlier.extend(
+            names
+                .into_iter()
+                .filter(|name| {
+                    name.rsplit_once("_p")
+                        .is_some_and(|(_, day)| day.len() == 8 && *day < *today.as_str())
+                })
+                .map(|name| format!("{}: {name}", text.trim().lines().next().unwrap_or(""))),
+        );
+    }
+    earlier
+}
+
+/// A week of days kept behind today, nothing queued in them: claims and acknowledgements open
+/// no partition of those days (each one opened cost every call, BENCHMARKS.md).
+#[tokio::test]
+async fn claim_and_ack_read_no_day_before_the_oldest_queued_delivery() {
+    let db = TestDb::create("plans_days").await;
+    db.create_webhook("plan.days", "http://127.0.0.1:9/never")
+        .await;
+    db.execute(
+        "SELECT webhooks._create_partition(parent, (now() AT TIME ZONE 'UTC')::date - day)
+         FROM unnest(ARRAY['events', 'deliveries', 'attempts', 'successes']) parent,
+              generate_series(2, 8) day",
+    )
+    .await;
+    db.execute("SELECT count(*) FROM webhooks.maintain()").await;
+    db.execute("SELECT webhooks.emit('plan.days', jsonb_build_object('n', g)) FROM generate_series(1, 4) g")
+        .await;
+    let claim_read = earlier_days_read(
+        &db,
+        "CREATE TABLE claimed AS
+         SELECT delivery_id, attempt FROM webhooks.claim('plans', 100, 100, '{}', '1 minute')",
+    )
+    .await;
+    assert_eq!(
+        claim_read,
+        Vec::<String>::new(),
+        "claim() read earlier days"
+    );
+    assert_eq!(db.value::<i64>("SELECT count(*) FROM claimed").await, 4);
+    let ack_read = earlier_days_read(&db, ACK_HALF_OF_CLAIMED).await;
+    assert_eq!(ack_read, Vec::<String>::new(), "ack() read earlier days");
 }
