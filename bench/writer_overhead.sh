@@ -24,13 +24,15 @@ WRITER_TARGETS_ALONE="untracked tracked pgq outbox"
 WRITER_TARGETS_RELAY="untracked tracked"
 
 # fresh_database NAME SINK_URL < SQL: database NAME made anew with pg_webhooks (no verification
-# asked of webhooks), then the SQL on stdin run in it, with :'sink_url' set
+# asked of webhooks) and the past week's partitions (bench/kept_days.sql), then the SQL on stdin
+# run in it, with :'sink_url' set
 fresh_database() {
     local name=$1 sink_url=$2
     psql -X -q -d postgres -c "SET client_min_messages = warning" \
         -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
     psql -X -q -d "$name" -c "CREATE EXTENSION pg_webhooks" \
-        -c "INSERT INTO webhooks.settings (require_verification) VALUES (false)" >/dev/null
+        -c "INSERT INTO webhooks.settings (require_verification) VALUES (false)" \
+        -f "$REPO/bench/kept_days.sql" >/dev/null
     psql -X -q -v ON_ERROR_STOP=1 -v sink_url="$sink_url" -d "$name" >/dev/null
 }
 

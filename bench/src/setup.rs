@@ -37,6 +37,9 @@ impl BenchDb {
                  INSERT INTO webhooks.settings (require_verification) VALUES (false);",
             )
             .await?;
+        client
+            .batch_execute(include_str!("../kept_days.sql"))
+            .await?;
         Ok(BenchDb { conninfo, client })
     }
 
