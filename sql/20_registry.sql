@@ -299,14 +299,12 @@ DECLARE
     replayed bigint := 0;
 BEGIN
     PERFORM webhooks._require_value('replay_events', replay_events IS NULL);
+    IF replay_events THEN
+        PERFORM webhooks._queued_from(NULL);  -- (the lock only, before the webhook's)
+    END IF;
     hook := webhooks._lock_webhook(activate.id);
     IF hook.status = 'active' THEN
         RETURN 0;
-    END IF;
-    IF replay_events THEN
-        -- held events may be from days claims no longer look at (webhooks.fan_out_state)
-        PERFORM webhooks._queued_from((SELECT min(d.event_created_at) FROM webhooks.deliveries d
-                                       WHERE d.webhook_id = hook.id AND d.state = 'held'));
     END IF;
     PERFORM webhooks._hold_queued(hook.id);
     expired := webhooks._expire_held(hook.id);
@@ -320,6 +318,9 @@ BEGIN
         updated_at = now()
     WHERE d.webhook_id = hook.id AND d.state = 'held' AND NOT replay_events;
     IF replay_events THEN
+        -- held events may be from days claims no longer look at (webhooks.fan_out_state)
+        PERFORM webhooks._queued_from((SELECT min(d.event_created_at) FROM webhooks.deliveries d
+                                       WHERE d.webhook_id = hook.id AND d.state = 'held'));
         WITH queued AS (
             UPDATE webhooks.deliveries d
             SET state = 'pending', due_at = now(), updated_at = now()
@@ -449,6 +450,7 @@ DECLARE
     requeue_order bigint := nextval('webhooks.delivery_order_seq');
 BEGIN
     PERFORM webhooks._require_value('since', since IS NULL);
+    PERFORM webhooks._queued_from(NULL);  -- (the lock only, before the webhook's)
     hook := webhooks._lock_webhook(recover.id);
     IF hook.status = 'active' THEN
         -- (they may be from days claims no longer look at: webhooks.fan_out_state)

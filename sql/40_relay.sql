@@ -776,6 +776,9 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: delivery % does not exist', redeliver.delivery_id
             USING ERRCODE = 'no_data_found';
     END IF;
+    -- its day may be one claims no longer look at (webhooks.fan_out_state); a row's day never
+    -- changes, so this holds for what the row is once locked
+    PERFORM webhooks._queued_from(found_row.event_created_at);
     -- the webhook, then the row, as ack() locks them
     SELECT w.status = 'active' INTO hook_active FROM webhooks.webhooks w
     WHERE w.id = found_row.webhook_id FOR KEY SHARE;
@@ -783,10 +786,6 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: delivery % belongs to webhook %, which was deleted',
             redeliver.delivery_id, found_row.webhook_id
             USING ERRCODE = 'no_data_found';
-    END IF;
-    IF hook_active THEN
-        -- (its day may be one claims no longer look at: webhooks.fan_out_state)
-        PERFORM webhooks._queued_from(found_row.event_created_at);
     END IF;
     SELECT * INTO found_row FROM webhooks.deliveries d
     WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at FOR UPDATE;

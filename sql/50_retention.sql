@@ -24,9 +24,11 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- Deliveries of events from event_time's UTC day on are being queued: claims and
--- acknowledgements must look at that day again. Called before the rows change, so that the
--- state row is locked before any delivery row, as fan-out locks them (no deadlock), and so that
--- maintain() cannot move queued_since past rows it does not see yet.
+-- acknowledgements must look at that day again. Called first, before the webhook and its rows
+-- are locked: fan-out holds the state row while it locks webhooks (the key of their throttle
+-- marks), so the other order could deadlock. From then on maintain() cannot move queued_since
+-- past rows it does not see yet. With NULL it takes the lock only, for a caller that finds its
+-- rows' earliest day once it holds it (fan-out may add rows until then).
 CREATE FUNCTION webhooks._queued_from(event_time timestamptz) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     -- (always an update, also when queued_since is earlier already: the row lock is what keeps

@@ -1495,6 +1495,9 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: delivery % does not exist', redeliver.delivery_id
             USING ERRCODE = 'no_data_found';
     END IF;
+    -- its day may be one claims no longer look at (webhooks.fan_out_state); a row's day never
+    -- changes, so this holds for what the row is once locked
+    PERFORM webhooks._queued_from(found_row.event_created_at);
     -- the webhook, then the row, as ack() locks them
     SELECT w.status = 'active' INTO hook_active FROM webhooks.webhooks w
     WHERE w.id = found_row.webhook_id FOR KEY SHARE;
@@ -1502,10 +1505,6 @@ BEGIN
         RAISE EXCEPTION 'pg_webhooks: delivery % belongs to webhook %, which was deleted',
             redeliver.delivery_id, found_row.webhook_id
             USING ERRCODE = 'no_data_found';
-    END IF;
-    IF hook_active THEN
-        -- (its day may be one claims no longer look at: webhooks.fan_out_state)
-        PERFORM webhooks._queued_from(found_row.event_created_at);
     END IF;
     SELECT * INTO found_row FROM webhooks.deliveries d
     WHERE d.id = found_row.id AND d.event_created_at = found_row.event_created_at FOR UPDATE;
@@ -1554,14 +1553,12 @@ DECLARE
     replayed bigint := 0;
 BEGIN
     PERFORM webhooks._require_value('replay_events', replay_events IS NULL);
+    IF replay_events THEN
+        PERFORM webhooks._queued_from(NULL);  -- (the lock only, before the webhook's)
+    END IF;
     hook := webhooks._lock_webhook(activate.id);
     IF hook.status = 'active' THEN
         RETURN 0;
-    END IF;
-    IF replay_events THEN
-        -- held events may be from days claims no longer look at (webhooks.fan_out_state)
-        PERFORM webhooks._queued_from((SELECT min(d.event_created_at) FROM webhooks.deliveries d
-                                       WHERE d.webhook_id = hook.id AND d.state = 'held'));
     END IF;
     PERFORM webhooks._hold_queued(hook.id);
     expired := webhooks._expire_held(hook.id);
@@ -1575,6 +1572,9 @@ BEGIN
         updated_at = now()
     WHERE d.webhook_id = hook.id AND d.state = 'held' AND NOT replay_events;
     IF replay_events THEN
+        -- held events may be from days claims no longer look at (webhooks.fan_out_state)
+        PERFORM webhooks._queued_from((SELECT min(d.event_created_at) FROM webhooks.deliveries d
+                                       WHERE d.webhook_id = hook.id AND d.state = 'held'));
         WITH queued AS (
             UPDATE webhooks.deliveries d
             SET state = 'pending', due_at = now(), updated_at = now()
@@ -1630,6 +1630,7 @@ DECLARE
     requeue_order bigint := nextval('webhooks.delivery_order_seq');
 BEGIN
     PERFORM webhooks._require_value('since', since IS NULL);
+    PERFORM webhooks._queued_from(NULL);  -- (the lock only, before the webhook's)
     hook := webhooks._lock_webhook(recover.id);
     IF hook.status = 'active' THEN
         -- (they may be from days claims no longer look at: webhooks.fan_out_state)
