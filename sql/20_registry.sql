@@ -344,6 +344,16 @@ END $$;
 -- not pin its days (and every other webhook's in them) forever.
 CREATE FUNCTION webhooks._expire_held(only_webhook bigint) RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    -- The webhooks first, in id order, then their rows, as activate() locks them: with the rows
+    -- first, maintain() and an activate() of the same webhook deadlocked.
+    SELECT count(*) FROM (
+        SELECT FROM webhooks.webhooks w, webhooks._settings() s
+        WHERE (only_webhook IS NULL OR w.id = only_webhook)
+          AND EXISTS (SELECT FROM webhooks.deliveries d
+                      WHERE d.state = 'held' AND d.webhook_id = w.id
+                        AND d.event_created_at < now() - s.replay_window)
+        ORDER BY w.id
+        FOR NO KEY UPDATE OF w) locked;
     WITH expired AS (
         UPDATE webhooks.deliveries d
         SET state = 'dropped', due_at = NULL, last_error = 'held longer than the replay window',

@@ -586,7 +586,9 @@ BEGIN
         JOIN webhooks.deliveries d ON d.id = c.id AND d.event_created_at = c.event_created_at
         WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'))
           AND d.state IN ('pending', 'leased') AND d.due_at <= now()
-          AND d.event_created_at >= oldest_queued
+        -- (no oldest_queued on the rows this locks and the updates below write: on PostgreSQL
+        -- 18.6, pruning those by it made two relays lease the same events, which were then sent
+        -- twice; tests/tests/operations.rs)
         FOR UPDATE OF d SKIP LOCKED
     ), positions AS (
         SELECT c.id, c.event_created_at, c.webhook_id, c.due_at, c.attempts, c.before, c.wanted,
@@ -619,7 +621,6 @@ BEGIN
             leased_by = relay, updated_at = now()
         FROM chosen ch
         WHERE ch.n = 1 AND d.id = ch.id AND d.event_created_at = ch.event_created_at
-          AND d.event_created_at >= oldest_queued
     ), leased_several AS (
         -- a row of several stays due while it owes events; its leased ones wait for
         -- leased_until (see webhooks.deliveries)
@@ -649,7 +650,7 @@ BEGIN
               WHERE length(c.marks) > 1
               GROUP BY c.id, c.event_created_at, c.marks, c.lease_ran_out, c.leased_until) u
         WHERE d.id = u.id AND d.event_created_at = u.event_created_at
-          AND d.event_created_at >= oldest_queued AND (u.taken > 0 OR u.moves)
+          AND (u.taken > 0 OR u.moves)
     )
     SELECT ch.id + ch.k - 1, CASE WHEN ch.n = 1 THEN ch.attempts + 1 ELSE 1 END,
            w.id, w.url, webhooks._signing_secrets(w),
@@ -1271,7 +1272,8 @@ DECLARE
     applied integer;
     gone_webhooks bigint[];
     failing_webhooks bigint[];
-    -- (every leased delivery's event is from then on: see fan_out_state)
+    -- (every leased delivery's event is from then on: see fan_out_state; only the reads use it,
+    -- as in claim())
     oldest_queued timestamptz := (SELECT s.queued_since FROM webhooks.fan_out_state s);
 BEGIN
     rows := ARRAY(SELECT DISTINCT webhooks._delivery_row_id(r.delivery_id)
@@ -1285,7 +1287,7 @@ BEGIN
                    WHERE d.id = ANY (rows) AND d.event_created_at >= oldest_queued);
     PERFORM FROM webhooks.webhooks w WHERE w.id = ANY (hooks) ORDER BY w.id FOR KEY SHARE OF w;
     PERFORM FROM webhooks.deliveries d
-    WHERE d.id = ANY (rows) AND d.event_created_at >= oldest_queued AND length(d.marks) > 1
+    WHERE d.id = ANY (rows) AND length(d.marks) > 1
     ORDER BY d.id
     FOR UPDATE OF d;
 
@@ -1342,7 +1344,7 @@ BEGIN
             updated_at = now()
         FROM target t
         WHERE t.n = 1 AND d.id = t.row_id AND d.event_created_at = t.event_created_at
-          AND d.event_created_at >= oldest_queued AND d.state = leased AND d.attempts = t.attempt
+          AND d.state = leased AND d.attempts = t.attempt
         RETURNING t.delivery_id, t.event_id, t.event_xid, t.webhook_id, t.attempt, t.outcome,
                   t.status, t.error, t.response, t.started_at, t.duration_ms,
                   d.state, d.due_at, d.order_key, d.order_batch, d.order_event
@@ -1354,7 +1356,7 @@ BEGIN
         FROM single s
         WHERE s.order_key IS NOT NULL AND s.state = 'pending' AND s.due_at > now()
           AND y.webhook_id = s.webhook_id AND y.order_key = s.order_key
-          AND y.state = 'pending' AND y.due_at < s.due_at AND y.event_created_at >= oldest_queued
+          AND y.state = 'pending' AND y.due_at < s.due_at
           AND (y.order_batch, y.order_event) > (s.order_batch, s.order_event)
     ), moved AS (
         INSERT INTO webhooks.deliveries
@@ -1392,7 +1394,6 @@ BEGIN
               WHERE t.n > 1
               GROUP BY t.row_id, t.event_created_at) g
         WHERE d.id = g.row_id AND d.event_created_at = g.event_created_at
-          AND d.event_created_at >= oldest_queued
     ), recorded AS (
         -- the outcomes applied, each under the delivery id its event has from now on
         SELECT s.delivery_id, s.event_id, s.event_xid, s.webhook_id, s.attempt, s.outcome,
@@ -1598,6 +1599,16 @@ END $$;
 -- not pin its days (and every other webhook's in them) forever.
 CREATE OR REPLACE FUNCTION webhooks._expire_held(only_webhook bigint) RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    -- The webhooks first, in id order, then their rows, as activate() locks them: with the rows
+    -- first, maintain() and an activate() of the same webhook deadlocked.
+    SELECT count(*) FROM (
+        SELECT FROM webhooks.webhooks w, webhooks._settings() s
+        WHERE (only_webhook IS NULL OR w.id = only_webhook)
+          AND EXISTS (SELECT FROM webhooks.deliveries d
+                      WHERE d.state = 'held' AND d.webhook_id = w.id
+                        AND d.event_created_at < now() - s.replay_window)
+        ORDER BY w.id
+        FOR NO KEY UPDATE OF w) locked;
     WITH expired AS (
         UPDATE webhooks.deliveries d
         SET state = 'dropped', due_at = NULL, last_error = 'held longer than the replay window',
