@@ -427,7 +427,9 @@ BEGIN
         JOIN webhooks.deliveries d ON d.id = c.id AND d.event_created_at = c.event_created_at
         WHERE webhooks._sends(w) AND w.id <> ALL (coalesce(skip_webhooks, '{}'))
           AND d.state IN ('pending', 'leased') AND d.due_at <= now()
-          AND d.event_created_at >= oldest_queued
+        -- (no oldest_queued on the rows this locks and the updates below write: on PostgreSQL
+        -- 18.6, pruning those by it made two relays lease the same events, which were then sent
+        -- twice; tests/tests/operations.rs)
         FOR UPDATE OF d SKIP LOCKED
     ), positions AS (
         SELECT c.id, c.event_created_at, c.webhook_id, c.due_at, c.attempts, c.before, c.wanted,
@@ -460,7 +462,6 @@ BEGIN
             leased_by = relay, updated_at = now()
         FROM chosen ch
         WHERE ch.n = 1 AND d.id = ch.id AND d.event_created_at = ch.event_created_at
-          AND d.event_created_at >= oldest_queued
     ), leased_several AS (
         -- a row of several stays due while it owes events; its leased ones wait for
         -- leased_until (see webhooks.deliveries)
@@ -490,7 +491,7 @@ BEGIN
               WHERE length(c.marks) > 1
               GROUP BY c.id, c.event_created_at, c.marks, c.lease_ran_out, c.leased_until) u
         WHERE d.id = u.id AND d.event_created_at = u.event_created_at
-          AND d.event_created_at >= oldest_queued AND (u.taken > 0 OR u.moves)
+          AND (u.taken > 0 OR u.moves)
     )
     SELECT ch.id + ch.k - 1, CASE WHEN ch.n = 1 THEN ch.attempts + 1 ELSE 1 END,
            w.id, w.url, webhooks._signing_secrets(w),
@@ -538,7 +539,8 @@ DECLARE
     applied integer;
     gone_webhooks bigint[];
     failing_webhooks bigint[];
-    -- (every leased delivery's event is from then on: see fan_out_state)
+    -- (every leased delivery's event is from then on: see fan_out_state; only the reads use it,
+    -- as in claim())
     oldest_queued timestamptz := (SELECT s.queued_since FROM webhooks.fan_out_state s);
 BEGIN
     rows := ARRAY(SELECT DISTINCT webhooks._delivery_row_id(r.delivery_id)
@@ -552,7 +554,7 @@ BEGIN
                    WHERE d.id = ANY (rows) AND d.event_created_at >= oldest_queued);
     PERFORM FROM webhooks.webhooks w WHERE w.id = ANY (hooks) ORDER BY w.id FOR KEY SHARE OF w;
     PERFORM FROM webhooks.deliveries d
-    WHERE d.id = ANY (rows) AND d.event_created_at >= oldest_queued AND length(d.marks) > 1
+    WHERE d.id = ANY (rows) AND length(d.marks) > 1
     ORDER BY d.id
     FOR UPDATE OF d;
 
@@ -609,7 +611,7 @@ BEGIN
             updated_at = now()
         FROM target t
         WHERE t.n = 1 AND d.id = t.row_id AND d.event_created_at = t.event_created_at
-          AND d.event_created_at >= oldest_queued AND d.state = leased AND d.attempts = t.attempt
+          AND d.state = leased AND d.attempts = t.attempt
         RETURNING t.delivery_id, t.event_id, t.event_xid, t.webhook_id, t.attempt, t.outcome,
                   t.status, t.error, t.response, t.started_at, t.duration_ms,
                   d.state, d.due_at, d.order_key, d.order_batch, d.order_event
@@ -621,7 +623,7 @@ BEGIN
         FROM single s
         WHERE s.order_key IS NOT NULL AND s.state = 'pending' AND s.due_at > now()
           AND y.webhook_id = s.webhook_id AND y.order_key = s.order_key
-          AND y.state = 'pending' AND y.due_at < s.due_at AND y.event_created_at >= oldest_queued
+          AND y.state = 'pending' AND y.due_at < s.due_at
           AND (y.order_batch, y.order_event) > (s.order_batch, s.order_event)
     ), moved AS (
         INSERT INTO webhooks.deliveries
@@ -659,7 +661,6 @@ BEGIN
               WHERE t.n > 1
               GROUP BY t.row_id, t.event_created_at) g
         WHERE d.id = g.row_id AND d.event_created_at = g.event_created_at
-          AND d.event_created_at >= oldest_queued
     ), recorded AS (
         -- the outcomes applied, each under the delivery id its event has from now on
         SELECT s.delivery_id, s.event_id, s.event_xid, s.webhook_id, s.attempt, s.outcome,
