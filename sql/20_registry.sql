@@ -343,24 +343,28 @@ END $$;
 -- settings.retention has passed since that window ended: a receiver that is gone for good does
 -- not pin its days (and every other webhook's in them) forever.
 CREATE FUNCTION webhooks._expire_held(only_webhook bigint) RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    -- The webhooks first, in id order, then their rows, as activate() locks them: with the rows
-    -- first, maintain() and an activate() of the same webhook deadlocked.
-    SELECT count(*) FROM (
-        SELECT FROM webhooks.webhooks w, webhooks._settings() s
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    locked bigint[];
+    dropped bigint;
+BEGIN
+    -- The webhooks first, in id order, then only their rows, as activate() locks them: with the
+    -- rows first, maintain() and an activate() of the same webhook deadlocked. (Rows held since
+    -- this lock wait for the next run.)
+    locked := ARRAY(
+        SELECT w.id FROM webhooks.webhooks w, webhooks._settings() s
         WHERE (only_webhook IS NULL OR w.id = only_webhook)
           AND EXISTS (SELECT FROM webhooks.deliveries d
                       WHERE d.state = 'held' AND d.webhook_id = w.id
                         AND d.event_created_at < now() - s.replay_window)
         ORDER BY w.id
-        FOR NO KEY UPDATE OF w) locked;
+        FOR NO KEY UPDATE OF w);
     WITH expired AS (
         UPDATE webhooks.deliveries d
         SET state = 'dropped', due_at = NULL, last_error = 'held longer than the replay window',
             updated_at = now()
         FROM webhooks.webhooks w, webhooks._settings() s
-        WHERE d.state = 'held' AND w.id = d.webhook_id
-          AND (only_webhook IS NULL OR d.webhook_id = only_webhook)
+        WHERE d.state = 'held' AND w.id = d.webhook_id AND d.webhook_id = ANY (locked)
           AND d.event_created_at < now() - s.replay_window
           AND NOT (w.status = 'disabled'
                    AND d.event_created_at < w.status_changed_at + s.replay_window
@@ -372,8 +376,9 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
         UPDATE webhooks.webhooks w SET expired_events = w.expired_events + p.n
         FROM per_webhook p WHERE w.id = p.webhook_id
     )
-    SELECT coalesce(sum(p.n), 0)::bigint FROM per_webhook p
-$$;
+    SELECT coalesce(sum(p.n), 0)::bigint INTO dropped FROM per_webhook p;
+    RETURN dropped;
+END $$;
 
 -- Switch a webhook off by hand. Queued deliveries are held (see activate).
 CREATE FUNCTION webhooks.deactivate(id bigint) RETURNS void

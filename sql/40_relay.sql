@@ -553,8 +553,9 @@ BEGIN
     hooks := ARRAY(SELECT d.webhook_id FROM webhooks.deliveries d
                    WHERE d.id = ANY (rows) AND d.event_created_at >= oldest_queued);
     PERFORM FROM webhooks.webhooks w WHERE w.id = ANY (hooks) ORDER BY w.id FOR KEY SHARE OF w;
+    -- (queued ones only: a stale id of a held row locked beside maintain()'s expiry deadlocked)
     PERFORM FROM webhooks.deliveries d
-    WHERE d.id = ANY (rows) AND length(d.marks) > 1
+    WHERE d.id = ANY (rows) AND d.state IN ('pending', 'leased') AND length(d.marks) > 1
     ORDER BY d.id
     FOR UPDATE OF d;
 

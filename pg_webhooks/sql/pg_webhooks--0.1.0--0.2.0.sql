@@ -1286,8 +1286,9 @@ BEGIN
     hooks := ARRAY(SELECT d.webhook_id FROM webhooks.deliveries d
                    WHERE d.id = ANY (rows) AND d.event_created_at >= oldest_queued);
     PERFORM FROM webhooks.webhooks w WHERE w.id = ANY (hooks) ORDER BY w.id FOR KEY SHARE OF w;
+    -- (queued ones only: a stale id of a held row locked beside maintain()'s expiry deadlocked)
     PERFORM FROM webhooks.deliveries d
-    WHERE d.id = ANY (rows) AND length(d.marks) > 1
+    WHERE d.id = ANY (rows) AND d.state IN ('pending', 'leased') AND length(d.marks) > 1
     ORDER BY d.id
     FOR UPDATE OF d;
 
@@ -1598,24 +1599,28 @@ END $$;
 -- settings.retention has passed since that window ended: a receiver that is gone for good does
 -- not pin its days (and every other webhook's in them) forever.
 CREATE OR REPLACE FUNCTION webhooks._expire_held(only_webhook bigint) RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    -- The webhooks first, in id order, then their rows, as activate() locks them: with the rows
-    -- first, maintain() and an activate() of the same webhook deadlocked.
-    SELECT count(*) FROM (
-        SELECT FROM webhooks.webhooks w, webhooks._settings() s
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    locked bigint[];
+    dropped bigint;
+BEGIN
+    -- The webhooks first, in id order, then only their rows, as activate() locks them: with the
+    -- rows first, maintain() and an activate() of the same webhook deadlocked. (Rows held since
+    -- this lock wait for the next run.)
+    locked := ARRAY(
+        SELECT w.id FROM webhooks.webhooks w, webhooks._settings() s
         WHERE (only_webhook IS NULL OR w.id = only_webhook)
           AND EXISTS (SELECT FROM webhooks.deliveries d
                       WHERE d.state = 'held' AND d.webhook_id = w.id
                         AND d.event_created_at < now() - s.replay_window)
         ORDER BY w.id
-        FOR NO KEY UPDATE OF w) locked;
+        FOR NO KEY UPDATE OF w);
     WITH expired AS (
         UPDATE webhooks.deliveries d
         SET state = 'dropped', due_at = NULL, last_error = 'held longer than the replay window',
             updated_at = now()
         FROM webhooks.webhooks w, webhooks._settings() s
-        WHERE d.state = 'held' AND w.id = d.webhook_id
-          AND (only_webhook IS NULL OR d.webhook_id = only_webhook)
+        WHERE d.state = 'held' AND w.id = d.webhook_id AND d.webhook_id = ANY (locked)
           AND d.event_created_at < now() - s.replay_window
           AND NOT (w.status = 'disabled'
                    AND d.event_created_at < w.status_changed_at + s.replay_window
@@ -1627,8 +1632,9 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
         UPDATE webhooks.webhooks w SET expired_events = w.expired_events + p.n
         FROM per_webhook p WHERE w.id = p.webhook_id
     )
-    SELECT coalesce(sum(p.n), 0)::bigint FROM per_webhook p
-$$;
+    SELECT coalesce(sum(p.n), 0)::bigint INTO dropped FROM per_webhook p;
+    RETURN dropped;
+END $$;
 
 -- Deliver again what failed (or was dropped) for a webhook since a point in time, like Svix's
 -- recover. Returns how many deliveries were queued again (held if the webhook is off).
