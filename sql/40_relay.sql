@@ -534,6 +534,7 @@ SET enable_seqscan = off SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     leased constant text := 'leased';
+    queued constant text[] := ARRAY['pending', 'leased'];
     rows bigint[];
     hooks bigint[];
     applied integer;
@@ -553,9 +554,10 @@ BEGIN
     hooks := ARRAY(SELECT d.webhook_id FROM webhooks.deliveries d
                    WHERE d.id = ANY (rows) AND d.event_created_at >= oldest_queued);
     PERFORM FROM webhooks.webhooks w WHERE w.id = ANY (hooks) ORDER BY w.id FOR KEY SHARE OF w;
-    -- (queued ones only: a stale id of a held row locked beside maintain()'s expiry deadlocked)
+    -- (queued ones only: a stale id of a held row locked beside maintain()'s expiry
+    -- deadlocked; a variable, as `leased` below)
     PERFORM FROM webhooks.deliveries d
-    WHERE d.id = ANY (rows) AND d.state IN ('pending', 'leased') AND length(d.marks) > 1
+    WHERE d.id = ANY (rows) AND d.state = ANY (queued) AND length(d.marks) > 1
     ORDER BY d.id
     FOR UPDATE OF d;
 
