@@ -5,51 +5,29 @@
 //! SECURITY DEFINER function that code ran with the rights of the role that created the
 //! extension, a superuser. Here the row images are made with the writer's own rights (by
 //! PostgreSQL's to_jsonb, called on each row of the statement's transition tables), and only
-//! the one INSERT into the outbox runs as `webhooks_capture`, a role that may insert events and
-//! read the tracking table, nothing else, and that no one can log in as or SET ROLE to. No user
-//! code runs in that INSERT: it reads only jsonb values already made.
+//! the append into the outbox (capture/outbox.rs) runs as `webhooks_capture`, a role that may
+//! insert events and read the tracking table, nothing else, and that no one can log in as or
+//! SET ROLE to. No user code runs in the append: it writes only jsonb values already made.
 //!
 //! A trigger function cannot be called outside a trigger, and the event's name and source come
 //! from `webhooks.tracked`, not from trigger arguments: a row event can only come from a row
 //! change of a tracked table (or of a partition of one). The arguments only name the parent
 //! row's columns an event carries (webhooks.enrich), read as the writer like the row images.
 
+mod outbox;
 mod parent_values;
+mod payload;
 
 use crate::sql_error::{self, SqlError};
 use parent_values::{CaptureRunning, ParentValues};
+use payload::RowImages;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 
 /// The role the outbox INSERT runs as (created and granted in sql/90_privileges.sql).
 const CAPTURE_ROLE: &CStr = c"webhooks_capture";
-
-// The append, as webhooks_capture: $1 the table written, $2 the event suffix, $3 and $4 the new
-// and old row images (to_jsonb of each row, made as the writer), and for an enriched table $5
-// the parent rows' values: one jsonb each for a one-row statement, a jsonb[] each for more.
-// Each operation and arity has a statement of its own, as small as it can be: starting the
-// executor on the plan was most of the trigger's cost, and a plan made for every case at once
-// (a CTE, two aggregates, a UNION for the wake) cost writers a third more (BENCHMARKS.md,
-// issue 15).
-// A write to a partition is an event of the tracked partitioned table above it (a tracked table
-// is never a partition itself, so it is the root of its tree).
-const APPEND_INTO: &str = "INSERT INTO webhooks.events (event, source, origin, payload)
-    SELECT t.entity OPERATOR(pg_catalog.||) $2, t.source, webhooks._origin(), ";
-const APPEND_FROM: &str = " FROM webhooks.tracked t";
-const APPEND_WHERE: &str =
-    " WHERE t.source OPERATOR(pg_catalog.=) COALESCE(pg_catalog.pg_partition_root($1), $1)";
-
-// Then an idle relay is woken, as webhooks._wake_relays() does for emit() (sql/30_capture.sql,
-// which says why and when; inline here, as calling it cost about 5% of a single-row INSERT).
-const WAKE: &CStr = c"SELECT pg_catalog.pg_notify('webhooks_wakeup', '')
-    FROM webhooks.relays r
-    WHERE r.idle
-      AND pg_catalog.current_setting('max_prepared_transactions') OPERATOR(pg_catalog.=) '0'
-    LIMIT 1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -67,6 +45,8 @@ pub enum CaptureError {
     Spi { call: &'static str, code: i32 },
     #[error("the parent row's values came back as {0} rows, not one")]
     ParentValues(u64),
+    #[error("the pg_webhooks object {} is missing from schema webhooks", .0.to_string_lossy())]
+    Missing(&'static CStr),
 }
 
 impl SqlError for CaptureError {
@@ -75,9 +55,10 @@ impl SqlError for CaptureError {
             CaptureError::NotStatementLevel
             | CaptureError::UnsupportedOperation(_)
             | CaptureError::TransitionTables => PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
-            CaptureError::Trigger(_) | CaptureError::Spi { .. } | CaptureError::ParentValues(_) => {
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
-            }
+            CaptureError::Trigger(_)
+            | CaptureError::Spi { .. }
+            | CaptureError::ParentValues(_)
+            | CaptureError::Missing(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
     }
 }
@@ -128,7 +109,6 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         let rowtype = (*tupdesc).tdtypeid;
         let parent_arguments = trigger_arguments(trigger_data.tg_trigger);
         let mut parents = ParentValues::prepare((*relation).rd_id, rowtype, &parent_arguments)?;
-        let with_parent = parents.is_some();
         let mut to_jsonb = ToJsonb::for_rowtype(rowtype);
         let mut new_rows = TransitionRows::read(trigger_data.tg_newtable, tupdesc);
         let mut old_rows = TransitionRows::read(trigger_data.tg_oldtable, tupdesc);
@@ -150,15 +130,17 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
             parents.finish();
         }
         to_jsonb.finish();
-        let rows = images.new.len().max(images.old.len());
-        if rows > 0 {
-            // a cast the row images ran may have changed search_path: fix it again
-            let _append_path = FixedSearchPath::enter();
+        if !images.is_empty() {
+            // as webhooks_capture, so the event id's nextval (and any trigger of the outbox)
+            // runs with that role's rights, not the writer's
             let _capture_role = AsCaptureRole::enter();
-            let arity = if rows == 1 { Arity::One } else { Arity::Many };
-            let appended = append((*relation).rd_id, operation, arity, with_parent, images)?;
-            if appended > 0 {
-                wake_an_idle_relay()?;
+            if let Some(tracking) = outbox::tracking_of(relation)? {
+                let mut writer = outbox::EventWriter::open(&tracking, operation.suffix())?;
+                for event in images.events() {
+                    writer.append(|| event.payload());
+                }
+                writer.close();
+                outbox::wake_an_idle_relay()?;
             }
         }
         spi_status("SPI_finish", pg_sys::SPI_finish(), pg_sys::SPI_OK_FINISH)?;
@@ -175,7 +157,8 @@ unsafe fn trigger_arguments(trigger: *const pg_sys::Trigger) -> Vec<CString> {
         .collect()
 }
 
-/// A statement's row images: new, old, and the parent rows' values of an enriched table.
+/// A statement's row images: new, old, and the parent rows' values of an enriched table, one
+/// of each (that the operation has) per event, in order.
 struct Images {
     new: Vec<pg_sys::Datum>,
     old: Vec<pg_sys::Datum>,
@@ -185,6 +168,20 @@ struct Images {
 impl Images {
     fn of(new: Vec<pg_sys::Datum>, old: Vec<pg_sys::Datum>, parent: Vec<pg_sys::Datum>) -> Images {
         Images { new, old, parent }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.new.is_empty() && self.old.is_empty()
+    }
+
+    /// Each event's images.
+    fn events(&self) -> impl Iterator<Item = RowImages> + '_ {
+        let count = self.new.len().max(self.old.len());
+        (0..count).map(|event| RowImages {
+            new: self.new.get(event).copied(),
+            old: self.old.get(event).copied(),
+            parent: self.parent.get(event).copied(),
+        })
     }
 }
 
@@ -410,201 +407,6 @@ unsafe fn copy_into(context: pg_sys::MemoryContext, jsonb: pg_sys::Datum) -> pg_
     pg_sys::Datum::from(copy)
 }
 
-/// How many rows a statement's append carries: one (the common single-row write) is passed as
-/// plain jsonb values, more as arrays.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Arity {
-    One,
-    Many,
-}
-
-impl Arity {
-    fn image_type(self) -> pg_sys::Oid {
-        match self {
-            Arity::One => pg_sys::JSONBOID,
-            Arity::Many => pg_sys::JSONBARRAYOID,
-        }
-    }
-
-    /// The images as the statement's argument: the one value, a jsonb[], or NULL for none.
-    unsafe fn argument(self, mut images: Vec<pg_sys::Datum>) -> Option<pg_sys::Datum> {
-        if images.is_empty() {
-            return None;
-        }
-        if self == Arity::One {
-            return images.first().copied();
-        }
-        Some(varlena_array(&mut images, pg_sys::JSONBOID))
-    }
-
-    /// The statement's arguments an operation reads (parameter, name): the new image, the old
-    /// one, the parent values.
-    fn parameters(operation: Operation, with_parent: bool) -> Vec<(&'static str, &'static str)> {
-        [
-            (operation != Operation::Delete).then_some(("$3", "new_row")),
-            (operation != Operation::Insert).then_some(("$4", "old_row")),
-            with_parent.then_some(("$5", "parent")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-
-    /// Where each of the `names` is read from (NULL when the operation has none), and the FROM
-    /// items that give them: the parameters themselves for one row, their arrays unnested
-    /// side by side for more.
-    fn sources<const N: usize>(
-        self,
-        operation: Operation,
-        with_parent: bool,
-        names: [&str; N],
-    ) -> ([String; N], String) {
-        let parameters = Arity::parameters(operation, with_parent);
-        let read = names.map(|name| {
-            parameters.iter().find(|(_, given)| *given == name).map_or(
-                "NULL".to_owned(),
-                |(parameter, _)| match self {
-                    Arity::One => (*parameter).to_owned(),
-                    Arity::Many => format!("image.{name}"),
-                },
-            )
-        });
-        let from = match self {
-            Arity::One => String::new(),
-            Arity::Many => {
-                let (unnested, aliases): (Vec<_>, Vec<_>) = parameters
-                    .iter()
-                    .map(|(parameter, name)| (format!("pg_catalog.unnest({parameter})"), *name))
-                    .unzip();
-                format!(
-                    ", ROWS FROM ({}) AS image({})",
-                    unnested.join(", "),
-                    aliases.join(", ")
-                )
-            }
-        };
-        (read, from)
-    }
-}
-
-/// The append statement for an operation and arity, with or without parent values.
-fn append_sql(operation: Operation, arity: Arity, with_parent: bool) -> CString {
-    let ([new, old, parent], from) =
-        arity.sources(operation, with_parent, ["new_row", "old_row", "parent"]);
-    let parent = if with_parent {
-        format!(", 'parent', {parent}")
-    } else {
-        String::new()
-    };
-    let payload = match operation {
-        Operation::Insert => format!("pg_catalog.jsonb_build_object('new', {new}{parent})"),
-        Operation::Delete => format!("pg_catalog.jsonb_build_object('old', {old}{parent})"),
-        Operation::Update => format!(
-            "pg_catalog.jsonb_build_object('old', {old}, 'new', {new}, 'changed',
-                 (SELECT pg_catalog.jsonb_agg(col.key ORDER BY col.key)
-                  FROM pg_catalog.jsonb_each({new}) col
-                  WHERE ({old} OPERATOR(pg_catalog.->) col.key) IS DISTINCT FROM col.value){parent})"
-        ),
-    };
-    let sql = format!("{APPEND_INTO}{payload}{APPEND_FROM}{from}{APPEND_WHERE}");
-    // the pieces are constants without NUL bytes
-    CString::new(sql).unwrap_or_default()
-}
-
-// The statements are planned once per backend and kept: parsing and planning them on every
-// write cost more than the rest of the trigger (BENCHMARKS.md, capture in Rust).
-thread_local! {
-    static APPEND_PLANS: RefCell<HashMap<(Operation, Arity, bool), pg_sys::SPIPlanPtr>> =
-        RefCell::new(HashMap::new());
-    static WAKE_PLAN: RefCell<Option<pg_sys::SPIPlanPtr>> = const { RefCell::new(None) };
-}
-
-unsafe fn kept_plan(
-    sql: &CStr,
-    argument_types: &mut [pg_sys::Oid],
-) -> Result<pg_sys::SPIPlanPtr, CaptureError> {
-    let plan = pg_sys::SPI_prepare(
-        sql.as_ptr(),
-        i32::try_from(argument_types.len()).unwrap_or_default(),
-        argument_types.as_mut_ptr(),
-    );
-    if plan.is_null() {
-        return Err(CaptureError::Spi {
-            call: "SPI_prepare",
-            code: pg_sys::SPI_result,
-        });
-    }
-    spi_status("SPI_keepplan", pg_sys::SPI_keepplan(plan), 0)?;
-    Ok(plan)
-}
-
-/// Run the append with its arguments (new and old images, and parent values when the table
-/// sends them), as the capture role; returns how many events it appended (none for a table
-/// that is not tracked).
-unsafe fn append(
-    relid: pg_sys::Oid,
-    operation: Operation,
-    arity: Arity,
-    with_parent: bool,
-    images: Images,
-) -> Result<u64, CaptureError> {
-    let key = (operation, arity, with_parent);
-    let plan = match APPEND_PLANS.with_borrow(|plans| plans.get(&key).copied()) {
-        Some(plan) => plan,
-        None => {
-            let image_type = arity.image_type();
-            let mut types = [
-                pg_sys::REGCLASSOID,
-                pg_sys::TEXTOID,
-                image_type,
-                image_type,
-                image_type,
-            ];
-            let arguments = if with_parent { 5 } else { 4 };
-            let sql = append_sql(operation, arity, with_parent);
-            let plan = kept_plan(&sql, &mut types[..arguments])?;
-            APPEND_PLANS.with_borrow_mut(|plans| plans.insert(key, plan));
-            plan
-        }
-    };
-    let [new_images, old_images, parent_values] =
-        [images.new, images.old, images.parent].map(|images| arity.argument(images));
-    let value = |argument: Option<pg_sys::Datum>| argument.unwrap_or(pg_sys::Datum::null());
-    let mut values = [
-        pg_sys::Datum::from(relid),
-        pg_sys::Datum::from(pg_sys::cstring_to_text(operation.suffix().as_ptr())),
-        value(new_images),
-        value(old_images),
-        value(parent_values),
-    ];
-    let given = |argument: Option<pg_sys::Datum>| if argument.is_some() { b' ' } else { b'n' };
-    let nulls = [
-        b' ',
-        b' ',
-        given(new_images),
-        given(old_images),
-        given(parent_values),
-    ];
-    let status =
-        pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr().cast(), false, 0);
-    spi_status("SPI_execute_plan (append)", status, pg_sys::SPI_OK_INSERT)?;
-    Ok(pg_sys::SPI_processed)
-}
-
-/// NOTIFY an idle relay, if one is waiting for it.
-unsafe fn wake_an_idle_relay() -> Result<(), CaptureError> {
-    let plan = match WAKE_PLAN.with_borrow(|plan| *plan) {
-        Some(plan) => plan,
-        None => {
-            let plan = kept_plan(WAKE, &mut [])?;
-            WAKE_PLAN.with_borrow_mut(|kept| *kept = Some(plan));
-            plan
-        }
-    };
-    let status = pg_sys::SPI_execute_plan(plan, std::ptr::null_mut(), std::ptr::null(), false, 1);
-    spi_status("SPI_execute_plan (wake)", status, pg_sys::SPI_OK_SELECT)
-}
-
 fn spi_status(call: &'static str, code: i32, expected: u32) -> Result<(), CaptureError> {
     if i32::try_from(expected) == Ok(code) {
         Ok(())
@@ -614,9 +416,9 @@ fn spi_status(call: &'static str, code: i32, expected: u32) -> Result<(), Captur
 }
 
 /// `search_path = pg_catalog, pg_temp` while this lives, as a SECURITY DEFINER function's SET
-/// clause would give. The append is parsed, planned, kept and run under it: with the writer's
-/// path, an operator of theirs (the `=` inside NULLIF or IS DISTINCT FROM) would be bound into
-/// the kept plan, and run for the next writer of this backend, or as webhooks_capture.
+/// clause would give. The row images and the parent values are made under it: with the
+/// writer's path, a cast or operator of theirs could be bound into a parent values plan the
+/// backend keeps, and run for the next writer of this backend.
 struct FixedSearchPath {
     nest_level: i32,
 }

@@ -1,0 +1,415 @@
+//! The append: a statement's events written into webhooks.events, and an idle relay woken,
+//! without SQL.
+//!
+//! Why not an INSERT through SPI: starting the executor on the kept plan (a ModifyTable over an
+//! index scan of webhooks.tracked, its projection, the wake query) was most of what capture cost
+//! a writer, and every event paid it (BENCHMARKS.md, "capture without the executor"). Here the
+//! tracking row is found through its index, the row values are made in Rust, and the row goes
+//! into its partition through the same routines COPY FROM and logical replication use
+//! (partition routing, ExecSimpleRelationInsert: constraints, the partition check, indexes and
+//! any triggers of the table). Nothing here looks up a name on the search_path or runs code a
+//! user controls: the values are jsonb images already made, the extension's own sequence, and
+//! built-in types.
+
+use super::CaptureError;
+use pgrx::pg_sys;
+use pgrx::PgBox;
+use std::ffi::{c_void, CStr};
+
+const SCHEMA: &CStr = c"webhooks";
+
+// Partition routing, declared in executor/execPartition.h and catalog/partition.h, which pgrx
+// does not bind; called through `guarded` like the functions it binds.
+mod unbound {
+    use pgrx::pg_sys;
+    use std::ffi::c_void;
+
+    unsafe extern "C-unwind" {
+        pub(super) fn ExecSetupPartitionTupleRouting(
+            estate: *mut pg_sys::EState,
+            relation: pg_sys::Relation,
+        ) -> *mut c_void;
+        pub(super) fn ExecFindPartition(
+            mtstate: *mut pg_sys::ModifyTableState,
+            root: *mut pg_sys::ResultRelInfo,
+            routing: *mut c_void,
+            slot: *mut pg_sys::TupleTableSlot,
+            estate: *mut pg_sys::EState,
+        ) -> *mut pg_sys::ResultRelInfo;
+        pub(super) fn ExecCleanupTupleRouting(
+            mtstate: *mut pg_sys::ModifyTableState,
+            routing: *mut c_void,
+        );
+        pub(super) fn get_partition_ancestors(relid: pg_sys::Oid) -> *mut pg_sys::List;
+    }
+}
+
+/// A call into PostgreSQL whose ERROR becomes a Rust panic, then an ERROR again at the trigger's
+/// boundary, as for every function pgrx binds.
+unsafe fn guarded<T>(call: impl FnOnce() -> T) -> T {
+    pg_sys::ffi::pg_guard_ffi_boundary(call)
+}
+
+/// What webhooks.tracked says of the table a statement wrote: the event name's entity and the
+/// event's source (the table itself, or the root of its partition tree).
+pub(super) struct Tracking {
+    entity: Vec<u8>,
+    source: pg_sys::Oid,
+}
+
+/// The tracking of the table written (the root of its partition tree, as pg_partition_root()
+/// names it), read with a fresh snapshot as the SQL append read it; None when it is not tracked.
+pub(super) unsafe fn tracking_of(
+    relation: pg_sys::Relation,
+) -> Result<Option<Tracking>, CaptureError> {
+    let source = partition_root(relation);
+    let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
+    let tracked = open(namespace, c"tracked", pg_sys::AccessShareLock)?;
+    let tupdesc = (*tracked).rd_att;
+    let (source_column, entity_column) = (column(tupdesc, c"source")?, column(tupdesc, c"entity")?);
+    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+    pg_sys::ScanKeyInit(
+        &mut key,
+        source_column,
+        pg_sys::BTEqualStrategyNumber as u16,
+        pg_sys::Oid::from(pg_sys::F_OIDEQ),
+        pg_sys::Datum::from(source),
+    );
+    let index = relation_oid(namespace, c"tracked_pkey")?;
+    let scan = pg_sys::systable_beginscan(
+        tracked,
+        index,
+        true,
+        pg_sys::GetTransactionSnapshot(),
+        1,
+        &mut key,
+    );
+    let row = pg_sys::systable_getnext(scan);
+    let tracking = if row.is_null() {
+        None
+    } else {
+        let mut is_null = false;
+        let entity = pg_sys::heap_getattr(row, entity_column.into(), tupdesc, &mut is_null);
+        let entity = pg_sys::text_to_cstring(entity.cast_mut_ptr());
+        Some(Tracking {
+            entity: CStr::from_ptr(entity).to_bytes().to_vec(),
+            source,
+        })
+    };
+    pg_sys::systable_endscan(scan);
+    pg_sys::table_close(tracked, pg_sys::AccessShareLock as i32);
+    Ok(tracking)
+}
+
+/// pg_partition_root(): the topmost ancestor of a partition that is a table; the table itself
+/// otherwise (a foreign table among the partitions included, as that function gives NULL there).
+unsafe fn partition_root(relation: pg_sys::Relation) -> pg_sys::Oid {
+    let form = &*(*relation).rd_rel;
+    let relid = (*relation).rd_id;
+    let can_be_partition = [pg_sys::RELKIND_RELATION, pg_sys::RELKIND_PARTITIONED_TABLE]
+        .contains(&(form.relkind as u8));
+    if !form.relispartition || !can_be_partition {
+        return relid;
+    }
+    let ancestors = guarded(|| unbound::get_partition_ancestors(relid));
+    if ancestors.is_null() || (*ancestors).length == 0 {
+        return relid;
+    }
+    let last = usize::try_from((*ancestors).length - 1).unwrap_or_default();
+    (*(*ancestors).elements.add(last)).oid_value
+}
+
+/// The statement's inserts into webhooks.events: one executor state, one partition routing.
+pub(super) struct EventWriter {
+    events: pg_sys::Relation,
+    estate: *mut pg_sys::EState,
+    modify: *mut pg_sys::ModifyTableState,
+    routing: *mut c_void,
+    root: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    columns: EventColumns,
+    event: pg_sys::Datum,
+    source: pg_sys::Oid,
+    origin: Option<pg_sys::Datum>,
+    sequence: pg_sys::Oid,
+    per_row: pg_sys::MemoryContext,
+}
+
+/// Where each value goes in a row of webhooks.events (0-based).
+struct EventColumns {
+    id: usize,
+    created_at: usize,
+    xid: usize,
+    event: usize,
+    source: usize,
+    origin: usize,
+    payload: usize,
+}
+
+impl EventWriter {
+    /// A writer of `tracking`'s events, all named `<entity><suffix>`.
+    pub(super) unsafe fn open(
+        tracking: &Tracking,
+        suffix: &CStr,
+    ) -> Result<EventWriter, CaptureError> {
+        let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
+        let events = open(namespace, c"events", pg_sys::RowExclusiveLock)?;
+        let sequence = relation_oid(namespace, c"events_id_seq")?;
+        let columns = EventColumns::of((*events).rd_att)?;
+        let estate = pg_sys::CreateExecutorState();
+        init_range_table(estate, events);
+        let root =
+            PgBox::<pg_sys::ResultRelInfo>::alloc_node(pg_sys::NodeTag::T_ResultRelInfo).into_pg();
+        pg_sys::InitResultRelInfo(root, events, 1, std::ptr::null_mut(), 0);
+        (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
+        let modify =
+            PgBox::<pg_sys::ModifyTableState>::alloc_node(pg_sys::NodeTag::T_ModifyTableState)
+                .into_pg();
+        (*modify).ps.plan = std::ptr::null_mut();
+        (*modify).ps.state = estate;
+        (*modify).operation = pg_sys::CmdType::CMD_INSERT;
+        (*modify).resultRelInfo = root;
+        (*modify).rootResultRelInfo = root;
+        let routing = guarded(|| unbound::ExecSetupPartitionTupleRouting(estate, events));
+        let slot = pg_sys::table_slot_create(events, &mut (*estate).es_tupleTable);
+        let mut event = tracking.entity.clone();
+        event.extend_from_slice(suffix.to_bytes());
+        let event = pg_sys::cstring_to_text_with_len(
+            event.as_ptr().cast(),
+            i32::try_from(event.len()).unwrap_or(i32::MAX),
+        );
+        // any triggers of webhooks.events queue their AFTER events as in a query of their own
+        pg_sys::AfterTriggerBeginQuery();
+        Ok(EventWriter {
+            events,
+            estate,
+            modify,
+            routing,
+            root,
+            slot,
+            columns,
+            event: pg_sys::Datum::from(event),
+            source: tracking.source,
+            origin: origin(),
+            sequence,
+            per_row: per_row_context(),
+        })
+    }
+
+    /// Appends one event; `payload` makes its payload, in memory freed after the row is written.
+    pub(super) unsafe fn append(&mut self, payload: impl FnOnce() -> pg_sys::Datum) {
+        let outer = pg_sys::MemoryContextSwitchTo(self.per_row);
+        let slot = self.slot;
+        pg_sys::ExecClearTuple(slot);
+        let natts = usize::try_from((*(*slot).tts_tupleDescriptor).natts).unwrap_or_default();
+        let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+        nulls.fill(true);
+        let columns = &self.columns;
+        let id = pg_sys::OidFunctionCall1Coll(
+            pg_sys::Oid::from(pg_sys::F_NEXTVAL),
+            pg_sys::InvalidOid,
+            pg_sys::Datum::from(self.sequence),
+        );
+        for (column, value) in [
+            (columns.id, Some(id)),
+            (
+                columns.created_at,
+                Some(pg_sys::Datum::from(
+                    pg_sys::GetCurrentTransactionStartTimestamp(),
+                )),
+            ),
+            (
+                columns.xid,
+                Some(pg_sys::Datum::from(pg_sys::GetTopFullTransactionId().value)),
+            ),
+            (columns.event, Some(self.event)),
+            (columns.source, Some(pg_sys::Datum::from(self.source))),
+            (columns.origin, self.origin),
+            (columns.payload, Some(payload())),
+        ] {
+            if let Some(value) = value {
+                values[column] = value;
+                nulls[column] = false;
+            }
+        }
+        pg_sys::ExecStoreVirtualTuple(slot);
+        let partition = guarded(|| {
+            unbound::ExecFindPartition(self.modify, self.root, self.routing, slot, self.estate)
+        });
+        let map = root_to_partition_map(partition, self.estate);
+        let row = if map.is_null() {
+            slot
+        } else {
+            let partition_slot = pg_sys::table_slot_create(
+                (*partition).ri_RelationDesc,
+                &mut (*self.estate).es_tupleTable,
+            );
+            pg_sys::execute_attr_map_slot((*map).attrMap, slot, partition_slot)
+        };
+        pg_sys::ExecSimpleRelationInsert(partition, self.estate, row);
+        pg_sys::ExecClearTuple(slot);
+        pg_sys::MemoryContextSwitchTo(outer);
+        pg_sys::MemoryContextReset(self.per_row);
+    }
+
+    /// Fires the table's AFTER triggers, if any, and releases what open() took.
+    pub(super) unsafe fn close(self) {
+        pg_sys::AfterTriggerEndQuery(self.estate);
+        guarded(|| unbound::ExecCleanupTupleRouting(self.modify, self.routing));
+        pg_sys::ExecResetTupleTable((*self.estate).es_tupleTable, false);
+        pg_sys::ExecCloseResultRelations(self.estate);
+        pg_sys::ExecCloseRangeTableRelations(self.estate);
+        pg_sys::FreeExecutorState(self.estate);
+        pg_sys::MemoryContextDelete(self.per_row);
+        pg_sys::table_close(self.events, pg_sys::NoLock as i32);
+    }
+}
+
+impl EventColumns {
+    unsafe fn of(tupdesc: pg_sys::TupleDesc) -> Result<EventColumns, CaptureError> {
+        let index =
+            |name| column(tupdesc, name).map(|attnum| usize::from(attnum.unsigned_abs()) - 1);
+        Ok(EventColumns {
+            id: index(c"id")?,
+            created_at: index(c"created_at")?,
+            xid: index(c"xid")?,
+            event: index(c"event")?,
+            source: index(c"source")?,
+            origin: index(c"origin")?,
+            payload: index(c"payload")?,
+        })
+    }
+}
+
+/// The range table of one relation, as the executor's checks and error messages read it.
+unsafe fn init_range_table(estate: *mut pg_sys::EState, relation: pg_sys::Relation) {
+    let entry =
+        PgBox::<pg_sys::RangeTblEntry>::alloc_node(pg_sys::NodeTag::T_RangeTblEntry).into_pg();
+    (*entry).rtekind = pg_sys::RTEKind::RTE_RELATION;
+    (*entry).relid = (*relation).rd_id;
+    (*entry).relkind = (*(*relation).rd_rel).relkind;
+    (*entry).rellockmode = pg_sys::RowExclusiveLock as i32;
+    let range_table = pg_sys::lappend(std::ptr::null_mut(), entry.cast());
+    #[cfg(feature = "pg15")]
+    pg_sys::ExecInitRangeTable(estate, range_table);
+    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+    let mut permissions: *mut pg_sys::List = std::ptr::null_mut();
+    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+    pg_sys::addRTEPermissionInfo(&mut permissions, entry);
+    #[cfg(any(feature = "pg16", feature = "pg17"))]
+    pg_sys::ExecInitRangeTable(estate, range_table, permissions);
+    #[cfg(feature = "pg18")]
+    pg_sys::ExecInitRangeTable(
+        estate,
+        range_table,
+        permissions,
+        pg_sys::bms_make_singleton(1),
+    );
+}
+
+/// How a row of the root becomes a row of the partition, when their columns differ.
+unsafe fn root_to_partition_map(
+    partition: *mut pg_sys::ResultRelInfo,
+    #[allow(unused_variables)] estate: *mut pg_sys::EState,
+) -> *mut pg_sys::TupleConversionMap {
+    #[cfg(feature = "pg15")]
+    return (*partition).ri_RootToPartitionMap;
+    #[cfg(not(feature = "pg15"))]
+    return pg_sys::ExecGetRootToChildMap(partition, estate);
+}
+
+/// webhooks._origin(): pg_webhooks.origin, or else application_name, if not empty.
+unsafe fn origin() -> Option<pg_sys::Datum> {
+    [c"pg_webhooks.origin", c"application_name"]
+        .into_iter()
+        .find_map(|setting| {
+            let value = pg_sys::GetConfigOption(setting.as_ptr(), true, false);
+            (!value.is_null() && *value != 0)
+                .then(|| pg_sys::Datum::from(pg_sys::cstring_to_text(value)))
+        })
+}
+
+/// NOTIFY an idle relay, if one is waiting for it, as webhooks._wake_relays() does for emit()
+/// (sql/30_capture.sql says why and when).
+pub(super) unsafe fn wake_an_idle_relay() -> Result<(), CaptureError> {
+    let prepared = pg_sys::GetConfigOption(c"max_prepared_transactions".as_ptr(), false, false);
+    if prepared.is_null() || CStr::from_ptr(prepared) != c"0" {
+        return Ok(());
+    }
+    let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
+    let relays = open(namespace, c"relays", pg_sys::AccessShareLock)?;
+    let tupdesc = (*relays).rd_att;
+    let idle_column = column(tupdesc, c"idle")?;
+    let index = relation_oid(namespace, c"relays_idle_idx")?;
+    let scan = pg_sys::systable_beginscan(
+        relays,
+        index,
+        true,
+        pg_sys::GetTransactionSnapshot(),
+        0,
+        std::ptr::null_mut(),
+    );
+    let mut idle = false;
+    while !idle {
+        let row = pg_sys::systable_getnext(scan);
+        if row.is_null() {
+            break;
+        }
+        let mut is_null = false;
+        let value = pg_sys::heap_getattr(row, idle_column.into(), tupdesc, &mut is_null);
+        idle = !is_null && value.value() != 0;
+    }
+    pg_sys::systable_endscan(scan);
+    pg_sys::table_close(relays, pg_sys::AccessShareLock as i32);
+    if idle {
+        pg_sys::OidFunctionCall2Coll(
+            pg_sys::Oid::from(pg_sys::F_PG_NOTIFY),
+            pg_sys::InvalidOid,
+            pg_sys::Datum::from(pg_sys::cstring_to_text(c"webhooks_wakeup".as_ptr())),
+            pg_sys::Datum::from(pg_sys::cstring_to_text(c"".as_ptr())),
+        );
+    }
+    Ok(())
+}
+
+unsafe fn relation_oid(
+    namespace: pg_sys::Oid,
+    name: &'static CStr,
+) -> Result<pg_sys::Oid, CaptureError> {
+    let relid = pg_sys::get_relname_relid(name.as_ptr(), namespace);
+    if relid == pg_sys::InvalidOid {
+        return Err(CaptureError::Missing(name));
+    }
+    Ok(relid)
+}
+
+unsafe fn open(
+    namespace: pg_sys::Oid,
+    name: &'static CStr,
+    lock: u32,
+) -> Result<pg_sys::Relation, CaptureError> {
+    Ok(pg_sys::table_open(
+        relation_oid(namespace, name)?,
+        lock as i32,
+    ))
+}
+
+/// The attribute number of a column of the extension's own tables.
+unsafe fn column(tupdesc: pg_sys::TupleDesc, name: &'static CStr) -> Result<i16, CaptureError> {
+    pgrx::PgTupleDesc::from_pg_unchecked(tupdesc)
+        .iter()
+        .find(|attribute| !attribute.is_dropped() && attribute.name().as_bytes() == name.to_bytes())
+        .map(|attribute| attribute.attnum)
+        .ok_or(CaptureError::Missing(name))
+}
+
+unsafe fn per_row_context() -> pg_sys::MemoryContext {
+    pg_sys::AllocSetContextCreateInternal(
+        pg_sys::CurrentMemoryContext,
+        c"pg_webhooks event row".as_ptr(),
+        pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+        pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+        pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+    )
+}
