@@ -382,8 +382,8 @@ BEGIN
     WHERE t.source = _remember_parent_values.source;
 END $$;
 
--- Wake an idle relay for new events (emit(); the capture trigger's append does the same inline,
--- pg_webhooks/src/capture.rs). A NOTIFY takes a cluster-wide lock at commit and stops commits
+-- Wake an idle relay for new events (emit(); the capture trigger's append does the same in Rust,
+-- pg_webhooks/src/capture/outbox.rs). A NOTIFY takes a cluster-wide lock at commit and stops commits
 -- from grouping (NOTES.md section 2), so writers notify only while some relay has said it is
 -- idle; a busy one polls. Never where transactions may be prepared: PREPARE TRANSACTION refuses
 -- a transaction that notified, so there relays poll (--poll-interval).

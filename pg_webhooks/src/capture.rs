@@ -47,6 +47,8 @@ pub enum CaptureError {
     ParentValues(u64),
     #[error("the pg_webhooks object {} is missing from schema webhooks", .0.to_string_lossy())]
     Missing(&'static CStr),
+    #[error("webhooks.{0}, the partition of webhooks.events for this event, is not a table: events are written only into tables")]
+    PartitionNotATable(String),
 }
 
 impl SqlError for CaptureError {
@@ -59,6 +61,7 @@ impl SqlError for CaptureError {
             | CaptureError::Spi { .. }
             | CaptureError::ParentValues(_)
             | CaptureError::Missing(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            CaptureError::PartitionNotATable(_) => PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
         }
     }
 }
@@ -131,13 +134,16 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         }
         to_jsonb.finish();
         if !images.is_empty() {
+            // the path again: a cast the images ran may have set one of its own (set_config
+            // with is_local), which the triggers of webhooks.events would otherwise resolve by
+            let _append_path = FixedSearchPath::enter();
             // as webhooks_capture, so the event id's nextval (and any trigger of the outbox)
             // runs with that role's rights, not the writer's
             let _capture_role = AsCaptureRole::enter();
             if let Some(tracking) = outbox::tracking_of(relation)? {
                 let mut writer = outbox::EventWriter::open(&tracking, operation.suffix())?;
                 for event in images.events() {
-                    writer.append(|| event.payload());
+                    writer.append(|| event.payload())?;
                 }
                 writer.close();
                 outbox::wake_an_idle_relay()?;

@@ -18,8 +18,8 @@ use std::ffi::{c_void, CStr};
 
 const SCHEMA: &CStr = c"webhooks";
 
-// Partition routing, declared in executor/execPartition.h and catalog/partition.h, which pgrx
-// does not bind; called through `guarded` like the functions it binds.
+// Partition routing and generated columns, declared in executor/execPartition.h,
+// catalog/partition.h and executor/nodeModifyTable.h, which pgrx does not bind; called through `guarded` like the functions it binds.
 mod unbound {
     use pgrx::pg_sys;
     use std::ffi::c_void;
@@ -41,6 +41,12 @@ mod unbound {
             routing: *mut c_void,
         );
         pub(super) fn get_partition_ancestors(relid: pg_sys::Oid) -> *mut pg_sys::List;
+        pub(super) fn ExecComputeStoredGenerated(
+            result: *mut pg_sys::ResultRelInfo,
+            estate: *mut pg_sys::EState,
+            slot: *mut pg_sys::TupleTableSlot,
+            operation: pg_sys::CmdType::Type,
+        );
     }
 }
 
@@ -119,15 +125,18 @@ unsafe fn partition_root(relation: pg_sys::Relation) -> pg_sys::Oid {
     (*(*ancestors).elements.add(last)).oid_value
 }
 
-/// The statement's inserts into webhooks.events: one executor state, one partition routing.
+/// The statement's inserts into webhooks.events: one executor state, one partition routing, the
+/// table's statement triggers and transition tables, as one INSERT of all its events.
 pub(super) struct EventWriter {
     events: pg_sys::Relation,
     estate: *mut pg_sys::EState,
     modify: *mut pg_sys::ModifyTableState,
     routing: *mut c_void,
     root: *mut pg_sys::ResultRelInfo,
+    transitions: *mut pg_sys::TransitionCaptureState,
     slot: *mut pg_sys::TupleTableSlot,
     columns: EventColumns,
+    defaults: Vec<(usize, *mut pg_sys::ExprState)>,
     event: pg_sys::Datum,
     source: pg_sys::Oid,
     origin: Option<pg_sys::Datum>,
@@ -147,7 +156,8 @@ struct EventColumns {
 }
 
 impl EventWriter {
-    /// A writer of `tracking`'s events, all named `<entity><suffix>`.
+    /// A writer of `tracking`'s events, all named `<entity><suffix>`. Checks the current user's
+    /// INSERT privilege on webhooks.events and fires its BEFORE STATEMENT triggers.
     pub(super) unsafe fn open(
         tracking: &Tracking,
         suffix: &CStr,
@@ -172,22 +182,31 @@ impl EventWriter {
         (*modify).rootResultRelInfo = root;
         let routing = guarded(|| unbound::ExecSetupPartitionTupleRouting(estate, events));
         let slot = pg_sys::table_slot_create(events, &mut (*estate).es_tupleTable);
+        let defaults = column_defaults(events, &columns, estate);
         let mut event = tracking.entity.clone();
         event.extend_from_slice(suffix.to_bytes());
         let event = pg_sys::cstring_to_text_with_len(
             event.as_ptr().cast(),
             i32::try_from(event.len()).unwrap_or(i32::MAX),
         );
-        // any triggers of webhooks.events queue their AFTER events as in a query of their own
+        // the table's AFTER triggers queue their events as in a query of their own
         pg_sys::AfterTriggerBeginQuery();
+        let transitions = pg_sys::MakeTransitionCaptureState(
+            (*root).ri_TrigDesc,
+            (*events).rd_id,
+            pg_sys::CmdType::CMD_INSERT,
+        );
+        pg_sys::ExecBSInsertTriggers(estate, root);
         Ok(EventWriter {
             events,
             estate,
             modify,
             routing,
             root,
+            transitions,
             slot,
             columns,
+            defaults,
             event: pg_sys::Datum::from(event),
             source: tracking.source,
             origin: origin(),
@@ -197,14 +216,36 @@ impl EventWriter {
     }
 
     /// Appends one event; `payload` makes its payload, in memory freed after the row is written.
-    pub(super) unsafe fn append(&mut self, payload: impl FnOnce() -> pg_sys::Datum) {
+    pub(super) unsafe fn append(
+        &mut self,
+        payload: impl FnOnce() -> pg_sys::Datum,
+    ) -> Result<(), CaptureError> {
         let outer = pg_sys::MemoryContextSwitchTo(self.per_row);
+        let written = self.write_row(payload);
+        pg_sys::MemoryContextSwitchTo(outer);
+        // what routing, constraints, index expressions and triggers allocated for the row
+        let per_tuple = (*self.estate).es_per_tuple_exprcontext;
+        if !per_tuple.is_null() {
+            pg_sys::MemoryContextReset((*per_tuple).ecxt_per_tuple_memory);
+        }
+        pg_sys::MemoryContextReset(self.per_row);
+        written
+    }
+
+    unsafe fn write_row(
+        &mut self,
+        payload: impl FnOnce() -> pg_sys::Datum,
+    ) -> Result<(), CaptureError> {
         let slot = self.slot;
         pg_sys::ExecClearTuple(slot);
         let natts = usize::try_from((*(*slot).tts_tupleDescriptor).natts).unwrap_or_default();
         let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
         let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
         nulls.fill(true);
+        for &(column, default) in &self.defaults {
+            nulls[column] = false;
+            values[column] = evaluate(default, self.estate, &mut nulls[column]);
+        }
         let columns = &self.columns;
         let id = pg_sys::OidFunctionCall1Coll(
             pg_sys::Oid::from(pg_sys::F_NEXTVAL),
@@ -228,33 +269,36 @@ impl EventWriter {
             (columns.origin, self.origin),
             (columns.payload, Some(payload())),
         ] {
-            if let Some(value) = value {
-                values[column] = value;
-                nulls[column] = false;
-            }
+            values[column] = value.unwrap_or(pg_sys::Datum::from(0));
+            nulls[column] = value.is_none();
         }
         pg_sys::ExecStoreVirtualTuple(slot);
         let partition = guarded(|| {
             unbound::ExecFindPartition(self.modify, self.root, self.routing, slot, self.estate)
         });
+        let partition_table = (*partition).ri_RelationDesc;
+        if (*(*partition_table).rd_rel).relkind as u8 != pg_sys::RELKIND_RELATION {
+            let name = CStr::from_ptr(pg_sys::get_rel_name((*partition_table).rd_id));
+            return Err(CaptureError::PartitionNotATable(
+                name.to_string_lossy().into_owned(),
+            ));
+        }
+        // routing made the partition's slot when it made the map, in the statement's memory
         let map = root_to_partition_map(partition, self.estate);
         let row = if map.is_null() {
             slot
         } else {
-            let partition_slot = pg_sys::table_slot_create(
-                (*partition).ri_RelationDesc,
-                &mut (*self.estate).es_tupleTable,
-            );
-            pg_sys::execute_attr_map_slot((*map).attrMap, slot, partition_slot)
+            pg_sys::execute_attr_map_slot((*map).attrMap, slot, (*partition).ri_PartitionTupleSlot)
         };
-        pg_sys::ExecSimpleRelationInsert(partition, self.estate, row);
+        insert_routed(partition, self.estate, row, self.transitions);
         pg_sys::ExecClearTuple(slot);
-        pg_sys::MemoryContextSwitchTo(outer);
-        pg_sys::MemoryContextReset(self.per_row);
+        Ok(())
     }
 
-    /// Fires the table's AFTER triggers, if any, and releases what open() took.
+    /// Fires the table's AFTER STATEMENT and queued AFTER triggers, and releases what open()
+    /// took.
     pub(super) unsafe fn close(self) {
+        pg_sys::ExecASInsertTriggers(self.estate, self.root, self.transitions);
         pg_sys::AfterTriggerEndQuery(self.estate);
         guarded(|| unbound::ExecCleanupTupleRouting(self.modify, self.routing));
         pg_sys::ExecResetTupleTable((*self.estate).es_tupleTable, false);
@@ -264,6 +308,113 @@ impl EventWriter {
         pg_sys::MemoryContextDelete(self.per_row);
         pg_sys::table_close(self.events, pg_sys::NoLock as i32);
     }
+}
+
+/// The defaults of the columns a DBA added to webhooks.events (the capture sets the others), as
+/// an INSERT would fill them in; prepared once per statement.
+unsafe fn column_defaults(
+    events: pg_sys::Relation,
+    columns: &EventColumns,
+    estate: *mut pg_sys::EState,
+) -> Vec<(usize, *mut pg_sys::ExprState)> {
+    let set_by_capture = columns.all();
+    let tupdesc = pgrx::PgTupleDesc::from_pg_unchecked((*events).rd_att);
+    tupdesc
+        .iter()
+        .enumerate()
+        .filter(|(column, attribute)| {
+            !attribute.is_dropped()
+                && attribute.attgenerated == 0
+                && !set_by_capture.contains(column)
+        })
+        .filter_map(|(column, attribute)| {
+            let default = pg_sys::build_column_default(events, attribute.attnum.into());
+            (!default.is_null()).then(|| (column, pg_sys::ExecPrepareExpr(default.cast(), estate)))
+        })
+        .collect()
+}
+
+/// The value of a prepared expression, in the per-tuple memory of `estate`.
+unsafe fn evaluate(
+    expression: *mut pg_sys::ExprState,
+    estate: *mut pg_sys::EState,
+    is_null: &mut bool,
+) -> pg_sys::Datum {
+    let mut context = (*estate).es_per_tuple_exprcontext;
+    if context.is_null() {
+        context = pg_sys::MakePerTupleExprContext(estate);
+    }
+    let outer = pg_sys::MemoryContextSwitchTo((*context).ecxt_per_tuple_memory);
+    let value = match (*expression).evalfunc {
+        Some(function) => guarded(|| function(expression, context, is_null)),
+        None => {
+            *is_null = true;
+            pg_sys::Datum::from(0)
+        }
+    };
+    pg_sys::MemoryContextSwitchTo(outer);
+    value
+}
+
+/// The insert of a row routed into `partition`, as INSERT does it (ExecInsert for a routed
+/// row): BEFORE ROW triggers, stored generated columns, constraints, the row and its index
+/// entries, AFTER ROW triggers and transition tables. The partition check runs only when a
+/// BEFORE ROW trigger may have changed the row: routing chose the partition by that row. The
+/// check prepares the partition's constraint expression per statement, and was the largest part
+/// of the append after the insert itself.
+unsafe fn insert_routed(
+    partition: *mut pg_sys::ResultRelInfo,
+    estate: *mut pg_sys::EState,
+    slot: *mut pg_sys::TupleTableSlot,
+    transitions: *mut pg_sys::TransitionCaptureState,
+) {
+    let relation = (*partition).ri_RelationDesc;
+    let triggers = (*partition).ri_TrigDesc;
+    let before_row = !triggers.is_null() && (*triggers).trig_insert_before_row;
+    if before_row && !pg_sys::ExecBRInsertTriggers(estate, partition, slot) {
+        return; // a trigger skipped the row, as it may in any INSERT
+    }
+    let constraints = (*(*relation).rd_att).constr;
+    if !constraints.is_null() && (*constraints).has_generated_stored {
+        guarded(|| {
+            unbound::ExecComputeStoredGenerated(
+                partition,
+                estate,
+                slot,
+                pg_sys::CmdType::CMD_INSERT,
+            )
+        });
+    }
+    if !constraints.is_null() {
+        pg_sys::ExecConstraints(partition, slot, estate);
+    }
+    if before_row {
+        pg_sys::ExecPartitionCheck(partition, slot, estate, true);
+    }
+    pg_sys::simple_table_tuple_insert(relation, slot);
+    let mut recheck: *mut pg_sys::List = std::ptr::null_mut();
+    if (*partition).ri_NumIndices > 0 {
+        recheck = insert_index_entries(partition, slot, estate);
+    }
+    pg_sys::ExecARInsertTriggers(estate, partition, slot, recheck, transitions);
+    pg_sys::list_free(recheck);
+}
+
+/// ExecInsertIndexTuples for a new row (not an update, no ON CONFLICT).
+unsafe fn insert_index_entries(
+    partition: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    estate: *mut pg_sys::EState,
+) -> *mut pg_sys::List {
+    use pg_sys::ExecInsertIndexTuples as insert;
+    let (update, no_dup, conflict, arbiters) =
+        (false, false, std::ptr::null_mut(), std::ptr::null_mut());
+    #[cfg(feature = "pg15")]
+    return insert(partition, slot, estate, update, no_dup, conflict, arbiters);
+    #[cfg(not(feature = "pg15"))]
+    return insert(
+        partition, slot, estate, update, no_dup, conflict, arbiters, false,
+    );
 }
 
 impl EventColumns {
@@ -280,9 +431,23 @@ impl EventColumns {
             payload: index(c"payload")?,
         })
     }
+
+    fn all(&self) -> [usize; 7] {
+        [
+            self.id,
+            self.created_at,
+            self.xid,
+            self.event,
+            self.source,
+            self.origin,
+            self.payload,
+        ]
+    }
 }
 
-/// The range table of one relation, as the executor's checks and error messages read it.
+/// The range table of one relation, as the executor's checks and error messages read it, and
+/// the check of the current user's INSERT privilege on it (as webhooks_capture: what a DBA
+/// revokes from that role applies to captured events too).
 unsafe fn init_range_table(estate: *mut pg_sys::EState, relation: pg_sys::Relation) {
     let entry =
         PgBox::<pg_sys::RangeTblEntry>::alloc_node(pg_sys::NodeTag::T_RangeTblEntry).into_pg();
@@ -292,20 +457,27 @@ unsafe fn init_range_table(estate: *mut pg_sys::EState, relation: pg_sys::Relati
     (*entry).rellockmode = pg_sys::RowExclusiveLock as i32;
     let range_table = pg_sys::lappend(std::ptr::null_mut(), entry.cast());
     #[cfg(feature = "pg15")]
-    pg_sys::ExecInitRangeTable(estate, range_table);
-    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-    let mut permissions: *mut pg_sys::List = std::ptr::null_mut();
-    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-    pg_sys::addRTEPermissionInfo(&mut permissions, entry);
-    #[cfg(any(feature = "pg16", feature = "pg17"))]
-    pg_sys::ExecInitRangeTable(estate, range_table, permissions);
-    #[cfg(feature = "pg18")]
-    pg_sys::ExecInitRangeTable(
-        estate,
-        range_table,
-        permissions,
-        pg_sys::bms_make_singleton(1),
-    );
+    {
+        (*entry).requiredPerms = pg_sys::AclMode::from(pg_sys::ACL_INSERT);
+        pg_sys::ExecCheckRTPerms(range_table, true);
+        pg_sys::ExecInitRangeTable(estate, range_table);
+    }
+    #[cfg(not(feature = "pg15"))]
+    {
+        let mut permissions: *mut pg_sys::List = std::ptr::null_mut();
+        let permission = pg_sys::addRTEPermissionInfo(&mut permissions, entry);
+        (*permission).requiredPerms = pg_sys::AclMode::from(pg_sys::ACL_INSERT);
+        pg_sys::ExecCheckPermissions(range_table, permissions, true);
+        #[cfg(any(feature = "pg16", feature = "pg17"))]
+        pg_sys::ExecInitRangeTable(estate, range_table, permissions);
+        #[cfg(feature = "pg18")]
+        pg_sys::ExecInitRangeTable(
+            estate,
+            range_table,
+            permissions,
+            pg_sys::bms_make_singleton(1),
+        );
+    }
 }
 
 /// How a row of the root becomes a row of the partition, when their columns differ.
