@@ -3,13 +3,17 @@
 //!
 //! Why not an INSERT through SPI: starting the executor on the kept plan (a ModifyTable over an
 //! index scan of webhooks.tracked, its projection, the wake query) was most of what capture cost
-//! a writer, and every event paid it (BENCHMARKS.md, "capture without the executor"). Here the
+//! a writer, and every event paid it (BENCHMARKS.md, "Capture without the executor"). Here the
 //! tracking row is found through its index, the row values are made in Rust, and the row goes
-//! into its partition through the same routines COPY FROM and logical replication use
-//! (partition routing, ExecSimpleRelationInsert: constraints, the partition check, indexes and
-//! any triggers of the table). Nothing here looks up a name on the search_path or runs code a
-//! user controls: the values are jsonb images already made, the extension's own sequence, and
-//! built-in types.
+//! into its partition through the routines INSERT, COPY FROM and logical replication use:
+//! partition routing, then what ExecInsert does for a routed row (triggers of every kind and
+//! transition tables, defaults of columns a DBA added, generated columns, constraints, the row
+//! and its index entries), under the INSERT privilege of the current user, webhooks_capture.
+//! Nothing here looks up a name on the search_path or runs code a writer controls: the values
+//! are jsonb images already made, the extension's own sequence, and built-in types. What a DBA
+//! adds to webhooks.events runs as webhooks_capture, as it did for the SQL INSERT
+//! (tests/regress/sql/31_outbox_additions.sql). Row-level security policies on webhooks.events
+//! are not applied.
 
 use super::CaptureError;
 use pgrx::pg_sys;
