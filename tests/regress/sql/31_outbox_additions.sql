@@ -55,6 +55,39 @@ SELECT event, source, payload #>> '{new,email}' AS email, xid = pg_current_xact_
 FROM webhooks.events_reordered ORDER BY id;
 ROLLBACK;
 
+-- a foreign table as today's partition is refused with a clear error, and the write with it
+-- (postgres_fdw back into this database: a foreign table that takes inserts)
+CREATE EXTENSION postgres_fdw;
+DO $$
+BEGIN
+    EXECUTE format('CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname %L, port %L, host %L)',
+                   current_database(), current_setting('port'),
+                   split_part(current_setting('unix_socket_directories'), ',', 1));
+END $$;
+CREATE USER MAPPING FOR PUBLIC SERVER loopback OPTIONS (user 'postgres', password_required 'false');
+CREATE TABLE elsewhere_rows (id bigint, created_at timestamptz, xid xid8, event text,
+                             source regclass, origin text, payload jsonb);
+BEGIN;
+INSERT INTO contacts (email) VALUES ('probe@example.com');
+DO $$
+DECLARE
+    today regclass := (SELECT tableoid::regclass FROM webhooks.events WHERE created_at = now() LIMIT 1);
+    bound text := (SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = today);
+BEGIN
+    EXECUTE format('ALTER TABLE webhooks.events DETACH PARTITION %s', today);
+    CREATE FOREIGN TABLE webhooks.events_elsewhere (id bigint NOT NULL, created_at timestamptz NOT NULL,
+        xid xid8 NOT NULL, event text NOT NULL, source regclass, origin text, payload jsonb NOT NULL)
+        SERVER loopback OPTIONS (table_name 'elsewhere_rows');
+    EXECUTE format('ALTER TABLE webhooks.events ATTACH PARTITION webhooks.events_elsewhere %s', bound);
+END $$;
+SELECT try($$INSERT INTO contacts (email) VALUES ('elsewhere@example.com')$$);
+SELECT count(*) AS contacts_written FROM contacts WHERE email = 'elsewhere@example.com';
+ROLLBACK;
+DROP TABLE elsewhere_rows;
+SET client_min_messages = warning;
+DROP EXTENSION postgres_fdw CASCADE;
+RESET client_min_messages;
+
 -- statement triggers fire once per statement, and transition tables hold its events
 CREATE FUNCTION count_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
