@@ -36,19 +36,25 @@ SELECT regexp_replace(try($$INSERT INTO contacts (email) VALUES (repeat('x', 200
 SELECT count(*) AS contacts FROM contacts;
 ROLLBACK;
 
+-- In a transaction: today's partition of webhooks.events detached, `replacement` attached with
+-- its bounds (a probe row finds which partition is today's).
+CREATE FUNCTION replace_todays_partition(replacement regclass) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    today regclass;
+    bound text;
+BEGIN
+    INSERT INTO contacts (email) VALUES ('probe@example.com');
+    today := (SELECT tableoid::regclass FROM webhooks.events WHERE created_at = now() LIMIT 1);
+    bound := (SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = today);
+    EXECUTE format('ALTER TABLE webhooks.events DETACH PARTITION %s', today);
+    EXECUTE format('ALTER TABLE webhooks.events ATTACH PARTITION %s %s', replacement, bound);
+END $$;
+
 -- a partition whose columns are in another order than the parent's gets each value in its column
 BEGIN;
-INSERT INTO contacts (email) VALUES ('probe@example.com');
-DO $$
-DECLARE
-    today regclass := (SELECT tableoid::regclass FROM webhooks.events WHERE created_at = now() LIMIT 1);
-    bound text := (SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = today);
-BEGIN
-    EXECUTE format('ALTER TABLE webhooks.events DETACH PARTITION %s', today);
-    CREATE TABLE webhooks.events_reordered (payload jsonb NOT NULL, origin text, source regclass,
-        event text NOT NULL, xid xid8 NOT NULL, created_at timestamptz NOT NULL, id bigint NOT NULL);
-    EXECUTE format('ALTER TABLE webhooks.events ATTACH PARTITION webhooks.events_reordered %s', bound);
-END $$;
+CREATE TABLE webhooks.events_reordered (payload jsonb NOT NULL, origin text, source regclass,
+    event text NOT NULL, xid xid8 NOT NULL, created_at timestamptz NOT NULL, id bigint NOT NULL);
+SELECT replace_todays_partition('webhooks.events_reordered');
 INSERT INTO contacts (email) SELECT 'reordered' || i || '@example.com' FROM generate_series(1, 3) i;
 SELECT event, source, payload #>> '{new,email}' AS email, xid = pg_current_xact_id() AS this_xid,
        id <= currval('webhooks.events_id_seq') AS id_from_the_sequence
@@ -68,18 +74,10 @@ CREATE USER MAPPING FOR PUBLIC SERVER loopback OPTIONS (user 'postgres', passwor
 CREATE TABLE elsewhere_rows (id bigint, created_at timestamptz, xid xid8, event text,
                              source regclass, origin text, payload jsonb);
 BEGIN;
-INSERT INTO contacts (email) VALUES ('probe@example.com');
-DO $$
-DECLARE
-    today regclass := (SELECT tableoid::regclass FROM webhooks.events WHERE created_at = now() LIMIT 1);
-    bound text := (SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = today);
-BEGIN
-    EXECUTE format('ALTER TABLE webhooks.events DETACH PARTITION %s', today);
-    CREATE FOREIGN TABLE webhooks.events_elsewhere (id bigint NOT NULL, created_at timestamptz NOT NULL,
-        xid xid8 NOT NULL, event text NOT NULL, source regclass, origin text, payload jsonb NOT NULL)
-        SERVER loopback OPTIONS (table_name 'elsewhere_rows');
-    EXECUTE format('ALTER TABLE webhooks.events ATTACH PARTITION webhooks.events_elsewhere %s', bound);
-END $$;
+CREATE FOREIGN TABLE webhooks.events_elsewhere (id bigint NOT NULL, created_at timestamptz NOT NULL,
+    xid xid8 NOT NULL, event text NOT NULL, source regclass, origin text, payload jsonb NOT NULL)
+    SERVER loopback OPTIONS (table_name 'elsewhere_rows');
+SELECT replace_todays_partition('webhooks.events_elsewhere');
 SELECT try($$INSERT INTO contacts (email) VALUES ('elsewhere@example.com')$$);
 SELECT count(*) AS contacts_written FROM contacts WHERE email = 'elsewhere@example.com';
 ROLLBACK;
@@ -150,4 +148,4 @@ DROP SCHEMA shadow CASCADE;
 
 SELECT webhooks.untrack('contacts');
 DROP TABLE contacts;
-DROP FUNCTION stamp_event(), announce_event();
+DROP FUNCTION stamp_event(), announce_event(), replace_todays_partition(regclass);
