@@ -146,7 +146,7 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
                     writer.append(|| event.payload())?;
                 }
                 writer.close();
-                outbox::wake_an_idle_relay()?;
+                outbox::wake_an_idle_relay(&tracking)?;
             }
         }
         spi_status("SPI_finish", pg_sys::SPI_finish(), pg_sys::SPI_OK_FINISH)?;

@@ -65,6 +65,8 @@ unsafe fn guarded<T>(call: impl FnOnce() -> T) -> T {
 pub(super) struct Tracking {
     entity: Vec<u8>,
     source: pg_sys::Oid,
+    /// The extension's schema, looked up once per statement.
+    namespace: pg_sys::Oid,
 }
 
 /// The tracking of the table written (the root of its partition tree, as pg_partition_root()
@@ -74,41 +76,79 @@ pub(super) unsafe fn tracking_of(
 ) -> Result<Option<Tracking>, CaptureError> {
     let source = partition_root(relation);
     let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
-    let tracked = open(namespace, c"tracked", pg_sys::AccessShareLock)?;
-    let tupdesc = (*tracked).rd_att;
-    let (source_column, entity_column) = (column(tupdesc, c"source")?, column(tupdesc, c"entity")?);
-    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-    pg_sys::ScanKeyInit(
-        &mut key,
-        source_column,
-        pg_sys::BTEqualStrategyNumber as u16,
-        pg_sys::Oid::from(pg_sys::F_OIDEQ),
-        pg_sys::Datum::from(source),
-    );
-    let index = relation_oid(namespace, c"tracked_pkey")?;
-    let scan = pg_sys::systable_beginscan(
-        tracked,
-        index,
-        true,
-        pg_sys::GetTransactionSnapshot(),
-        1,
-        &mut key,
-    );
-    let row = pg_sys::systable_getnext(scan);
-    let tracking = if row.is_null() {
-        None
-    } else {
-        let mut is_null = false;
-        let entity = pg_sys::heap_getattr(row, entity_column.into(), tupdesc, &mut is_null);
+    let key = Some((c"source", source));
+    first_row(namespace, c"tracked", c"tracked_pkey", key, |row| {
+        // NOT NULL in webhooks.tracked
+        let Some(entity) = row.value(c"entity")? else {
+            return Ok(None);
+        };
         let entity = pg_sys::text_to_cstring(entity.cast_mut_ptr());
-        Some(Tracking {
+        Ok(Some(Tracking {
             entity: CStr::from_ptr(entity).to_bytes().to_vec(),
             source,
-        })
-    };
+            namespace,
+        }))
+    })
+}
+
+/// One row of a table of the extension's schema, as a scan returned it.
+struct Row {
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    unsafe fn value(&self, name: &'static CStr) -> Result<Option<pg_sys::Datum>, CaptureError> {
+        let mut is_null = false;
+        let attnum = column(self.tupdesc, name)?;
+        let value = pg_sys::heap_getattr(self.tuple, attnum.into(), self.tupdesc, &mut is_null);
+        Ok((!is_null).then_some(value))
+    }
+}
+
+/// The first row of `table` that `read` makes something of, scanned through `index` with a fresh
+/// snapshot (as the SQL the append replaced read it), where `key`'s column, if given, equals
+/// its oid.
+unsafe fn first_row<T>(
+    namespace: pg_sys::Oid,
+    table: &'static CStr,
+    index: &'static CStr,
+    key: Option<(&'static CStr, pg_sys::Oid)>,
+    mut read: impl FnMut(&Row) -> Result<Option<T>, CaptureError>,
+) -> Result<Option<T>, CaptureError> {
+    let relation = open(namespace, table, pg_sys::AccessShareLock)?;
+    let tupdesc = (*relation).rd_att;
+    let mut keys: Vec<pg_sys::ScanKeyData> = Vec::new();
+    if let Some((name, oid)) = key {
+        let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut scan_key,
+            column(tupdesc, name)?,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::Oid::from(pg_sys::F_OIDEQ),
+            pg_sys::Datum::from(oid),
+        );
+        keys.push(scan_key);
+    }
+    let scan = pg_sys::systable_beginscan(
+        relation,
+        relation_oid(namespace, index)?,
+        true,
+        pg_sys::GetTransactionSnapshot(),
+        i32::try_from(keys.len()).unwrap_or_default(),
+        keys.as_mut_ptr(),
+    );
+    let mut found = Ok(None);
+    while let Ok(None) = found {
+        let tuple = pg_sys::systable_getnext(scan);
+        if tuple.is_null() {
+            break;
+        }
+        found = read(&Row { tuple, tupdesc });
+    }
     pg_sys::systable_endscan(scan);
-    pg_sys::table_close(tracked, pg_sys::AccessShareLock as i32);
-    Ok(tracking)
+    pg_sys::table_close(relation, pg_sys::AccessShareLock as i32);
+    found
 }
 
 /// pg_partition_root(): the topmost ancestor of a partition that is a table; the table itself
@@ -166,7 +206,7 @@ impl EventWriter {
         tracking: &Tracking,
         suffix: &CStr,
     ) -> Result<EventWriter, CaptureError> {
-        let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
+        let namespace = tracking.namespace;
         let events = open(namespace, c"events", pg_sys::RowExclusiveLock)?;
         let sequence = relation_oid(namespace, c"events_id_seq")?;
         let columns = EventColumns::of((*events).rd_att)?;
@@ -508,37 +548,19 @@ unsafe fn origin() -> Option<pg_sys::Datum> {
 
 /// NOTIFY an idle relay, if one is waiting for it, as webhooks._wake_relays() does for emit()
 /// (sql/30_capture.sql says why and when).
-pub(super) unsafe fn wake_an_idle_relay() -> Result<(), CaptureError> {
+pub(super) unsafe fn wake_an_idle_relay(tracking: &Tracking) -> Result<(), CaptureError> {
     let prepared = pg_sys::GetConfigOption(c"max_prepared_transactions".as_ptr(), false, false);
     if prepared.is_null() || CStr::from_ptr(prepared) != c"0" {
         return Ok(());
     }
-    let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
-    let relays = open(namespace, c"relays", pg_sys::AccessShareLock)?;
-    let tupdesc = (*relays).rd_att;
-    let idle_column = column(tupdesc, c"idle")?;
-    let index = relation_oid(namespace, c"relays_idle_idx")?;
-    let scan = pg_sys::systable_beginscan(
-        relays,
-        index,
-        true,
-        pg_sys::GetTransactionSnapshot(),
-        0,
-        std::ptr::null_mut(),
-    );
-    let mut idle = false;
-    while !idle {
-        let row = pg_sys::systable_getnext(scan);
-        if row.is_null() {
-            break;
-        }
-        let mut is_null = false;
-        let value = pg_sys::heap_getattr(row, idle_column.into(), tupdesc, &mut is_null);
-        idle = !is_null && value.value() != 0;
-    }
-    pg_sys::systable_endscan(scan);
-    pg_sys::table_close(relays, pg_sys::AccessShareLock as i32);
-    if idle {
+    let idle = first_row(
+        tracking.namespace,
+        c"relays",
+        c"relays_idle_idx",
+        None,
+        |row| Ok(row.value(c"idle")?.filter(|idle| idle.value() != 0)),
+    )?;
+    if idle.is_some() {
         pg_sys::OidFunctionCall2Coll(
             pg_sys::Oid::from(pg_sys::F_PG_NOTIFY),
             pg_sys::InvalidOid,
