@@ -34,6 +34,19 @@ $$;
 CREATE FUNCTION webhooks._capture() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'capture_wrapper';
 
+-- Each backend keeps what webhooks.tracked says of the tables it writes
+-- (pg_webhooks/src/capture/tracking.rs). Any change of its rows, by these functions or by hand,
+-- invalidates the table's relcache entry, which tells every backend to read it again from its
+-- next transaction on. ALWAYS: also for changes a logical replication subscription applies.
+CREATE FUNCTION webhooks._tracking_changed() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'tracking_changed_wrapper';
+CREATE TRIGGER tracking_reaches_writers AFTER INSERT OR UPDATE OR DELETE ON webhooks.tracked
+    FOR EACH ROW EXECUTE FUNCTION webhooks._tracking_changed();
+CREATE TRIGGER tracking_reaches_writers_on_truncate AFTER TRUNCATE ON webhooks.tracked
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._tracking_changed();
+ALTER TABLE webhooks.tracked ENABLE ALWAYS TRIGGER tracking_reaches_writers;
+ALTER TABLE webhooks.tracked ENABLE ALWAYS TRIGGER tracking_reaches_writers_on_truncate;
+
 -- How many capture triggers a table has (track() makes three).
 CREATE FUNCTION webhooks._capture_triggers(source regclass) RETURNS integer
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -2214,6 +2214,21 @@ COMMENT ON FUNCTION webhooks.enrich(regclass, text[]) IS
 'Events of a child table carry these columns of the parent row its foreign key points to, as '
 'parent, read in the writer''s transaction with the writer''s rights. NULL stops it.';
 
+-- Each backend keeps what webhooks.tracked says of the tables it writes
+-- (pg_webhooks/src/capture/tracking.rs). Any change of its rows, by these functions or by hand,
+-- invalidates the table's relcache entry, which tells every backend to read it again from its
+-- next transaction on. ALWAYS: also for changes a logical replication subscription applies.
+CREATE FUNCTION webhooks._tracking_changed() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'tracking_changed_wrapper';
+CREATE TRIGGER tracking_reaches_writers AFTER INSERT OR UPDATE OR DELETE ON webhooks.tracked
+    FOR EACH ROW EXECUTE FUNCTION webhooks._tracking_changed();
+CREATE TRIGGER tracking_reaches_writers_on_truncate AFTER TRUNCATE ON webhooks.tracked
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._tracking_changed();
+ALTER TABLE webhooks.tracked ENABLE ALWAYS TRIGGER tracking_reaches_writers;
+ALTER TABLE webhooks.tracked ENABLE ALWAYS TRIGGER tracking_reaches_writers_on_truncate;
+REVOKE EXECUTE ON FUNCTION webhooks._tracking_changed() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhooks._tracking_changed() TO webhooks_owner;
+
 -- Rights as sql/90_privileges.sql gives them: the SECURITY DEFINER functions belong to
 -- webhooks_owner, nothing is PUBLIC's, the relay may claim.
 ALTER FUNCTION webhooks.claim(text, integer, integer, bigint[], interval, bigint[], integer[])

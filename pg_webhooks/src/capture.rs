@@ -17,6 +17,7 @@
 mod outbox;
 mod parent_values;
 mod payload;
+mod tracking;
 
 use crate::sql_error::{self, SqlError};
 use parent_values::{CaptureRunning, ParentValues};
@@ -140,7 +141,7 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
             // as webhooks_capture, so the event id's nextval (and any trigger of the outbox)
             // runs with that role's rights, not the writer's
             let _capture_role = AsCaptureRole::enter();
-            if let Some(tracking) = outbox::tracking_of(relation)? {
+            if let Some(tracking) = tracking::tracking_of(relation)? {
                 let mut writer = outbox::EventWriter::open(&tracking, operation.suffix())?;
                 for event in images.events() {
                     writer.append(|| event.payload())?;

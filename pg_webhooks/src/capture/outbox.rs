@@ -15,12 +15,13 @@
 //! (tests/regress/sql/31_outbox_additions.sql). Row-level security policies on webhooks.events
 //! are not applied.
 
+use super::tracking::Tracking;
 use super::CaptureError;
 use pgrx::pg_sys;
 use pgrx::PgBox;
 use std::ffi::{c_void, CStr};
 
-const SCHEMA: &CStr = c"webhooks";
+pub(super) const SCHEMA: &CStr = c"webhooks";
 
 // Partition routing and generated columns, declared in executor/execPartition.h,
 // catalog/partition.h and executor/nodeModifyTable.h, which pgrx does not bind; called through `guarded` like the functions it binds.
@@ -60,45 +61,17 @@ unsafe fn guarded<T>(call: impl FnOnce() -> T) -> T {
     pg_sys::ffi::pg_guard_ffi_boundary(call)
 }
 
-/// What webhooks.tracked says of the table a statement wrote: the event name's entity and the
-/// event's source (the table itself, or the root of its partition tree).
-pub(super) struct Tracking {
-    entity: Vec<u8>,
-    source: pg_sys::Oid,
-    /// The extension's schema, looked up once per statement.
-    namespace: pg_sys::Oid,
-}
-
-/// The tracking of the table written (the root of its partition tree, as pg_partition_root()
-/// names it), read with a fresh snapshot as the SQL append read it; None when it is not tracked.
-pub(super) unsafe fn tracking_of(
-    relation: pg_sys::Relation,
-) -> Result<Option<Tracking>, CaptureError> {
-    let source = partition_root(relation);
-    let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
-    let key = Some((c"source", source));
-    first_row(namespace, c"tracked", c"tracked_pkey", key, |row| {
-        // NOT NULL in webhooks.tracked
-        let Some(entity) = row.value(c"entity")? else {
-            return Ok(None);
-        };
-        let entity = pg_sys::text_to_cstring(entity.cast_mut_ptr());
-        Ok(Some(Tracking {
-            entity: CStr::from_ptr(entity).to_bytes().to_vec(),
-            source,
-            namespace,
-        }))
-    })
-}
-
 /// One row of a table of the extension's schema, as a scan returned it.
-struct Row {
+pub(super) struct Row {
     tuple: pg_sys::HeapTuple,
     tupdesc: pg_sys::TupleDesc,
 }
 
 impl Row {
-    unsafe fn value(&self, name: &'static CStr) -> Result<Option<pg_sys::Datum>, CaptureError> {
+    pub(super) unsafe fn value(
+        &self,
+        name: &'static CStr,
+    ) -> Result<Option<pg_sys::Datum>, CaptureError> {
         let mut is_null = false;
         let attnum = column(self.tupdesc, name)?;
         let value = pg_sys::heap_getattr(self.tuple, attnum.into(), self.tupdesc, &mut is_null);
@@ -106,10 +79,10 @@ impl Row {
     }
 }
 
-/// The first row of `table` that `read` makes something of, scanned through `index` with a fresh
-/// snapshot (as the SQL the append replaced read it), where `key`'s column, if given, equals
-/// its oid.
-unsafe fn first_row<T>(
+/// The first row of `table` that `read` makes something of, scanned through `index` with the
+/// latest snapshot (what is committed now, and this transaction's own changes), where `key`'s
+/// column, if given, equals its oid.
+pub(super) unsafe fn first_row<T>(
     namespace: pg_sys::Oid,
     table: &'static CStr,
     index: &'static CStr,
@@ -134,7 +107,7 @@ unsafe fn first_row<T>(
         relation,
         relation_oid(namespace, index)?,
         true,
-        pg_sys::GetTransactionSnapshot(),
+        pg_sys::GetLatestSnapshot(),
         i32::try_from(keys.len()).unwrap_or_default(),
         keys.as_mut_ptr(),
     );
@@ -153,7 +126,7 @@ unsafe fn first_row<T>(
 
 /// pg_partition_root(): the topmost ancestor of a partition that is a table; the table itself
 /// otherwise (a foreign table among the partitions included, as that function gives NULL there).
-unsafe fn partition_root(relation: pg_sys::Relation) -> pg_sys::Oid {
+pub(super) unsafe fn partition_root(relation: pg_sys::Relation) -> pg_sys::Oid {
     let form = &*(*relation).rd_rel;
     let relid = (*relation).rd_id;
     let can_be_partition = [pg_sys::RELKIND_RELATION, pg_sys::RELKIND_PARTITIONED_TABLE]
@@ -571,7 +544,7 @@ pub(super) unsafe fn wake_an_idle_relay(tracking: &Tracking) -> Result<(), Captu
     Ok(())
 }
 
-unsafe fn relation_oid(
+pub(super) unsafe fn relation_oid(
     namespace: pg_sys::Oid,
     name: &'static CStr,
 ) -> Result<pg_sys::Oid, CaptureError> {
