@@ -54,7 +54,8 @@ fn defaults_not_in(args: &[&str]) -> Vec<&'static str> {
         .collect()
 }
 
-/// The relay binary with the test defaults and `args`, logging at info.
+/// The relay binary with the test defaults and `args`, logging at info, or as
+/// PG_WEBHOOKS_TEST_RELAY_LOG says (a RUST_LOG filter, "debug" to see every delivery's way).
 fn command(conninfo: &str, name: &str, args: &[&str]) -> Command {
     let mut command = Command::new(relay_binary());
     command
@@ -64,7 +65,10 @@ fn command(conninfo: &str, name: &str, args: &[&str]) -> Command {
         .arg(name)
         .args(defaults_not_in(args))
         .args(args)
-        .env("RUST_LOG", "info");
+        .env(
+            "RUST_LOG",
+            std::env::var("PG_WEBHOOKS_TEST_RELAY_LOG").unwrap_or_else(|_| "info".into()),
+        );
     command
 }
 

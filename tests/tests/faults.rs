@@ -132,7 +132,7 @@ async fn survives_a_restart(mode: &str) {
     let receiver = Receiver::start().await;
     db.create_webhook("db.*", &receiver.url("/")).await;
     let poll = Duration::from_millis(500);
-    let _relay = Relay::start(&db, "r1", &["--poll-interval", "500ms"]).await;
+    let relay = Relay::start(&db, "r1", &["--poll-interval", "500ms"]).await;
     let writing = tokio::spawn(write_through_faults(db.conninfo(), Duration::from_secs(6)));
 
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -165,7 +165,11 @@ async fn survives_a_restart(mode: &str) {
         committed.len(),
         seen.values().sum::<usize>()
     );
-    assert!(stall <= poll + Duration::from_secs(1), "stalled {stall:?}");
+    assert!(
+        stall <= poll + Duration::from_secs(1),
+        "event {first_after} stalled {stall:?}; the relay logged:\n{}",
+        relay.log()
+    );
 }
 
 #[tokio::test]
