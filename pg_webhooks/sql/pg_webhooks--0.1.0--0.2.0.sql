@@ -2217,7 +2217,8 @@ COMMENT ON FUNCTION webhooks.enrich(regclass, text[]) IS
 -- Each backend keeps what webhooks.tracked says of the tables it writes
 -- (pg_webhooks/src/capture/tracking.rs). Any change of its rows, by these functions or by hand,
 -- invalidates the table's relcache entry, which tells every backend to read it again from its
--- next transaction on. ALWAYS: also for changes a logical replication subscription applies.
+-- next statement on. ALWAYS: also for changes a logical replication subscription applies; while
+-- either trigger fires otherwise, or not at all, backends keep nothing.
 CREATE FUNCTION webhooks._tracking_changed() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'tracking_changed_wrapper';
 CREATE TRIGGER tracking_reaches_writers AFTER INSERT OR UPDATE OR DELETE ON webhooks.tracked

@@ -555,7 +555,7 @@ pub(super) unsafe fn relation_oid(
     Ok(relid)
 }
 
-unsafe fn open(
+pub(super) unsafe fn open(
     namespace: pg_sys::Oid,
     name: &'static CStr,
     lock: u32,

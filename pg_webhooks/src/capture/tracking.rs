@@ -4,14 +4,17 @@
 //! snapshot, an index scan) cost a single-row write as much as making its row image
 //! (BENCHMARKS.md, "The tracking kept per backend"). A kept entry is forgotten when PostgreSQL
 //! invalidates the relcache entry of the relation written (DDL on it, a partition attached or
-//! detached), of its tracked root, or of webhooks.tracked itself: the trigger
-//! `tracking_reaches_writers` (sql/30_capture.sql) sends that for every change of its rows, so
-//! even an UPDATE by hand reaches every backend. A backend reads invalidations when a
-//! transaction starts and when it takes a lock it did not hold: a change of the tracking
-//! applies to writes in transactions that start after it commits, and in the writer's own
-//! transaction from its next statement on.
+//! detached), of its tracked root, or of webhooks.tracked itself: the triggers
+//! `tracking_reaches_writers` (sql/30_capture.sql) send that for every change of its rows, so
+//! even an UPDATE by hand reaches every backend. Invalidations are read before each statement's
+//! capture: a change another session committed applies from the writer's next statement after
+//! its invalidation arrives, right after its commit (and the writer's own change at once). While those triggers are not
+//! all enabled ALWAYS, nothing is kept and every statement reads the tracking again.
+//!
+//! Each backend that writes a tracked table takes one of PostgreSQL's relcache callback slots
+//! (ten per backend in all, shared with other extensions; none left is a FATAL error).
 
-use super::outbox::{first_row, partition_root, relation_oid, SCHEMA};
+use super::outbox::{first_row, open, partition_root, relation_oid, SCHEMA};
 use super::CaptureError;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -51,6 +54,8 @@ pub(super) unsafe fn tracking_of(
     relation: pg_sys::Relation,
 ) -> Result<Option<Tracking>, CaptureError> {
     let relid = (*relation).rd_id;
+    // what other sessions committed reaches this statement, as a fresh read would see it
+    pg_sys::AcceptInvalidationMessages();
     let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
     let kept = KEPT.with_borrow(|kept| {
         kept.by_relation
@@ -64,9 +69,11 @@ pub(super) unsafe fn tracking_of(
     listen_for_invalidations();
     let before = INVALIDATIONS.get();
     let tracked_table = relation_oid(namespace, c"tracked")?;
+    let announced = changes_are_announced(namespace)?;
     let read = read_tracking(relation, namespace)?;
     // an invalidation processed during the read may be for a change the read did not see
-    if let Some(tracking) = read.as_ref().filter(|_| INVALIDATIONS.get() == before) {
+    let current = INVALIDATIONS.get() == before;
+    if let Some(tracking) = read.as_ref().filter(|_| announced && current) {
         KEPT.with_borrow_mut(|kept| {
             kept.tracked_table = tracked_table;
             kept.by_relation.insert(relid, tracking.clone());
@@ -96,6 +103,27 @@ unsafe fn read_tracking(
             namespace,
         }))
     })
+}
+
+/// Whether every change of webhooks.tracked invalidates it: both triggers that do so are there
+/// and fire ALWAYS. Disabled, turned to ORIGIN by a restore's ENABLE TRIGGER (then changes a
+/// replica applies pass unseen), or missing (the 0.1.0 schema under this library, before ALTER
+/// EXTENSION UPDATE), nothing is kept. Changing them invalidates the table, which forgets all.
+unsafe fn changes_are_announced(namespace: pg_sys::Oid) -> Result<bool, CaptureError> {
+    let tracked = open(namespace, c"tracked", pg_sys::AccessShareLock)?;
+    let triggers = (*tracked).trigdesc;
+    let firing_always = |name: &CStr| {
+        !triggers.is_null()
+            && (0..usize::try_from((*triggers).numtriggers).unwrap_or_default()).any(|i| {
+                let trigger = &*(*triggers).triggers.add(i);
+                CStr::from_ptr(trigger.tgname) == name
+                    && trigger.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS
+            })
+    };
+    let announced = firing_always(c"tracking_reaches_writers")
+        && firing_always(c"tracking_reaches_writers_on_truncate");
+    pg_sys::table_close(tracked, pg_sys::AccessShareLock as i32);
+    Ok(announced)
 }
 
 /// Registers `forget` once per backend, when it first keeps something: a backend that never

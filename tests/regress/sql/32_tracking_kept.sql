@@ -35,6 +35,24 @@ INSERT INTO kept_members (email) VALUES ('after-savepoint@example.com');
 SELECT last_event();
 COMMIT;
 
+-- while the triggers that announce changes do not fire ALWAYS (disabled, or turned to ORIGIN as
+-- a restore's ENABLE TRIGGER does), nothing is kept: a change by hand still applies at once
+ALTER TABLE webhooks.tracked DISABLE TRIGGER tracking_reaches_writers;
+INSERT INTO kept_members (email) VALUES ('unannounced@example.com');
+UPDATE webhooks.tracked SET entity = 'unannounced' WHERE source = 'kept_members'::regclass;
+INSERT INTO kept_members (email) VALUES ('unannounced-2@example.com');
+SELECT last_event();
+ALTER TABLE webhooks.tracked ENABLE TRIGGER tracking_reaches_writers;
+UPDATE webhooks.tracked SET entity = 'origin_only' WHERE source = 'kept_members'::regclass;
+INSERT INTO kept_members (email) VALUES ('origin@example.com');
+SET session_replication_role = replica;
+UPDATE webhooks.tracked SET entity = 'replicated' WHERE source = 'kept_members'::regclass;
+RESET session_replication_role;
+INSERT INTO kept_members (email) VALUES ('replicated@example.com');
+SELECT last_event();
+ALTER TABLE webhooks.tracked ENABLE ALWAYS TRIGGER tracking_reaches_writers;
+UPDATE webhooks.tracked SET entity = 'subscriber' WHERE source = 'kept_members'::regclass;
+
 -- untracked and tracked again under another entity
 SELECT webhooks.untrack('kept_members');
 INSERT INTO kept_members (email) VALUES ('untracked@example.com');
