@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// The `n` of each request's `data`, with how often it arrived.
 fn arrivals(receiver: &Receiver) -> HashMap<i64, usize> {
@@ -89,14 +90,16 @@ async fn ten_sigkills_under_load_lose_no_event_and_duplicate_only_what_was_in_fl
     .await;
 }
 
-/// Write events one per transaction for `duration`, reconnecting after errors; returns the `n`
-/// of every event whose commit was confirmed, with the time of the confirmation.
-async fn write_through_faults(conninfo: String, duration: Duration) -> Vec<(i64, Instant)> {
-    let until = Instant::now() + duration;
+/// Write events one per transaction until the time `until` holds, reconnecting after errors;
+/// returns the `n` of every event whose commit was confirmed, with the time of the confirmation.
+async fn write_through_faults(
+    conninfo: String,
+    until: watch::Receiver<Instant>,
+) -> Vec<(i64, Instant)> {
     let mut committed = Vec::new();
     let mut client = None;
     let mut n = 0i64;
-    while Instant::now() < until {
+    while Instant::now() < *until.borrow() {
         if client.is_none() {
             client = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
                 .await
@@ -133,11 +136,15 @@ async fn survives_a_restart(mode: &str) {
     db.create_webhook("db.*", &receiver.url("/")).await;
     let poll = Duration::from_millis(500);
     let relay = Relay::start(&db, "r1", &["--poll-interval", "500ms"]).await;
-    let writing = tokio::spawn(write_through_faults(db.conninfo(), Duration::from_secs(6)));
+    let (until, writer_until) = watch::channel(Instant::now() + Duration::from_secs(120));
+    let writing = tokio::spawn(write_through_faults(db.conninfo(), writer_until));
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    cluster.restart(mode);
+    // the writer and the receiver go on while pg_ctl runs, as they would beside a real restart
+    tokio::task::block_in_place(|| cluster.restart(mode));
     let back_at = Instant::now();
+    // four seconds of writes after the restart, however long it took on a loaded machine
+    until.send_replace(back_at + Duration::from_secs(4));
     let committed = writing.await.expect("the writer finished");
 
     let seen = wait_for("every confirmed event", Duration::from_secs(60), || async {
@@ -172,12 +179,12 @@ async fn survives_a_restart(mode: &str) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_recovers_by_itself_from_a_fast_restart_of_postgresql() {
     survives_a_restart("fast").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_recovers_by_itself_from_a_crash_and_recovery_of_postgresql() {
     survives_a_restart("immediate").await;
 }
