@@ -566,11 +566,17 @@ pub(super) unsafe fn open(
     ))
 }
 
-/// The attribute number of a column of the extension's own tables.
+/// The attribute number of a column of the extension's own tables. Compares the names' bytes:
+/// pgrx's iterator and its UTF-8 names made this 5% of a single-row capture.
 unsafe fn column(tupdesc: pg_sys::TupleDesc, name: &'static CStr) -> Result<i16, CaptureError> {
-    pgrx::PgTupleDesc::from_pg_unchecked(tupdesc)
+    let count = usize::try_from((*tupdesc).natts).unwrap_or_default();
+    (*tupdesc)
+        .attrs
+        .as_slice(count)
         .iter()
-        .find(|attribute| !attribute.is_dropped() && attribute.name().as_bytes() == name.to_bytes())
+        .find(|attribute| {
+            !attribute.attisdropped && CStr::from_ptr(attribute.attname.data.as_ptr()) == name
+        })
         .map(|attribute| attribute.attnum)
         .ok_or(CaptureError::Missing(name))
 }
