@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks (see BENCHMARKS.md). Starts a throwaway cluster and prints, each beside its
 # baseline from the same run: writer overhead (pgbench; beside PgQ and a hand-written outbox,
-# then with the relay delivering), the database's work per delivered event (from the WAL),
-# delivery rate against a raw HTTP client, latency at 50 events/s, isolation from a silent
-# endpoint, and a large backlog.
+# then with the relay delivering), the writers' instructions per statement (callgrind), the
+# database's work per delivered event (from the WAL), delivery rate against a raw HTTP client,
+# latency at 50 events/s, isolation from a silent endpoint, and a large backlog.
 #   scripts/bench.sh            release builds, 3-5 repeats, 100k/1M events (about 20 minutes)
 #   scripts/bench.sh --writers  release builds, the writer and database-work figures only
 #   scripts/bench.sh --quick    debug builds, one small repeat of everything (a minute or two;
@@ -15,11 +15,14 @@ cd "$REPO"
 . scripts/lib/cluster.sh
 . bench/writer_overhead.sh
 . bench/delivery_work.sh
+. bench/instructions.sh
 
 QUICK=""
 ROUNDS=3 SECONDS_EACH=10 WORK_EVENTS=20000 CATCH_UP=120 PROFILE=release WRITERS_ONLY=""
+INSTRUCTION_STATEMENTS=500
 case "${1:-}" in
-    --quick) QUICK=--quick ROUNDS=1 SECONDS_EACH=2 WORK_EVENTS=1000 CATCH_UP=5 PROFILE=debug ;;
+    --quick) QUICK=--quick ROUNDS=1 SECONDS_EACH=2 WORK_EVENTS=1000 CATCH_UP=5 PROFILE=debug
+        INSTRUCTION_STATEMENTS=20 ;;
     --writers) WRITERS_ONLY=yes ;;
 esac
 WORK=${PG_WEBHOOKS_BENCH_DIR:-$REPO/.tmp/bench}
@@ -57,6 +60,10 @@ SINK_PID=$!
 writer_setup "$SINK_URL"
 echo "Writer overhead, capture alone (no consumer running; $ROUNDS alternated rounds x ${SECONDS_EACH}s): ratio to untracked, min / median / max"
 writer_overhead "$ROUNDS" "$SECONDS_EACH" alone
+echo "Instructions per statement (callgrind, one single-user backend, synchronous_commit off; (untracked / target): the rate a CPU-bound writer keeps)"
+cluster_stop "$WORK/cluster"
+instructions_per_statement "$INSTRUCTION_STATEMENTS" "$WORK/cluster/data"
+cluster_start "$WORK/cluster" "$PORT"
 echo "Payloads enriched from the parent row (webhooks.enrich), capture alone (same rounds): ratio to a child table tracked without it"
 enrich_overhead "$ROUNDS" "$SECONDS_EACH"
 # capture alone left millions of events behind that no relay has seen: the figures below are

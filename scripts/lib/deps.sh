@@ -3,9 +3,10 @@
 
 PGRX_VERSION=0.18.1
 # faketime: the end-to-end tests run a relay with a skewed clock (tests/tests/adversarial.rs);
-# postgresql-15-pgq3: PgQ, a peer in the writer benchmark (bench/writer_overhead.sh)
+# postgresql-15-pgq3: PgQ, a peer in the writer benchmark (bench/writer_overhead.sh);
+# valgrind: the writers' instructions per statement (bench/instructions.sh)
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo
-              pkg-config python3-venv curl php-cli faketime postgresql-15-pgq3)
+              pkg-config python3-venv curl php-cli faketime postgresql-15-pgq3 valgrind)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
