@@ -8,8 +8,9 @@
 //! `tracking_reaches_writers` (sql/30_capture.sql) send that for every change of its rows, so
 //! even an UPDATE by hand reaches every backend. Invalidations are read before each statement's
 //! capture: a change another session committed applies from the writer's next statement after
-//! its invalidation arrives, right after its commit (and the writer's own change at once). While those triggers are not
-//! all enabled ALWAYS, nothing is kept and every statement reads the tracking again.
+//! its invalidation arrives, right after its commit (the writer's own change at once). While
+//! those triggers are not all enabled ALWAYS, nothing is kept and every statement reads the
+//! tracking again.
 //!
 //! Each backend that writes a tracked table takes one of PostgreSQL's relcache callback slots
 //! (ten per backend in all, shared with other extensions; none left is a FATAL error).
@@ -54,7 +55,7 @@ pub(super) unsafe fn tracking_of(
     relation: pg_sys::Relation,
 ) -> Result<Option<Tracking>, CaptureError> {
     let relid = (*relation).rd_id;
-    // what other sessions committed reaches this statement, as a fresh read would see it
+    // a kept entry takes no lock on webhooks.tracked, which would read them otherwise
     pg_sys::AcceptInvalidationMessages();
     let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
     let kept = KEPT.with_borrow(|kept| {
