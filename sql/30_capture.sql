@@ -34,19 +34,26 @@ $$;
 CREATE FUNCTION webhooks._capture() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'capture_wrapper';
 
--- Each backend keeps what webhooks.tracked says of the tables it writes
--- (pg_webhooks/src/capture/tracking.rs). Any change of its rows, by these functions or by hand,
--- invalidates the table's relcache entry, which tells every backend to read it again from its
--- next statement on. ALWAYS: also for changes a logical replication subscription applies; while
--- either trigger fires otherwise, or not at all, backends keep nothing.
-CREATE FUNCTION webhooks._tracking_changed() RETURNS trigger
-LANGUAGE c AS 'MODULE_PATHNAME', 'tracking_changed_wrapper';
+-- Each backend keeps what webhooks.tracked says of the tables it writes, and whether
+-- webhooks.relays lists an idle relay (pg_webhooks/src/capture/kept.rs). Any change of their
+-- rows, by these functions, by a relay or by hand, invalidates the table's relcache entry, which
+-- tells every backend to read it again from its next statement on. ALWAYS: also for changes a
+-- logical replication subscription applies; while either trigger of a table fires otherwise, or
+-- not at all, backends keep nothing of it.
+CREATE FUNCTION webhooks._announce_change() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'announce_change_wrapper';
 CREATE TRIGGER tracking_reaches_writers AFTER INSERT OR UPDATE OR DELETE ON webhooks.tracked
-    FOR EACH ROW EXECUTE FUNCTION webhooks._tracking_changed();
+    FOR EACH ROW EXECUTE FUNCTION webhooks._announce_change();
 CREATE TRIGGER tracking_reaches_writers_on_truncate AFTER TRUNCATE ON webhooks.tracked
-    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._tracking_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._announce_change();
 ALTER TABLE webhooks.tracked ENABLE ALWAYS TRIGGER tracking_reaches_writers;
 ALTER TABLE webhooks.tracked ENABLE ALWAYS TRIGGER tracking_reaches_writers_on_truncate;
+CREATE TRIGGER relays_reach_writers AFTER INSERT OR UPDATE OR DELETE ON webhooks.relays
+    FOR EACH ROW EXECUTE FUNCTION webhooks._announce_change();
+CREATE TRIGGER relays_reach_writers_on_truncate AFTER TRUNCATE ON webhooks.relays
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._announce_change();
+ALTER TABLE webhooks.relays ENABLE ALWAYS TRIGGER relays_reach_writers;
+ALTER TABLE webhooks.relays ENABLE ALWAYS TRIGGER relays_reach_writers_on_truncate;
 
 -- How many capture triggers a table has (track() makes three).
 CREATE FUNCTION webhooks._capture_triggers(source regclass) RETURNS integer

@@ -14,10 +14,12 @@
 //! change of a tracked table (or of a partition of one). The arguments only name the parent
 //! row's columns an event carries (webhooks.enrich), read as the writer like the row images.
 
+mod kept;
 mod outbox;
 mod parent_values;
 mod payload;
 mod tracking;
+mod wake;
 
 use crate::sql_error::{self, SqlError};
 use parent_values::{CaptureRunning, ParentValues};
@@ -141,13 +143,14 @@ fn capture_statement(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
             // as webhooks_capture, so the event id's nextval (and any trigger of the outbox)
             // runs with that role's rights, not the writer's
             let _capture_role = AsCaptureRole::enter();
+            kept::catch_up();
             if let Some(tracking) = tracking::tracking_of(relation)? {
                 let mut writer = outbox::EventWriter::open(&tracking, operation.suffix())?;
                 for event in images.events() {
                     writer.append(|| event.payload())?;
                 }
                 writer.close();
-                outbox::wake_an_idle_relay(&tracking)?;
+                wake::wake_an_idle_relay(tracking.namespace)?;
             }
         }
         spi_status("SPI_finish", pg_sys::SPI_finish(), pg_sys::SPI_OK_FINISH)?;

@@ -1,5 +1,4 @@
-//! The append: a statement's events written into webhooks.events, and an idle relay woken,
-//! without SQL.
+//! The append: a statement's events written into webhooks.events without SQL.
 //!
 //! Why not an INSERT through SPI: starting the executor on the kept plan (a ModifyTable over an
 //! index scan of webhooks.tracked, its projection, the wake query) was most of what capture cost
@@ -517,31 +516,6 @@ unsafe fn origin() -> Option<pg_sys::Datum> {
             (!value.is_null() && *value != 0)
                 .then(|| pg_sys::Datum::from(pg_sys::cstring_to_text(value)))
         })
-}
-
-/// NOTIFY an idle relay, if one is waiting for it, as webhooks._wake_relays() does for emit()
-/// (sql/30_capture.sql says why and when).
-pub(super) unsafe fn wake_an_idle_relay(tracking: &Tracking) -> Result<(), CaptureError> {
-    let prepared = pg_sys::GetConfigOption(c"max_prepared_transactions".as_ptr(), false, false);
-    if prepared.is_null() || CStr::from_ptr(prepared) != c"0" {
-        return Ok(());
-    }
-    let idle = first_row(
-        tracking.namespace,
-        c"relays",
-        c"relays_idle_idx",
-        None,
-        |row| Ok(row.value(c"idle")?.filter(|idle| idle.value() != 0)),
-    )?;
-    if idle.is_some() {
-        pg_sys::OidFunctionCall2Coll(
-            pg_sys::Oid::from(pg_sys::F_PG_NOTIFY),
-            pg_sys::InvalidOid,
-            pg_sys::Datum::from(pg_sys::cstring_to_text(c"webhooks_wakeup".as_ptr())),
-            pg_sys::Datum::from(pg_sys::cstring_to_text(c"".as_ptr())),
-        );
-    }
-    Ok(())
 }
 
 pub(super) unsafe fn relation_oid(

@@ -4,22 +4,14 @@
 //! snapshot, an index scan) cost a single-row write as much as making its row image
 //! (BENCHMARKS.md, "The tracking kept per backend"). A kept entry is forgotten when PostgreSQL
 //! invalidates the relcache entry of the relation written (DDL on it, a partition attached or
-//! detached), of its tracked root, or of webhooks.tracked itself: the triggers
-//! `tracking_reaches_writers` (sql/30_capture.sql) send that for every change of its rows, so
-//! even an UPDATE by hand reaches every backend. Invalidations are read before each statement's
-//! capture: a change another session committed applies from the writer's next statement after
-//! its invalidation arrives, right after its commit (the writer's own change at once). While
-//! those triggers are not all enabled ALWAYS, nothing is kept and every statement reads the
-//! tracking again.
-//!
-//! Each backend that writes a tracked table takes one of PostgreSQL's relcache callback slots
-//! (ten per backend in all, shared with other extensions; none left is a FATAL error).
+//! detached), of its tracked root, or of webhooks.tracked itself, which its triggers do for
+//! every change of its rows (capture/kept.rs).
 
-use super::outbox::{first_row, open, partition_root, relation_oid, SCHEMA};
+use super::kept::{changes_are_announced, Read};
+use super::outbox::{first_row, partition_root, relation_oid, SCHEMA};
 use super::CaptureError;
 use pgrx::pg_sys;
-use pgrx::prelude::*;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
 
@@ -44,10 +36,13 @@ struct Kept {
 
 thread_local! {
     static KEPT: RefCell<Kept> = RefCell::new(Kept::default());
-    /// Counts relcache invalidations, so that a read that one overtook is not kept.
-    static INVALIDATIONS: Cell<u64> = const { Cell::new(0) };
-    static LISTENING: Cell<bool> = const { Cell::new(false) };
 }
+
+/// The triggers that invalidate webhooks.tracked for every change of its rows.
+const ANNOUNCED_BY: [&CStr; 2] = [
+    c"tracking_reaches_writers",
+    c"tracking_reaches_writers_on_truncate",
+];
 
 /// The tracking of the table written (the root of its partition tree, as pg_partition_root()
 /// names it); None when it is not tracked.
@@ -55,8 +50,6 @@ pub(super) unsafe fn tracking_of(
     relation: pg_sys::Relation,
 ) -> Result<Option<Tracking>, CaptureError> {
     let relid = (*relation).rd_id;
-    // a kept entry takes no lock on webhooks.tracked, which would read them otherwise
-    pg_sys::AcceptInvalidationMessages();
     let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), false);
     let kept = KEPT.with_borrow(|kept| {
         kept.by_relation
@@ -67,14 +60,14 @@ pub(super) unsafe fn tracking_of(
     if kept.is_some() {
         return Ok(kept);
     }
-    listen_for_invalidations();
-    let before = INVALIDATIONS.get();
+    let read_begun = Read::begin();
     let tracked_table = relation_oid(namespace, c"tracked")?;
-    let announced = changes_are_announced(namespace)?;
+    let announced = changes_are_announced(namespace, c"tracked", ANNOUNCED_BY)?;
     let read = read_tracking(relation, namespace)?;
-    // an invalidation processed during the read may be for a change the read did not see
-    let current = INVALIDATIONS.get() == before;
-    if let Some(tracking) = read.as_ref().filter(|_| announced && current) {
+    if let Some(tracking) = read
+        .as_ref()
+        .filter(|_| announced && read_begun.may_be_kept())
+    {
         KEPT.with_borrow_mut(|kept| {
             kept.tracked_table = tracked_table;
             kept.by_relation.insert(relid, tracking.clone());
@@ -106,41 +99,8 @@ unsafe fn read_tracking(
     })
 }
 
-/// Whether every change of webhooks.tracked invalidates it: both triggers that do so are there
-/// and fire ALWAYS. Disabled, turned to ORIGIN by a restore's ENABLE TRIGGER (then changes a
-/// replica applies pass unseen), or missing (the 0.1.0 schema under this library, before ALTER
-/// EXTENSION UPDATE), nothing is kept. Changing them invalidates the table, which forgets all.
-unsafe fn changes_are_announced(namespace: pg_sys::Oid) -> Result<bool, CaptureError> {
-    let tracked = open(namespace, c"tracked", pg_sys::AccessShareLock)?;
-    let triggers = (*tracked).trigdesc;
-    let firing_always = |name: &CStr| {
-        !triggers.is_null()
-            && (0..usize::try_from((*triggers).numtriggers).unwrap_or_default()).any(|i| {
-                let trigger = &*(*triggers).triggers.add(i);
-                CStr::from_ptr(trigger.tgname) == name
-                    && trigger.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS
-            })
-    };
-    let announced = firing_always(c"tracking_reaches_writers")
-        && firing_always(c"tracking_reaches_writers_on_truncate");
-    pg_sys::table_close(tracked, pg_sys::AccessShareLock as i32);
-    Ok(announced)
-}
-
-/// Registers `forget` once per backend, when it first keeps something: a backend that never
-/// writes a tracked table takes none of PostgreSQL's ten relcache callback slots.
-unsafe fn listen_for_invalidations() {
-    if !LISTENING.replace(true) {
-        pg_sys::CacheRegisterRelcacheCallback(Some(forget), pg_sys::Datum::from(0));
-    }
-}
-
-/// The relcache callback: InvalidOid is a reset of every entry (the backend fell behind on
-/// invalidations). Runs inside PostgreSQL's invalidation processing, which never happens while
-/// KEPT is borrowed (no borrow spans a call into PostgreSQL).
-#[pg_guard]
-unsafe extern "C-unwind" fn forget(_argument: pg_sys::Datum, relid: pg_sys::Oid) {
-    INVALIDATIONS.set(INVALIDATIONS.get().wrapping_add(1));
+/// Forgets what an invalidation of `relid` may have changed (InvalidOid: everything).
+pub(super) fn forget(relid: pg_sys::Oid) {
     KEPT.with_borrow_mut(|kept| {
         if relid == pg_sys::InvalidOid || relid == kept.tracked_table {
             kept.by_relation.clear();
@@ -149,15 +109,4 @@ unsafe extern "C-unwind" fn forget(_argument: pg_sys::Datum, relid: pg_sys::Oid)
                 .retain(|&written, tracking| written != relid && tracking.source != relid);
         }
     });
-}
-
-/// The trigger `tracking_reaches_writers` on webhooks.tracked: after any change of its rows
-/// (TRUNCATE included), an invalidation of the table, which every backend's `forget` reads.
-#[pg_trigger(sql = false)]
-fn tracking_changed<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, std::convert::Infallible> {
-    // SAFETY: called as a trigger, so its relation is open for the whole call
-    unsafe { pg_sys::CacheInvalidateRelcache(trigger.trigger_data().tg_relation) };
-    Ok(None)
 }
