@@ -1,10 +1,12 @@
 //! What each backend keeps between statements (capture/tracking.rs: what webhooks.tracked says
-//! of the tables it writes; capture/wake.rs: whether webhooks.relays lists an idle relay), and
-//! how PostgreSQL's invalidations make it forget.
+//! of the tables it writes; capture/wake.rs: whether webhooks.relays lists an idle relay;
+//! capture/outbox.rs: the layout of webhooks.events), and how PostgreSQL's invalidations make it
+//! forget.
 //!
-//! The triggers `tracking_reaches_writers` and `relays_reach_writers` (sql/30_capture.sql)
-//! invalidate their table's relcache entry for every change of its rows, changes by hand
-//! included. Invalidations are read before each statement's capture, so a change another session
+//! The layout of webhooks.events changes only by DDL, which invalidates the table by itself. Row
+//! changes do not: the triggers `tracking_reaches_writers` and `relays_reach_writers`
+//! (sql/30_capture.sql) invalidate their table's relcache entry for every change of its rows,
+//! changes by hand included. Invalidations are read before each statement's capture, so a change another session
 //! committed applies from a writer's next statement after its commit, also inside a transaction
 //! already under way. While a table's triggers are not all enabled ALWAYS, nothing of it is kept.
 //!
@@ -12,7 +14,7 @@
 //! (ten per backend in all, shared with other extensions; none left is a FATAL error).
 
 use super::outbox::open;
-use super::{tracking, wake, CaptureError};
+use super::{outbox, tracking, wake, CaptureError};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::Cell;
@@ -89,6 +91,7 @@ unsafe extern "C-unwind" fn forget(_argument: pg_sys::Datum, relid: pg_sys::Oid)
     INVALIDATIONS.set(INVALIDATIONS.get().wrapping_add(1));
     tracking::forget(relid);
     wake::forget(relid);
+    outbox::forget(relid);
 }
 
 /// The triggers `*_reach_writers` on webhooks.tracked and webhooks.relays: after any change of

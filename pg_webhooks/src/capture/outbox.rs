@@ -14,10 +14,12 @@
 //! (tests/regress/sql/31_outbox_additions.sql). Row-level security policies on webhooks.events
 //! are not applied.
 
+use super::kept::Read;
 use super::tracking::Tracking;
 use super::CaptureError;
 use pgrx::pg_sys;
 use pgrx::PgBox;
+use std::cell::Cell;
 use std::ffi::{c_void, CStr};
 
 pub(super) const SCHEMA: &CStr = c"webhooks";
@@ -161,6 +163,7 @@ pub(super) struct EventWriter {
 }
 
 /// Where each value goes in a row of webhooks.events (0-based).
+#[derive(Clone, Copy)]
 struct EventColumns {
     id: usize,
     created_at: usize,
@@ -178,10 +181,10 @@ impl EventWriter {
         tracking: &Tracking,
         suffix: &CStr,
     ) -> Result<EventWriter, CaptureError> {
-        let namespace = tracking.namespace;
-        let events = open(namespace, c"events", pg_sys::RowExclusiveLock)?;
-        let sequence = relation_oid(namespace, c"events_id_seq")?;
-        let columns = EventColumns::of((*events).rd_att)?;
+        let (events, table) = EventTable::open(tracking.namespace)?;
+        let EventTable {
+            sequence, columns, ..
+        } = table;
         let estate = pg_sys::CreateExecutorState();
         init_range_table(estate, events);
         let root =
@@ -323,6 +326,57 @@ impl EventWriter {
         pg_sys::FreeExecutorState(self.estate);
         pg_sys::MemoryContextDelete(self.per_row);
         pg_sys::table_close(self.events, pg_sys::NoLock as i32);
+    }
+}
+
+/// What the append needs to know of webhooks.events, kept by each backend (looking the names up
+/// cost a single-row write about 4.5k instructions) until an invalidation of the table: any
+/// DDL on it, a column added or dropped, a partition made, sends one (capture/kept.rs).
+#[derive(Clone, Copy)]
+struct EventTable {
+    relid: pg_sys::Oid,
+    /// The extension's schema: kept under another (the extension made anew), it is not used.
+    namespace: pg_sys::Oid,
+    sequence: pg_sys::Oid,
+    columns: EventColumns,
+}
+
+thread_local! {
+    static KEPT_EVENT_TABLE: Cell<Option<EventTable>> = const { Cell::new(None) };
+}
+
+impl EventTable {
+    /// webhooks.events, opened for an INSERT, and what is known of it.
+    unsafe fn open(namespace: pg_sys::Oid) -> Result<(pg_sys::Relation, EventTable), CaptureError> {
+        let lock = pg_sys::RowExclusiveLock as i32;
+        if let Some(kept) = KEPT_EVENT_TABLE
+            .get()
+            .filter(|kept| kept.namespace == namespace)
+        {
+            return Ok((pg_sys::table_open(kept.relid, lock), kept));
+        }
+        let read_begun = Read::begin();
+        let events = pg_sys::table_open(relation_oid(namespace, c"events")?, lock);
+        let table = EventTable {
+            relid: (*events).rd_id,
+            namespace,
+            sequence: relation_oid(namespace, c"events_id_seq")?,
+            columns: EventColumns::of((*events).rd_att)?,
+        };
+        if read_begun.may_be_kept() {
+            KEPT_EVENT_TABLE.set(Some(table));
+        }
+        Ok((events, table))
+    }
+}
+
+/// Forgets what an invalidation of `relid` may have changed (InvalidOid: everything).
+pub(super) fn forget(relid: pg_sys::Oid) {
+    if KEPT_EVENT_TABLE
+        .get()
+        .is_some_and(|kept| relid == pg_sys::InvalidOid || relid == kept.relid)
+    {
+        KEPT_EVENT_TABLE.set(None);
     }
 }
 

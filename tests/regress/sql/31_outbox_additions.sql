@@ -146,6 +146,20 @@ DROP FUNCTION shade_json(shade), normalise_event(), count_events();
 DROP TYPE shade;
 DROP SCHEMA shadow CASCADE;
 
+-- each backend keeps where the capture's values go in webhooks.events until DDL on the table:
+-- after a column is renamed, the next write looks the columns up again (and finds one missing)
+BEGIN;
+INSERT INTO contacts (email) VALUES ('kept@example.com');
+ROLLBACK;
+BEGIN;
+ALTER TABLE webhooks.events RENAME COLUMN origin TO origin_renamed;
+INSERT INTO contacts (email) VALUES ('renamed@example.com');
+ROLLBACK;
+BEGIN;
+INSERT INTO contacts (email) VALUES ('restored@example.com');
+SELECT event, payload #>> '{new,email}' AS email FROM webhooks.events ORDER BY id DESC LIMIT 1;
+ROLLBACK;
+
 SELECT webhooks.untrack('contacts');
 DROP TABLE contacts;
 DROP FUNCTION stamp_event(), announce_event(), replace_todays_partition(regclass);
