@@ -330,8 +330,9 @@ impl EventWriter {
 }
 
 /// What the append needs to know of webhooks.events, kept by each backend (looking the names up
-/// cost a single-row write about 4.5k instructions) until an invalidation of the table: any
-/// DDL on it, a column added or dropped, a partition made, sends one (capture/kept.rs).
+/// cost a single-row write about 3.5k instructions) until an invalidation of the table or of
+/// its sequence: any DDL on them, a column added or dropped, a partition made, a sequence
+/// renamed, sends one (capture/kept.rs).
 #[derive(Clone, Copy)]
 struct EventTable {
     relid: pg_sys::Oid,
@@ -349,11 +350,19 @@ impl EventTable {
     /// webhooks.events, opened for an INSERT, and what is known of it.
     unsafe fn open(namespace: pg_sys::Oid) -> Result<(pg_sys::Relation, EventTable), CaptureError> {
         let lock = pg_sys::RowExclusiveLock as i32;
-        if let Some(kept) = KEPT_EVENT_TABLE
-            .get()
-            .filter(|kept| kept.namespace == namespace)
-        {
-            return Ok((pg_sys::table_open(kept.relid, lock), kept));
+        let kept = || {
+            KEPT_EVENT_TABLE
+                .get()
+                .filter(|kept| kept.namespace == namespace)
+        };
+        if let Some(before) = kept() {
+            let events = pg_sys::table_open(before.relid, lock);
+            // the lock may have waited for DDL on the table, whose invalidation, read once the
+            // lock was granted, forgot what was kept
+            if kept().is_some_and(|after| after.relid == before.relid) {
+                return Ok((events, before));
+            }
+            pg_sys::table_close(events, lock);
         }
         let read_begun = Read::begin();
         let events = pg_sys::table_open(relation_oid(namespace, c"events")?, lock);
@@ -372,10 +381,9 @@ impl EventTable {
 
 /// Forgets what an invalidation of `relid` may have changed (InvalidOid: everything).
 pub(super) fn forget(relid: pg_sys::Oid) {
-    if KEPT_EVENT_TABLE
-        .get()
-        .is_some_and(|kept| relid == pg_sys::InvalidOid || relid == kept.relid)
-    {
+    if KEPT_EVENT_TABLE.get().is_some_and(|kept| {
+        relid == pg_sys::InvalidOid || relid == kept.relid || relid == kept.sequence
+    }) {
         KEPT_EVENT_TABLE.set(None);
     }
 }

@@ -6,9 +6,13 @@
 //! its index cost every captured statement about 12k instructions, more than the event's
 //! payload (BENCHMARKS.md, "The wake check kept per backend"). Relays change their row when they
 //! go idle or busy, arrive, leave or send a heartbeat; each change invalidates the table
-//! (capture/kept.rs), so writers read it again from their next statement.
+//! (capture/kept.rs), so writers read it again from their next statement. PostgreSQL makes a
+//! commit visible a moment before it sends its invalidations: a writer checking in between
+//! keeps the old answer, which a relay's looks after going idle (sql/30_capture.sql) cover as
+//! they cover a writer that checked just before the flip. Invalidations cost every backend a
+//! reread: only relays (and the heartbeat of an idle one, every --poll-interval) send them.
 
-use super::kept::{changes_are_announced, Read};
+use super::kept::{catch_up, changes_are_announced, Read};
 use super::outbox::{first_row, relation_oid};
 use super::CaptureError;
 use pgrx::pg_sys;
@@ -59,6 +63,9 @@ unsafe fn prepared_transactions_possible() -> bool {
 }
 
 unsafe fn some_relay_idle(namespace: pg_sys::Oid) -> Result<bool, CaptureError> {
+    // again after the append, which may have run long (and DBA triggers of webhooks.events):
+    // a relay that went idle meanwhile is woken, as a read here would wake it
+    catch_up();
     if let Some(kept) = KEPT.get().filter(|kept| kept.namespace == namespace) {
         return Ok(kept.some_relay_idle);
     }

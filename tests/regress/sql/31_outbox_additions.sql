@@ -160,6 +160,15 @@ INSERT INTO contacts (email) VALUES ('restored@example.com');
 SELECT event, payload #>> '{new,email}' AS email FROM webhooks.events ORDER BY id DESC LIMIT 1;
 ROLLBACK;
 
+-- and the event ids' sequence until DDL on it: one put in its place is drawn from at once
+BEGIN;
+ALTER SEQUENCE webhooks.events_id_seq RENAME TO events_id_seq_before;
+CREATE SEQUENCE webhooks.events_id_seq START 900000000;
+GRANT USAGE ON SEQUENCE webhooks.events_id_seq TO webhooks_capture;
+INSERT INTO contacts (email) VALUES ('new_sequence@example.com');
+SELECT id >= 900000000 AS from_the_new_sequence FROM webhooks.events ORDER BY created_at DESC, id DESC LIMIT 1;
+ROLLBACK;
+
 SELECT webhooks.untrack('contacts');
 DROP TABLE contacts;
 DROP FUNCTION stamp_event(), announce_event(), replace_todays_partition(regclass);
