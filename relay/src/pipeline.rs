@@ -1,7 +1,8 @@
 //! The claim loop and the idle protocol.
 //!
-//! Busy: claim as long as work comes back and capacity remains (no sooner than --claim-gap after
-//! the last claim's start, if set); after an empty claim look again every --busy-poll. Idle: after --idle-after without work, mark this relay idle (writers then
+//! Busy: claim as long as work comes back and capacity remains (while events come faster than
+//! claims return them, no sooner than --claim-gap after the last claim's start); after an empty
+//! claim look again every --busy-poll. Idle: after --idle-after without work, mark this relay idle (writers then
 //! NOTIFY it), claim once more at once and once after --busy-poll (a writer may have checked the
 //! flag just before it flipped), then wait for a notification or --poll-interval. On a notification, claim, and mark busy again
 //! once that claim found work.
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::tunables::{FIRST_ERROR_PAUSE, LOOKS_AFTER_IDLE};
+use crate::tunables::{CLAIM_GAP_FROM, FIRST_ERROR_PAUSE, LOOKS_AFTER_IDLE};
 
 pub struct Timing {
     pub poll_interval: Duration,
@@ -95,8 +96,7 @@ impl Pipeline {
         let mut idle = false;
         let mut looks_after_idle = 0;
         let mut error_pause = FIRST_ERROR_PAUSE;
-        // when the next claim may start (--claim-gap), after one that found work but not a
-        // whole batch
+        // when the next claim may start (--claim-gap)
         let mut next_claim: Option<Instant> = None;
         let mut last_work = Instant::now(); // main() registered this relay as busy
         while !shutdown.is_cancelled() {
@@ -118,9 +118,9 @@ impl Pipeline {
             match self.claim_batch(room, running).await {
                 Ok(0) => {}
                 Ok(leased) => {
-                    if leased < room.min(self.batch_size) && !self.timing.claim_gap.is_zero() {
-                        next_claim = Some(started + self.timing.claim_gap);
-                    }
+                    next_claim =
+                        gap_after(leased, room.min(self.batch_size), self.timing.claim_gap)
+                            .map(|gap| started + gap);
                     error_pause = FIRST_ERROR_PAUSE;
                     if idle {
                         self.mark_idle(false).await;
@@ -225,4 +225,38 @@ impl Pipeline {
 
 fn to_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// How long after a claim's start the next may start, if it must wait at all: only after a
+/// claim busy enough that events come faster than claims return them (CLAIM_GAP_FROM), and not
+/// after one that took all it asked for (`asked`), as more is surely waiting.
+fn gap_after(leased: usize, asked: usize, claim_gap: Duration) -> Option<Duration> {
+    (!claim_gap.is_zero() && leased >= CLAIM_GAP_FROM && leased < asked).then_some(claim_gap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GAP: Duration = Duration::from_millis(10);
+
+    #[test]
+    fn a_busy_claim_spaces_the_next_by_the_gap() {
+        assert_eq!(gap_after(CLAIM_GAP_FROM, 200, GAP), Some(GAP));
+    }
+
+    #[test]
+    fn a_claim_of_a_few_events_is_followed_at_once() {
+        assert_eq!(gap_after(CLAIM_GAP_FROM - 1, 200, GAP), None);
+    }
+
+    #[test]
+    fn a_claim_that_took_all_it_asked_for_is_followed_at_once() {
+        assert_eq!(gap_after(200, 200, GAP), None);
+    }
+
+    #[test]
+    fn no_gap_is_kept_when_it_is_zero() {
+        assert_eq!(gap_after(100, 200, Duration::ZERO), None);
+    }
 }
