@@ -6,9 +6,10 @@
 //! The layout of webhooks.events changes only by DDL, which invalidates the table by itself. Row
 //! changes do not: the triggers `tracking_reaches_writers` and `relays_reach_writers`
 //! (sql/30_capture.sql) invalidate their table's relcache entry for every change of its rows,
-//! changes by hand included. Invalidations are read before each statement's capture, so a change another session
-//! committed applies from a writer's next statement after its commit, also inside a transaction
-//! already under way. While a table's triggers are not all enabled ALWAYS, nothing of it is kept.
+//! changes by hand included. Invalidations are read before each statement's capture, so a
+//! change another session committed applies from a writer's next statement after its commit,
+//! also inside a transaction already under way (the writer's own change at once). While a
+//! table's triggers are not all enabled ALWAYS, nothing of it is kept.
 //!
 //! Each backend that writes a tracked table takes one of PostgreSQL's relcache callback slots
 //! (ten per backend in all, shared with other extensions; none left is a FATAL error).
