@@ -2,10 +2,12 @@
 //!
 //! Busy: claim as long as work comes back and capacity remains (while events come faster than
 //! claims return them, no sooner than --claim-gap after the last claim's start); after an empty
-//! claim look again every --busy-poll. Idle: after --idle-after without work, mark this relay idle (writers then
-//! NOTIFY it), claim once more at once and once after --busy-poll (a writer may have checked the
-//! flag just before it flipped), then wait for a notification or --poll-interval. On a notification, claim, and mark busy again
-//! once that claim found work.
+//! claim look again every --busy-poll.
+//!
+//! Idle: after --idle-after without work, mark this relay idle (writers then NOTIFY it), claim
+//! once more at once and once after --busy-poll (a writer may have checked the flag just before
+//! it flipped), then wait for a notification or --poll-interval. On a notification, claim, and
+//! mark busy again once that claim found work.
 
 use crate::acks;
 use crate::deliver::{into_requests, Deliverer, Stop};

@@ -18,8 +18,8 @@ pub const FIRST_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub const LOOKS_AFTER_IDLE: u32 = 1;
 /// --claim-gap applies after a claim that leased at least this many deliveries: events then
 /// arrive faster than claims return them, and each claim's fixed cost in PostgreSQL is what
-/// writers lose (BENCHMARKS.md, "Claims spaced while busy"). Fewer, as events come one at a
-/// time, and the next claim starts at once: a gap there would only add latency.
+/// writers lose (BENCHMARKS.md, "Claims spaced while busy"). After a smaller claim (events
+/// coming one at a time) the next starts at once: a gap there would only add latency.
 pub const CLAIM_GAP_FROM: usize = 16;
 
 /// Probes (probe.rs) taken per claim; they are rare, and each takes at most two requests.

@@ -4,7 +4,7 @@
 //!
 //! Whether webhooks.relays lists an idle relay is kept by each backend: reading the table and
 //! its index cost every captured statement about 12k instructions, more than the event's
-//! payload (BENCHMARKS.md, "The wake check kept per backend"). Relays change their row when they
+//! payload (BENCHMARKS.md, "The wake check and the events layout kept per backend"). Relays change their row when they
 //! go idle or busy, arrive, leave or send a heartbeat; each change invalidates the table
 //! (capture/kept.rs), so writers read it again from their next statement. PostgreSQL makes a
 //! commit visible a moment before it sends its invalidations: a writer checking in between
